@@ -1,0 +1,42 @@
+/**
+ * WGSL generators for fused (flash-style) self-attention, forward and backward: the public
+ * entry points. The kernels live in attention_forward.ts and attention_backward.ts.
+ *
+ * Forward (one kernel): a workgroup owns BR query rows of one head; NS threads share a row,
+ * each holding D/NS dims of q and of the output accumulator as separate vec4 variables.
+ * BC-key tiles of K and V are staged in workgroup memory; each thread writes its partial
+ * q·k dot products to workgroup memory, the NS partials are summed after a barrier, and an
+ * online softmax (base 2, running max m and sum l) rescales the accumulator once per tile.
+ * No T x T matrix touches global memory; the kernel also writes L = logsumexp of each row's
+ * scaled scores ([BH, Tq], natural log) for the backward.
+ *
+ * Backward (three kernels, FlashAttention-2 style, no atomics): `delta` = rowsum(dO * O);
+ * dK/dV with a workgroup per key block looping over query tiles; dQ with a workgroup per query
+ * block looping over key tiles. Both recompute P = exp(S - L) from Q, K and L.
+ *
+ * Dropout multiplies P by keep/(1-p) with keep from a counter-based hash of
+ * (seed, bh, i, j) (see {@link dropoutKeep}); {seed, p} come from a small uniform so the
+ * backward regenerates the same mask. L is the logsumexp before dropout.
+ *
+ * Hot loops over the head dimension and over a tile are unrolled in the generated text with
+ * named vec4 variables: naga clamps dynamic indices into private arrays, which would move
+ * them out of registers.
+ *
+ * @module
+ */
+
+export type {
+  AttentionLayout,
+  AttentionLimits,
+  AttentionSpec,
+  KernelPlan,
+} from "./attention_common.ts";
+export {
+  ATTENTION_PARAMS_BYTES,
+  dropoutKeep,
+  dropoutThreshold,
+  foldGrid,
+  pcgHash,
+} from "./attention_common.ts";
+export { planAttentionForward } from "./attention_forward.ts";
+export { planAttentionBackward } from "./attention_backward.ts";

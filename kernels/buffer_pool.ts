@@ -1,0 +1,101 @@
+/**
+ * Storage buffers recycled by size class, so a training loop that allocates the same
+ * activations every step reuses the same GPU buffers (and hits the bind-group cache).
+ *
+ * Classes are 4 per octave, so a buffer is at most 25% larger than asked for.
+ */
+
+/** A pooled GPU buffer with the bookkeeping the runtime needs. */
+export interface PooledBuffer {
+  readonly id: number;
+  readonly buffer: GPUBuffer;
+  readonly size: number;
+  /** Submit epoch of the last command that used it; equal to the pending epoch = unsubmitted. */
+  lastUseEpoch: number;
+}
+
+const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+/** Round a byte count up to its size class (multiple of 256, 4 steps per power of two). */
+export function sizeClass(bytes: number): number {
+  const min = 256;
+  if (bytes <= min) return min;
+  const octave = 2 ** Math.floor(Math.log2(bytes));
+  const step = octave / 4;
+  const rounded = Math.ceil(bytes / step) * step;
+  return Math.ceil(rounded / min) * min;
+}
+
+/** Pool of storage buffers keyed by size class. */
+export class BufferPool {
+  #free = new Map<number, PooledBuffer[]>();
+  #nextId = 1;
+  #bytesInUse = 0;
+  #bytesAllocated = 0;
+  #buffersInUse = 0;
+
+  constructor(private readonly device: GPUDevice, private readonly maxBufferSize: number) {}
+
+  /**
+   * A buffer of at least `bytes`. With `idleBefore`, only a buffer whose last use was submitted
+   * before that epoch qualifies: `queue.writeBuffer` lands before any unsubmitted command, so a
+   * buffer an unsubmitted command still reads must not receive an upload.
+   */
+  acquire(bytes: number, idleBefore?: number): PooledBuffer {
+    const size = sizeClass(Math.max(4, bytes));
+    if (size > this.maxBufferSize) {
+      throw new RangeError(
+        `tensor of ${bytes} bytes exceeds the device's maxBufferSize (${this.maxBufferSize})`,
+      );
+    }
+    const list = this.#free.get(size);
+    let found: PooledBuffer | undefined;
+    if (list && list.length > 0) {
+      if (idleBefore === undefined) found = list.pop();
+      else {
+        const i = list.findIndex((b) => b.lastUseEpoch < idleBefore);
+        if (i >= 0) found = list.splice(i, 1)[0];
+      }
+    }
+    if (!found) {
+      const buffer = this.device.createBuffer({ size, usage: USAGE, label: `pool-${this.#nextId}` });
+      found = { id: this.#nextId++, buffer, size, lastUseEpoch: -1 };
+      this.#bytesAllocated += size;
+    }
+    this.#bytesInUse += size;
+    this.#buffersInUse++;
+    return found;
+  }
+
+  /** Give a buffer back. Later commands may reuse it: the queue keeps their order. */
+  release(b: PooledBuffer): void {
+    this.#bytesInUse -= b.size;
+    this.#buffersInUse--;
+    let list = this.#free.get(b.size);
+    if (!list) this.#free.set(b.size, list = []);
+    list.push(b);
+  }
+
+  /** Destroy every free buffer (after the queue has drained). Returns their ids. */
+  trim(): number[] {
+    const ids: number[] = [];
+    for (const list of this.#free.values()) {
+      for (const b of list) {
+        b.buffer.destroy();
+        this.#bytesAllocated -= b.size;
+        ids.push(b.id);
+      }
+    }
+    this.#free.clear();
+    return ids;
+  }
+
+  /** Bytes held by live tensors, bytes allocated on the device, live buffer count. */
+  stats(): { bytesInUse: number; bytesAllocated: number; buffersInUse: number } {
+    return {
+      bytesInUse: this.#bytesInUse,
+      bytesAllocated: this.#bytesAllocated,
+      buffersInUse: this.#buffersInUse,
+    };
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * The command recorder: every dispatch of a step goes into one encoder and one open compute
+ * pass; pipelines are cached by WGSL source, bind groups by the buffers they bind. Nothing is
+ * submitted until `flush()` (or a readback), and shader errors are checked before submitting.
+ *
+ * @module
+ */
+import { type GpuContext, gpu } from "./device.ts";
+import { BufferPool, type PooledBuffer } from "./buffer_pool.ts";
+
+/** A compute kernel: complete WGSL with entry point `main`, and how many workgroups to run. */
+export interface Kernel {
+  code: string;
+  /** Names the op in error messages. */
+  label: string;
+  workgroups: readonly [number, number, number] | readonly number[];
+}
+
+/** Raised when WGSL fails to compile or validate; names the op whose shader failed. */
+export class ShaderError extends Error {
+  override name = "ShaderError";
+}
+
+interface CachedPipeline {
+  id: number;
+  pipeline: GPUComputePipeline;
+  label: string;
+}
+
+/** The engine's runtime. Obtain it with `await initRuntime()`, then `runtime()` anywhere. */
+export class Runtime {
+  readonly device: GPUDevice;
+  readonly pool: BufferPool;
+  #pipelines = new Map<string, CachedPipeline>();
+  #bindGroups = new Map<string, GPUBindGroup>();
+  #pendingChecks: Promise<void>[] = [];
+  #encoder: GPUCommandEncoder | null = null;
+  #pass: GPUComputePassEncoder | null = null;
+  /** Epoch of the commands being recorded now; increments at each submit. */
+  #epoch = 0;
+  #dispatchCount = 0;
+  #recorded = 0;
+
+  constructor(readonly ctx: GpuContext) {
+    this.device = ctx.device;
+    this.pool = new BufferPool(ctx.device, ctx.limits.maxBufferSize ?? 2 ** 28);
+  }
+
+  /** Epoch of the not-yet-submitted commands. */
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  /** Total dispatches recorded since start (for benchmarks and tests). */
+  get dispatchCount(): number {
+    return this.#dispatchCount;
+  }
+
+  /** Number of distinct compiled pipelines. */
+  get pipelineCount(): number {
+    return this.#pipelines.size;
+  }
+
+  #checkAlive(): void {
+    if (this.ctx.lostReason) throw new Error(`WebGPU device was lost (${this.ctx.lostReason})`);
+  }
+
+  #pipeline(kernel: Kernel): CachedPipeline {
+    const hit = this.#pipelines.get(kernel.code);
+    if (hit) return hit;
+    const device = this.device;
+    device.pushErrorScope("validation");
+    const module = device.createShaderModule({ code: kernel.code, label: kernel.label });
+    const pipeline = device.createComputePipeline({
+      layout: "auto",
+      compute: { module, entryPoint: "main" },
+      label: kernel.label,
+    });
+    const entry = { id: this.#pipelines.size + 1, pipeline, label: kernel.label };
+    this.#pipelines.set(kernel.code, entry);
+    const code = kernel.code;
+    this.#pendingChecks.push(
+      device.popErrorScope().then((err) => {
+        if (err) {
+          this.#pipelines.delete(code);
+          throw new ShaderError(`shader for op '${kernel.label}' failed: ${err.message}`);
+        }
+      }),
+    );
+    return entry;
+  }
+
+  /** Record one dispatch. `buffers` bind to @binding(0..n-1) of @group(0) in order. */
+  dispatch(kernel: Kernel, buffers: readonly PooledBuffer[]): void {
+    this.#checkAlive();
+    const [x, y = 1, z = 1] = kernel.workgroups;
+    if (x === 0 || y === 0 || z === 0) return;
+    const max = this.ctx.limits.maxComputeWorkgroupsPerDimension ?? 65535;
+    if (x > max || y > max || z > max) {
+      throw new RangeError(`op '${kernel.label}': grid ${x}x${y}x${z} exceeds ${max} per dimension`);
+    }
+    const p = this.#pipeline(kernel);
+    let key = `${p.id}`;
+    for (const b of buffers) key += `:${b.id}`;
+    let group = this.#bindGroups.get(key);
+    if (!group) {
+      if (this.#bindGroups.size > 50_000) this.#bindGroups.clear();
+      group = this.device.createBindGroup({
+        layout: p.pipeline.getBindGroupLayout(0),
+        entries: buffers.map((b, i) => ({ binding: i, resource: { buffer: b.buffer } })),
+        label: kernel.label,
+      });
+      this.#bindGroups.set(key, group);
+    }
+    for (const b of buffers) b.lastUseEpoch = this.#epoch;
+    const pass = this.#openPass();
+    pass.setPipeline(p.pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(x, y, z);
+    this.#dispatchCount++;
+    this.#recorded++;
+  }
+
+  #openEncoder(): GPUCommandEncoder {
+    return this.#encoder ??= this.device.createCommandEncoder();
+  }
+
+  #openPass(): GPUComputePassEncoder {
+    return this.#pass ??= this.#openEncoder().beginComputePass();
+  }
+
+  #endPass(): void {
+    this.#pass?.end();
+    this.#pass = null;
+  }
+
+  /** Record a buffer-to-buffer copy (closes the open compute pass). */
+  copy(src: PooledBuffer, dst: PooledBuffer, bytes: number, srcOffset = 0, dstOffset = 0): void {
+    this.#checkAlive();
+    this.#endPass();
+    src.lastUseEpoch = dst.lastUseEpoch = this.#epoch;
+    this.#openEncoder().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
+  }
+
+  /** Upload bytes into a fresh buffer that no unsubmitted command uses. */
+  upload(data: ArrayBufferView, minBytes = data.byteLength): PooledBuffer {
+    this.#checkAlive();
+    const b = this.pool.acquire(Math.max(minBytes, data.byteLength), this.#epoch);
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    // writeBuffer needs a multiple of 4 bytes.
+    if (bytes.byteLength % 4 === 0) this.device.queue.writeBuffer(b.buffer, 0, bytes);
+    else {
+      const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+      padded.set(bytes);
+      this.device.queue.writeBuffer(b.buffer, 0, padded);
+    }
+    return b;
+  }
+
+  /**
+   * Submit what has been recorded. Shader errors of pipelines created since the last flush
+   * are awaited first: a failing one throws (naming the op) and nothing is submitted.
+   */
+  async flush(): Promise<void> {
+    if (this.#pendingChecks.length > 0) {
+      const checks = this.#pendingChecks;
+      this.#pendingChecks = [];
+      try {
+        await Promise.all(checks);
+      } catch (e) {
+        this.#pass?.end();
+        this.#pass = null;
+        this.#encoder = null; // drop every recorded command
+        this.#recorded = 0;
+        this.#epoch++;
+        throw e;
+      }
+    }
+    this.#submit();
+  }
+
+  #submit(): void {
+    this.#checkAlive();
+    this.#endPass();
+    if (this.#encoder) {
+      this.device.queue.submit([this.#encoder.finish()]);
+      this.#encoder = null;
+    }
+    this.#recorded = 0;
+    this.#epoch++;
+  }
+
+  /** Resolves when the GPU has finished everything submitted so far. */
+  async sync(): Promise<void> {
+    await this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+  }
+
+  /** Read several buffers back with one submit and one map. */
+  async read(parts: readonly { buffer: PooledBuffer; bytes: number }[]): Promise<ArrayBuffer[]> {
+    const offsets: number[] = [];
+    let total = 0;
+    for (const p of parts) {
+      offsets.push(total);
+      total += Math.ceil(p.bytes / 4) * 4;
+    }
+    if (total === 0) return parts.map(() => new ArrayBuffer(0));
+    const staging = this.device.createBuffer({
+      size: total,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      label: "readback",
+    });
+    this.#endPass();
+    const encoder = this.#openEncoder();
+    parts.forEach((p, i) => {
+      p.buffer.lastUseEpoch = this.#epoch;
+      const n = Math.ceil(p.bytes / 4) * 4;
+      if (n > 0) encoder.copyBufferToBuffer(p.buffer.buffer, 0, staging, offsets[i], n);
+    });
+    await this.flush();
+    await staging.mapAsync(GPUMapMode.READ);
+    const all = staging.getMappedRange().slice(0);
+    staging.unmap();
+    staging.destroy();
+    return parts.map((p, i) => all.slice(offsets[i], offsets[i] + p.bytes));
+  }
+
+  /** Free the pool's idle buffers and forget bind groups that used them. */
+  async trim(): Promise<void> {
+    await this.sync();
+    this.pool.trim();
+    this.#bindGroups.clear();
+  }
+}
+
+let instance: Runtime | null = null;
+
+/** Create (once) and return the runtime on the shared device. */
+export async function initRuntime(): Promise<Runtime> {
+  if (!instance) instance = new Runtime(await gpu());
+  return instance;
+}
+
+/** The runtime; throws if `initRuntime()` has not completed. */
+export function runtime(): Runtime {
+  if (!instance) {
+    throw new Error("the GPU runtime is not initialized: call `await initRuntime()` first");
+  }
+  return instance;
+}
