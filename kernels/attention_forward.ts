@@ -23,8 +23,8 @@ import {
   chooseRowTile,
   lines,
   loadKvTile,
-  type RowTile,
   rowPrelude,
+  type RowTile,
 } from "./attention_tiles.ts";
 
 /** Generate the forward kernel. */
@@ -43,8 +43,7 @@ function forwardCode(r: ResolvedSpec, t: RowTile, gridX: number): string {
   decl.push(`@group(0) @binding(${b++}) var<storage, read_write> lse: array<f32>;`);
   const sc2 = f32Lit(r.scale * Math.LOG2E);
   const PS = BC + 1; // padded row of the partial-score tile (no bank conflicts)
-  const sums = (c: number) =>
-    lines(NS, (s) => `part[${s * BR * PS}u + r * ${PS}u + ${c}u]`, " + ");
+  const sums = (c: number) => lines(NS, (s) => `part[${s * BR * PS}u + r * ${PS}u + ${c}u]`, " + ");
   return `// ${attentionLabel(r, "forward")}; tile ${BR}x${BC}, ${NS} threads per row
 ${decl.join("\n")}
 ${dropoutWgsl(b)}
@@ -84,9 +83,9 @@ ${loadKvTile(r, t, kN, vN)}
     }
     workgroupBarrier();
 ${lines(BC, (c) => `    let s${c} = select(-1e30, ${sums(c)}, j0 + ${c}u <= lim);`)}
-    let mx = max(m, ${
-    lines(BC - 1, (c) => `max(s${c}`, ", ")
-  }${BC > 1 ? ", " : ""}s${BC - 1}${")".repeat(BC - 1)});
+    let mx = max(m, ${lines(BC - 1, (c) => `max(s${c}`, ", ")}${BC > 1 ? ", " : ""}s${BC - 1}${
+    ")".repeat(BC - 1)
+  });
     let alpha = exp2(m - mx);
     m = mx;
 ${lines(BC, (c) => `    let p${c} = select(0.0, exp2(s${c} - mx), j0 + ${c}u <= lim);`)}

@@ -63,8 +63,9 @@ export function rowPrelude(r: ResolvedSpec, t: RowTile, gridX: number): string {
   const NB = Math.ceil(r.Tq / t.BR);
   // Causal blocks near the end of the sequence do the most work: start them first.
   const blk = r.causal ? `${NB - 1}u - lin % ${NB}u` : `lin % ${NB}u`;
-  const last = r.causal ? `min(blk * ${t.BR}u + ${t.BR - 1}u, ${r.Tq - 1}u) + ${r.S - r.Tq}u` :
-    `${r.S - 1}u`;
+  const last = r.causal
+    ? `min(blk * ${t.BR}u + ${t.BR - 1}u, ${r.Tq - 1}u) + ${r.S - r.Tq}u`
+    : `${r.S - 1}u`;
   const lim = r.causal ? `min(i + ${r.S - r.Tq}u, ${r.S - 1}u)` : `${r.S - 1}u`;
   return `  let lin = wg.x + wg.y * ${gridX}u;
   if (lin >= ${NB * r.BH}u) { return; }
@@ -95,4 +96,3 @@ export function loadKvTile(r: ResolvedSpec, t: RowTile, kName: string, vName: st
     }
     workgroupBarrier();`;
 }
-

@@ -68,7 +68,9 @@ export function backward(root: Tensor, grad?: Tensor): void {
     throw new Error("backward(): the tensor does not depend on anything that requires a gradient");
   }
   if (!grad && root.size !== 1) {
-    throw new Error(`backward(): root must be a scalar without an explicit grad, got [${root.shape}]`);
+    throw new Error(
+      `backward(): root must be a scalar without an explicit grad, got [${root.shape}]`,
+    );
   }
   const order = topologicalOrder(root);
   const grads = new Map<Tensor, Tensor>();
@@ -91,7 +93,9 @@ export function backward(root: Tensor, grad?: Tensor): void {
       if (!ig || !input.requiresGrad) return;
       if (ig.shape.join() !== input.shape.join()) {
         throw new Error(
-          `internal: '${t.node!.op}' gave a gradient of shape [${ig.shape}] for input [${input.shape}]`,
+          `internal: '${
+            t.node!.op
+          }' gave a gradient of shape [${ig.shape}] for input [${input.shape}]`,
         );
       }
       const prev = grads.get(input);

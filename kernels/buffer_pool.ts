@@ -58,7 +58,11 @@ export class BufferPool {
       }
     }
     if (!found) {
-      const buffer = this.device.createBuffer({ size, usage: USAGE, label: `pool-${this.#nextId}` });
+      const buffer = this.device.createBuffer({
+        size,
+        usage: USAGE,
+        label: `pool-${this.#nextId}`,
+      });
       found = { id: this.#nextId++, buffer, size, lastUseEpoch: -1 };
       this.#bytesAllocated += size;
     }

@@ -37,7 +37,7 @@ export class GpuUnavailableError extends Error {
   override name = "GpuUnavailableError";
 }
 
-const INSTALL_HINT = "No WebGPU adapter found. Deno needs `\"unstable\": [\"webgpu\"]` (or " +
+const INSTALL_HINT = 'No WebGPU adapter found. Deno needs `"unstable": ["webgpu"]` (or ' +
   "--unstable-webgpu) and a Vulkan, Metal or D3D12 driver. On a Linux machine without a GPU " +
   "install Mesa's CPU driver: `sudo apt-get install mesa-vulkan-drivers`.";
 
@@ -88,9 +88,9 @@ async function createContext(): Promise<GpuContext> {
     ctx.lostReason = `${lost.reason}: ${lost.message}`;
     if (lost.reason !== "destroyed") console.error(`WebGPU device lost (${ctx.lostReason})`);
   });
-  device.onuncapturederror = (ev) => {
-    console.error(`WebGPU uncaptured error: ${ev.error.message}`);
-  };
+  device.addEventListener("uncapturederror", (ev) => {
+    console.error(`WebGPU uncaptured error: ${(ev as GPUUncapturedErrorEvent).error.message}`);
+  });
   return ctx;
 }
 

@@ -20,7 +20,10 @@ export function wgslType(dtype: DType): string {
 }
 
 /** Allocate a typed array of `dtype` and length `n`. */
-export function allocTyped(dtype: DType, n: number): Float32Array | Float16Array | Int32Array | Uint32Array {
+export function allocTyped(
+  dtype: DType,
+  n: number,
+): Float32Array | Float16Array | Int32Array | Uint32Array {
   switch (dtype) {
     case "f32":
       return new Float32Array(n);

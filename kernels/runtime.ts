@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type GpuContext, gpu } from "./device.ts";
+import { gpu, type GpuContext } from "./device.ts";
 import { BufferPool, type PooledBuffer } from "./buffer_pool.ts";
 
 /** A compute kernel: complete WGSL with entry point `main`, and how many workgroups to run. */
@@ -97,7 +97,9 @@ export class Runtime {
     if (x === 0 || y === 0 || z === 0) return;
     const max = this.ctx.limits.maxComputeWorkgroupsPerDimension ?? 65535;
     if (x > max || y > max || z > max) {
-      throw new RangeError(`op '${kernel.label}': grid ${x}x${y}x${z} exceeds ${max} per dimension`);
+      throw new RangeError(
+        `op '${kernel.label}': grid ${x}x${y}x${z} exceeds ${max} per dimension`,
+      );
     }
     const p = this.#pipeline(kernel);
     let key = `${p.id}`;
@@ -146,7 +148,7 @@ export class Runtime {
   upload(data: ArrayBufferView, minBytes = data.byteLength): PooledBuffer {
     this.#checkAlive();
     const b = this.pool.acquire(Math.max(minBytes, data.byteLength), this.#epoch);
-    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
     // writeBuffer needs a multiple of 4 bytes.
     if (bytes.byteLength % 4 === 0) this.device.queue.writeBuffer(b.buffer, 0, bytes);
     else {

@@ -63,7 +63,9 @@ export class Tensor {
 
   /** The tensor's GPU buffer; throws on a disposed tensor. */
   get buffer(): PooledBuffer {
-    if (!this.#storage) throw new Error(`use of a disposed tensor${this.name ? ` '${this.name}'` : ""}`);
+    if (!this.#storage) {
+      throw new Error(`use of a disposed tensor${this.name ? ` '${this.name}'` : ""}`);
+    }
     return this.#storage.buffer;
   }
 
@@ -81,7 +83,9 @@ export class Tensor {
   view(shape: readonly number[]): Tensor {
     const n = shape.reduce((a, b) => a * b, 1);
     if (n !== this.size) {
-      throw new Error(`cannot view shape [${this.shape}] as [${shape}]: sizes ${this.size} != ${n}`);
+      throw new Error(
+        `cannot view shape [${this.shape}] as [${shape}]: sizes ${this.size} != ${n}`,
+      );
     }
     const s = this.#storage;
     if (!s) throw new Error("view of a disposed tensor");
@@ -106,7 +110,9 @@ export class Tensor {
 
   /** A single value, for scalar tensors. */
   async item(): Promise<number> {
-    if (this.size !== 1) throw new Error(`item() needs a tensor of one element, got [${this.shape}]`);
+    if (this.size !== 1) {
+      throw new Error(`item() needs a tensor of one element, got [${this.shape}]`);
+    }
     return (await this.read())[0];
   }
 
@@ -146,7 +152,9 @@ export function tensor(
   typed.set(data as ArrayLike<number>);
   if (dtype === "i32" || dtype === "u32") {
     for (let i = 0; i < n; i++) {
-      if (typed[i] !== data[i]) throw new Error(`tensor(): value ${data[i]} is not a valid ${dtype}`);
+      if (typed[i] !== data[i]) {
+        throw new Error(`tensor(): value ${data[i]} is not a valid ${dtype}`);
+      }
     }
   }
   const buffer = runtime().upload(typed, n * byteSize(dtype));

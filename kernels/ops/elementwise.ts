@@ -106,8 +106,12 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const rule = BINARY[op];
   const out = mapKernel(op, [a, b], rule.fwd);
   return record(out, op, [a, b], (g) => {
-    const ga = a.requiresGrad ? sumTo(mapKernel(`${op}.grad_a`, [g, a, b], rule.ga), a.shape) : null;
-    const gb = b.requiresGrad ? sumTo(mapKernel(`${op}.grad_b`, [g, a, b], rule.gb), b.shape) : null;
+    const ga = a.requiresGrad
+      ? sumTo(mapKernel(`${op}.grad_a`, [g, a, b], rule.ga), a.shape)
+      : null;
+    const gb = b.requiresGrad
+      ? sumTo(mapKernel(`${op}.grad_b`, [g, a, b], rule.gb), b.shape)
+      : null;
     return [ga, gb];
   });
 }
@@ -139,11 +143,13 @@ export function powScalar(x: Tensor, p: number): Tensor {
     : `pow(a, ${f32(p)})`;
   const out = mapKernel("pow", [x], expr);
   return record(out, "pow", [x], (g) => {
-    const d = p === 1 ? "a" : `a * ${f32(p)} * ${
-      Number.isInteger(p) && p >= 1 && p <= 5
-        ? (p === 1 ? "1.0" : Array(p - 1).fill("b").join(" * "))
-        : `pow(b, ${f32(p - 1)})`
-    }`;
+    const d = p === 1
+      ? "a"
+      : `a * ${f32(p)} * ${
+        Number.isInteger(p) && p >= 1 && p <= 5
+          ? (p === 1 ? "1.0" : Array(p - 1).fill("b").join(" * "))
+          : `pow(b, ${f32(p - 1)})`
+      }`;
     return [mapKernel("pow.grad", [g, x], d)];
   });
 }
@@ -153,8 +159,12 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
   const out = mapKernel("where", [cond, a, b], "select(c, b, a != 0.0)");
   return record(out, "where", [cond, a, b], (g) => [
     null,
-    a.requiresGrad ? sumTo(mapKernel("where.grad_a", [g, cond], "select(0.0, a, b != 0.0)"), a.shape) : null,
-    b.requiresGrad ? sumTo(mapKernel("where.grad_b", [g, cond], "select(a, 0.0, b != 0.0)"), b.shape) : null,
+    a.requiresGrad
+      ? sumTo(mapKernel("where.grad_a", [g, cond], "select(0.0, a, b != 0.0)"), a.shape)
+      : null,
+    b.requiresGrad
+      ? sumTo(mapKernel("where.grad_b", [g, cond], "select(a, 0.0, b != 0.0)"), b.shape)
+      : null,
   ]);
 }
 
@@ -176,9 +186,11 @@ export function full(shape: readonly number[], value: number, dtype: DType = "f3
 }
 
 /** Zeros. */
-export const zeros = (shape: readonly number[], dtype: DType = "f32"): Tensor => full(shape, 0, dtype);
+export const zeros = (shape: readonly number[], dtype: DType = "f32"): Tensor =>
+  full(shape, 0, dtype);
 /** Ones. */
-export const ones = (shape: readonly number[], dtype: DType = "f32"): Tensor => full(shape, 1, dtype);
+export const ones = (shape: readonly number[], dtype: DType = "f32"): Tensor =>
+  full(shape, 1, dtype);
 
 /** Broadcast `x` to `shape` (materialized). Its gradient sums back. */
 export function expand(x: Tensor, shape: readonly number[]): Tensor {

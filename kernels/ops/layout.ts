@@ -94,7 +94,10 @@ export function transpose(x: Tensor, a = -2, b = -1): Tensor {
 export function slice(x: Tensor, axis: number, start: number, end: number): Tensor {
   const ax = axis < 0 ? axis + x.rank : axis;
   if (ax < 0 || ax >= x.rank) throw new Error(`slice: axis ${axis} out of range for [${x.shape}]`);
-  if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= x.shape[ax])) {
+  if (
+    !(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end &&
+      end <= x.shape[ax])
+  ) {
     throw new Error(`slice: [${start}, ${end}) out of range for axis ${ax} of [${x.shape}]`);
   }
   const strides = stridesOf(x.shape);
@@ -108,8 +111,17 @@ export function pad(x: Tensor, axis: number, before: number, after: number): Ten
   const ax = axis < 0 ? axis + x.rank : axis;
   const strides = stridesOf(x.shape);
   const outShape = x.shape.map((d, k) => (k === ax ? d + before + after : d));
-  const ranges = outShape.map((d, k): [number, number] => k === ax ? [before, before + x.shape[ax]] : [0, d]);
-  const out = gatherCopy(`pad(${ax},${before},${after})`, x, outShape, strides, -before * strides[ax], ranges);
+  const ranges = outShape.map((d, k): [number, number] =>
+    k === ax ? [before, before + x.shape[ax]] : [0, d]
+  );
+  const out = gatherCopy(
+    `pad(${ax},${before},${after})`,
+    x,
+    outShape,
+    strides,
+    -before * strides[ax],
+    ranges,
+  );
   return record(out, "pad", [x], (g) => [slice(g, ax, before, before + x.shape[ax])]);
 }
 
@@ -119,8 +131,15 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
   const rank = xs[0].rank;
   const ax = axis < 0 ? axis + rank : axis;
   for (const t of xs) {
-    if (t.rank !== rank || t.shape.some((d, k) => k !== ax && d !== xs[0].shape[k]) || t.dtype !== xs[0].dtype) {
-      throw new Error(`concat: shapes ${xs.map((t) => `${t.dtype}[${t.shape}]`).join(", ")} differ off axis ${ax}`);
+    if (
+      t.rank !== rank || t.shape.some((d, k) => k !== ax && d !== xs[0].shape[k]) ||
+      t.dtype !== xs[0].dtype
+    ) {
+      throw new Error(
+        `concat: shapes ${
+          xs.map((t) => `${t.dtype}[${t.shape}]`).join(", ")
+        } differ off axis ${ax}`,
+      );
     }
   }
   const total = xs.reduce((a, t) => a + t.shape[ax], 0);
@@ -138,7 +157,13 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
     starts.push(offset);
     offset += t.shape[ax];
   }
-  return record(out, "concat", xs, (g) => xs.map((t, k) => t.requiresGrad ? slice(g, ax, starts[k], starts[k] + t.shape[ax]) : null));
+  return record(
+    out,
+    "concat",
+    xs,
+    (g) =>
+      xs.map((t, k) => t.requiresGrad ? slice(g, ax, starts[k], starts[k] + t.shape[ax]) : null),
+  );
 }
 
 /** Write all of `src` into `dst` at element offset `base` with `dst`'s strides. */
@@ -161,5 +186,8 @@ ${lines.join("\n")}
   out[${idx}] = x[i];
 }
 `;
-  runtime().dispatch({ code, label: "concat.copy", workgroups: grid(groups) }, [src.buffer, dst.buffer]);
+  runtime().dispatch({ code, label: "concat.copy", workgroups: grid(groups) }, [
+    src.buffer,
+    dst.buffer,
+  ]);
 }

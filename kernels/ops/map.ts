@@ -43,7 +43,9 @@ function inputIndex(inShape: readonly number[], outShape: readonly number[]): st
   for (let k = 0; k < outShape.length; k++) {
     const ki = k - offset;
     if (ki < 0 || inShape[ki] === 1 || outShape[k] === 1) continue;
-    const coord = k === 0 ? `(i / ${outStrides[k]}u)` : `((i / ${outStrides[k]}u) % ${outShape[k]}u)`;
+    const coord = k === 0
+      ? `(i / ${outStrides[k]}u)`
+      : `((i / ${outStrides[k]}u) % ${outShape[k]}u)`;
     terms.push(inStrides[ki] === 1 ? coord : `${coord} * ${inStrides[ki]}u`);
   }
   return terms.length ? terms.join(" + ") : "0u";

@@ -1,0 +1,391 @@
+/**
+ * The fused attention backward kernels (see attention_wgsl.ts for the design):
+ * 1. `delta`: delta[bh, i] = rowsum(dO * O), one thread per row.
+ * 2. `dkdv`: a workgroup per BC-key block; NS threads per key hold D/NS dims of k, v and of
+ *    the dK, dV accumulators; loops over BR-query tiles (from the first one the causal mask
+ *    lets see the block), recomputing P = exp2(S - L) and dS = P * (dP - delta).
+ * 3. `dq`: a workgroup per BR-query block; loops over key tiles like the forward.
+ * dK/dV and dQ each own their outputs, so there are no atomics and no zero-fill.
+ *
+ * @module
+ */
+
+import {
+  ATTENTION_PARAMS_BYTES,
+  type AttentionLimits,
+  type AttentionSpec,
+  dropoutWgsl,
+  f32Lit,
+  foldGrid,
+  headSplit,
+  type KernelPlan,
+  pow2ceil,
+  type ResolvedSpec,
+  resolveSpec,
+  rowFn,
+  tensorAddr,
+  tensorBytes,
+} from "./attention_common.ts";
+import {
+  attentionLabel,
+  chooseRowTile,
+  lines,
+  loadKvTile,
+  rowPrelude,
+  type RowTile,
+} from "./attention_tiles.ts";
+
+const LOG2E = f32Lit(Math.LOG2E);
+
+/** Tile of the dK/dV kernel: BC keys per workgroup, BR-query tiles, NS threads per key. */
+interface ColTile {
+  BC: number;
+  BR: number;
+  NS: number;
+}
+
+function colTileBytes(t: ColTile, D: number): number {
+  return 2 * t.BR * D * 4 + 3 * t.BR * 4 + 2 * t.NS * t.BC * (t.BR + 1) * 4;
+}
+
+function chooseColTile(r: ResolvedSpec, limits: AttentionLimits): ColTile {
+  const NS = headSplit(r.D);
+  const capBC = Math.max(4, pow2ceil(r.S));
+  const capBR = Math.max(4, pow2ceil(r.Tq));
+  const candidates = [[64, 16], [32, 16], [32, 8], [16, 8], [8, 8], [4, 4]];
+  for (const [BC0, BR0] of candidates) {
+    const t = { BC: Math.min(BC0, capBC), BR: Math.min(BR0, capBR), NS };
+    if (
+      t.BC * NS <= limits.maxComputeInvocationsPerWorkgroup &&
+      colTileBytes(t, r.D) <= limits.maxComputeWorkgroupStorageSize
+    ) return t;
+  }
+  throw new Error(`attention: no dK/dV tile fits D=${r.D} in the device limits`);
+}
+
+/** Input binding declarations: q, k, v (or qkv), then the given extra read-only inputs. */
+function inputDecls(r: ResolvedSpec, extra: { name: string; type: string }[]): string[] {
+  const packed = r.layout === "packed_qkv";
+  const names = [...(packed ? ["qkv"] : ["q", "k", "v"])];
+  const out = names.map((n, b) =>
+    `@group(0) @binding(${b}) var<storage, read> ${n}: array<vec4<f32>>;`
+  );
+  for (const e of extra) {
+    out.push(`@group(0) @binding(${out.length}) var<storage, read> ${e.name}: ${e.type};`);
+  }
+  return out;
+}
+
+function inputNames(r: ResolvedSpec): string[] {
+  return r.layout === "packed_qkv" ? ["qkv"] : ["q", "k", "v"];
+}
+
+function deltaCode(r: ResolvedSpec, gridX: number): string {
+  const D4 = r.D / 4;
+  const rows = r.BH * r.Tq;
+  return `// ${attentionLabel(r, "backward delta")}
+@group(0) @binding(0) var<storage, read> o: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> dO: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> delta: array<f32>;
+${rowFn("o", tensorAddr(r, "o"), r.H)}
+${rowFn("do", tensorAddr(r, "dO"), r.H)}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = (wg.x + wg.y * ${gridX}u) * 64u + lid;
+  if (row >= ${rows}u) { return; }
+  let bh = row / ${r.Tq}u;
+  let i = row % ${r.Tq}u;
+  let ob = o_row(bh, i);
+  let gb = do_row(bh, i);
+  delta[row] = ${lines(D4, (k) => `dot(o[ob + ${k}u], dO[gb + ${k}u])`, "\n    + ")};
+}
+`;
+}
+
+function dkdvCode(r: ResolvedSpec, t: ColTile, gridX: number): string {
+  const { BC, BR, NS } = t;
+  const D4 = r.D / 4;
+  const DH4 = D4 / NS;
+  const NT = BC * NS;
+  const PR = BR + 1; // padded partial row (no bank conflicts)
+  const NKB = Math.ceil(r.S / BC);
+  const NQT = Math.ceil(r.Tq / BR);
+  const OFF = r.S - r.Tq;
+  const packed = r.layout === "packed_qkv";
+  const [qN, kN, vN] = packed ? ["qkv", "qkv", "qkv"] : ["q", "k", "v"];
+  const decl = inputDecls(r, [
+    { name: "dO", type: "array<vec4<f32>>" },
+    { name: "lse", type: "array<f32>" },
+    { name: "delta", type: "array<f32>" },
+  ]);
+  let b = decl.length;
+  const paramsBinding = b++;
+  const outs = packed ? ["dqkv"] : ["dK", "dV"];
+  for (const n of outs) {
+    decl.push(`@group(0) @binding(${b++}) var<storage, read_write> ${n}: array<vec4<f32>>;`);
+  }
+  const [dkN, dvN] = packed ? ["dqkv", "dqkv"] : ["dK", "dV"];
+  const lim = r.causal ? `min(ii + ${OFF}u, ${r.S - 1}u)` : `${r.S - 1}u`;
+  const t0 = r.causal
+    ? `select(0u, (blk * ${BC}u - ${OFF}u) / ${BR}u, blk * ${BC}u > ${OFF}u)`
+    : "0u";
+  const sum = (arr: string, rr: string) =>
+    lines(NS, (s) => `${arr}[${s * BC * PR}u + c * ${PR}u + ${rr}]`, " + ");
+  return `// ${
+    attentionLabel(r, "backward dK/dV")
+  }; ${BC} keys x ${BR}-query tiles, ${NS} threads per key
+${decl.join("\n")}
+${dropoutWgsl(paramsBinding)}
+${rowFn("q", tensorAddr(r, "q"), r.H)}
+${rowFn("k", tensorAddr(r, "k"), r.H)}
+${rowFn("v", tensorAddr(r, "v"), r.H)}
+${rowFn("do", tensorAddr(r, "dO"), r.H)}
+${rowFn("dk", tensorAddr(r, "dK"), r.H)}
+${rowFn("dv", tensorAddr(r, "dV"), r.H)}
+
+var<workgroup> qt: array<vec4<f32>, ${BR * D4}>;
+var<workgroup> gt: array<vec4<f32>, ${BR * D4}>;
+var<workgroup> lt: array<f32, ${BR}>;
+var<workgroup> dt: array<f32, ${BR}>;
+var<workgroup> rht: array<u32, ${BR}>;
+var<workgroup> ps: array<f32, ${NS * BC * PR}>;
+var<workgroup> pg: array<f32, ${NS * BC * PR}>;
+
+@compute @workgroup_size(${NT})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let lin = wg.x + wg.y * ${gridX}u;
+  if (lin >= ${NKB * r.BH}u) { return; }
+  let bh = lin / ${NKB}u;
+  let blk = lin % ${NKB}u;
+  let c = lid % ${BC}u;
+  let sp = lid / ${BC}u;
+  let j = blk * ${BC}u + c;
+  let jv = min(j, ${r.S - 1}u);
+  let kb = k_row(bh, jv) + sp * ${DH4}u;
+  let vb = v_row(bh, jv) + sp * ${DH4}u;
+${lines(DH4, (k) => `  let k${k} = ${kN}[kb + ${k}u] * ${f32Lit(r.scale * Math.LOG2E)};`)}
+${lines(DH4, (k) => `  let v${k} = ${vN}[vb + ${k}u];`)}
+${lines(DH4, (k) => `  var dk${k} = vec4<f32>(0.0);\n  var dv${k} = vec4<f32>(0.0);`)}
+${
+    r.dropout
+      ? `  let thr = drop_threshold();
+  let inv = 1.0 / (1.0 - params.p);`
+      : `  _ = params.seed; // keep the binding in the layout`
+  }
+  // The causal mask hides this key block from every query tile before t0.
+  for (var tile = ${t0}; tile < ${NQT}u; tile++) {
+    let i0 = tile * ${BR}u;
+    for (var e = lid; e < ${BR * D4}u; e += ${NT}u) {
+      let ii = i0 + e / ${D4}u;
+      let d = e % ${D4}u;
+      var qx = vec4<f32>(0.0);
+      var gx = vec4<f32>(0.0);
+      if (ii < ${r.Tq}u) {
+        qx = ${qN}[q_row(bh, ii) + d];
+        gx = dO[do_row(bh, ii) + d];
+      }
+      qt[e] = qx;
+      gt[e] = gx;
+    }
+    for (var e = lid; e < ${BR}u; e += ${NT}u) {
+      let ii = min(i0 + e, ${r.Tq - 1}u);
+      lt[e] = lse[bh * ${r.Tq}u + ii] * ${LOG2E};
+      dt[e] = delta[bh * ${r.Tq}u + ii];
+      rht[e] = ${r.dropout ? "row_hash(bh, i0 + e)" : "0u"};
+    }
+    workgroupBarrier();
+    // This thread's share of k·q and v·dO for every query of the tile.
+    for (var rr = 0u; rr < ${BR}u; rr++) {
+      let xb = rr * ${D4}u + sp * ${DH4}u;
+      let pi = (sp * ${BC}u + c) * ${PR}u + rr;
+      ps[pi] = ${lines(DH4, (k) => `dot(k${k}, qt[xb + ${k}u])`, " + ")};
+      pg[pi] = ${lines(DH4, (k) => `dot(v${k}, gt[xb + ${k}u])`, " + ")};
+    }
+    workgroupBarrier();
+    for (var rr = 0u; rr < ${BR}u; rr++) {
+      let ii = i0 + rr;
+      let ok = ii < ${r.Tq}u && j <= ${lim};
+      let p = select(0.0, exp2(${sum("ps", "rr")} - lt[rr]), ok);
+      let g = ${sum("pg", "rr")};
+${
+    r.dropout
+      ? `      let km = keep_mult(rht[rr], j, thr, inv);
+      let w = p * km;
+      let ds = p * (g * km - dt[rr]);`
+      : `      let w = p;
+      let ds = p * (g - dt[rr]);`
+  }
+      let xb = rr * ${D4}u + sp * ${DH4}u;
+${lines(DH4, (k) => `      dv${k} += w * gt[xb + ${k}u];\n      dk${k} += ds * qt[xb + ${k}u];`)}
+    }
+    workgroupBarrier();
+  }
+  if (j < ${r.S}u) {
+    let ob = dk_row(bh, j) + sp * ${DH4}u;
+    let vo = dv_row(bh, j) + sp * ${DH4}u;
+${lines(DH4, (k) => `    ${dkN}[ob + ${k}u] = dk${k} * ${f32Lit(r.scale)};`)}
+${lines(DH4, (k) => `    ${dvN}[vo + ${k}u] = dv${k};`)}
+  }
+}
+`;
+}
+
+function dqCode(r: ResolvedSpec, t: RowTile, gridX: number): string {
+  const { BR, BC, NS } = t;
+  const D4 = r.D / 4;
+  const DH4 = D4 / NS;
+  const PS = BC + 1;
+  const packed = r.layout === "packed_qkv";
+  const [qN, kN, vN] = packed ? ["qkv", "qkv", "qkv"] : ["q", "k", "v"];
+  const decl = inputDecls(r, [
+    { name: "dO", type: "array<vec4<f32>>" },
+    { name: "lse", type: "array<f32>" },
+    { name: "delta", type: "array<f32>" },
+  ]);
+  let b = decl.length;
+  const paramsBinding = b++;
+  const dqN = packed ? "dqkv" : "dQ";
+  decl.push(`@group(0) @binding(${b++}) var<storage, read_write> ${dqN}: array<vec4<f32>>;`);
+  const sum = (arr: string) => lines(NS, (s) => `${arr}[${s * BR * PS}u + r * ${PS}u + c]`, " + ");
+  return `// ${attentionLabel(r, "backward dQ")}; tile ${BR}x${BC}, ${NS} threads per row
+${decl.join("\n")}
+${dropoutWgsl(paramsBinding)}
+${rowFn("q", tensorAddr(r, "q"), r.H)}
+${rowFn("k", tensorAddr(r, "k"), r.H)}
+${rowFn("v", tensorAddr(r, "v"), r.H)}
+${rowFn("do", tensorAddr(r, "dO"), r.H)}
+${rowFn("dq", tensorAddr(r, "dQ"), r.H)}
+
+var<workgroup> kt: array<vec4<f32>, ${BC * D4}>;
+var<workgroup> vt: array<vec4<f32>, ${BC * D4}>;
+var<workgroup> ps: array<f32, ${NS * BR * PS}>;
+var<workgroup> pg: array<f32, ${NS * BR * PS}>;
+
+@compute @workgroup_size(${BR * NS})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+${rowPrelude(r, t, gridX)}
+  let qb = q_row(bh, iv) + sp * ${DH4}u;
+  let gb = do_row(bh, iv) + sp * ${DH4}u;
+${lines(DH4, (k) => `  let q${k} = ${qN}[qb + ${k}u] * ${f32Lit(r.scale * Math.LOG2E)};`)}
+${lines(DH4, (k) => `  let g${k} = dO[gb + ${k}u];`)}
+${lines(DH4, (k) => `  var dq${k} = vec4<f32>(0.0);`)}
+  let li = lse[bh * ${r.Tq}u + iv] * ${LOG2E};
+  let di = delta[bh * ${r.Tq}u + iv];
+${
+    r.dropout
+      ? `  let rh = row_hash(bh, i);
+  let thr = drop_threshold();
+  let inv = 1.0 / (1.0 - params.p);`
+      : `  _ = params.seed; // keep the binding in the layout`
+  }
+  for (var tile = 0u; tile < ntiles; tile++) {
+    let j0 = tile * ${BC}u;
+${loadKvTile(r, t, kN, vN)}
+    for (var c = 0u; c < ${BC}u; c++) {
+      let xb = c * ${D4}u + sp * ${DH4}u;
+      let pi = (sp * ${BR}u + r) * ${PS}u + c;
+      ps[pi] = ${lines(DH4, (k) => `dot(q${k}, kt[xb + ${k}u])`, " + ")};
+      pg[pi] = ${lines(DH4, (k) => `dot(g${k}, vt[xb + ${k}u])`, " + ")};
+    }
+    workgroupBarrier();
+    for (var c = 0u; c < ${BC}u; c++) {
+      let j = j0 + c;
+      let p = select(0.0, exp2(${sum("ps")} - li), j <= lim);
+      let g = ${sum("pg")};
+${
+    r.dropout
+      ? `      let ds = p * (g * keep_mult(rh, j, thr, inv) - di);`
+      : `      let ds = p * (g - di);`
+  }
+      let xb = c * ${D4}u + sp * ${DH4}u;
+${lines(DH4, (k) => `      dq${k} += ds * kt[xb + ${k}u];`)}
+    }
+    workgroupBarrier();
+  }
+  if (i < ${r.Tq}u) {
+    let ob = dq_row(bh, i) + sp * ${DH4}u;
+${lines(DH4, (k) => `    ${dqN}[ob + ${k}u] = dq${k} * ${f32Lit(r.scale)};`)}
+  }
+}
+`;
+}
+
+/**
+ * Plan the backward pass: three kernels, to dispatch in order.
+ * 1. "delta":  o, dO -> delta (scratch f32 [BH, Tq], bindingBytes.delta)
+ * 2. "dkdv":   q, k, v (or qkv), dO, lse, delta, params -> dK, dV (or dqkv)
+ * 3. "dq":     q, k, v (or qkv), dO, lse, delta, params -> dQ (or dqkv)
+ * lse and params must be those of the forward call (same seed and p for dropout).
+ * With "packed_qkv" kernels 2 and 3 write disjoint slots of dqkv, so together they fill it.
+ */
+export function planAttentionBackward(
+  spec: AttentionSpec,
+  limits: AttentionLimits,
+): KernelPlan[] {
+  const r = resolveSpec(spec);
+  const maxWg = limits.maxComputeWorkgroupsPerDimension;
+  const bytes: Record<string, number> = {
+    q: tensorBytes(r, "q"),
+    k: tensorBytes(r, "k"),
+    v: tensorBytes(r, "v"),
+    qkv: tensorBytes(r, "q"),
+    o: tensorBytes(r, "o"),
+    dO: tensorBytes(r, "dO"),
+    lse: r.BH * r.Tq * 4,
+    delta: r.BH * r.Tq * 4,
+    params: ATTENTION_PARAMS_BYTES,
+    dQ: tensorBytes(r, "dQ"),
+    dK: tensorBytes(r, "dK"),
+    dV: tensorBytes(r, "dV"),
+    dqkv: tensorBytes(r, "dQ"),
+  };
+  const pick = (names: string[]) => Object.fromEntries(names.map((n) => [n, bytes[n]]));
+  const inputs = inputNames(r);
+  const packed = r.layout === "packed_qkv";
+
+  const deltaGrid = foldGrid(Math.ceil((r.BH * r.Tq) / 64), maxWg);
+  const deltaNames = ["o", "dO", "delta"];
+
+  const ct = chooseColTile(r, limits);
+  const dkdvGrid = foldGrid(Math.ceil(r.S / ct.BC) * r.BH, maxWg);
+  const dkdvNames = [
+    ...inputs,
+    "dO",
+    "lse",
+    "delta",
+    "params",
+    ...(packed ? ["dqkv"] : [
+      "dK",
+      "dV",
+    ]),
+  ];
+
+  const rt = chooseRowTile(r, limits, 2);
+  const dqGrid = foldGrid(Math.ceil(r.Tq / rt.BR) * r.BH, maxWg);
+  const dqNames = [...inputs, "dO", "lse", "delta", "params", packed ? "dqkv" : "dQ"];
+
+  return [
+    {
+      code: deltaCode(r, deltaGrid[0]),
+      workgroups: deltaGrid,
+      label: attentionLabel(r, "backward delta"),
+      bindings: deltaNames,
+      bindingBytes: pick(deltaNames),
+    },
+    {
+      code: dkdvCode(r, ct, dkdvGrid[0]),
+      workgroups: dkdvGrid,
+      label: attentionLabel(r, "backward dK/dV"),
+      bindings: dkdvNames,
+      bindingBytes: pick(dkdvNames),
+    },
+    {
+      code: dqCode(r, rt, dqGrid[0]),
+      workgroups: dqGrid,
+      label: attentionLabel(r, "backward dQ"),
+      bindings: dqNames,
+      bindingBytes: pick(dqNames),
+    },
+  ];
+}
