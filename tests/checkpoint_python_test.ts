@@ -117,8 +117,9 @@ Deno.test("files we write load in Python safetensors with identical content", as
     }
 
     // Python's writer lays the same content out byte-identically (metadata with <= 1 key, as
-    // Python orders metadata keys randomly).
-    for (const f of files.slice(1)) {
+    // Python orders metadata keys randomly). Not for the empty file: safetensors 0.8 writes
+    // the invalid header `{},"__metadata__":{}}` for no tensors with empty metadata.
+    for (const f of files.slice(1, 3)) {
       const resaved = join(dir, `py_${f.name}`);
       await reference("resave", join(dir, f.name), resaved);
       const py = await Deno.readFile(resaved);

@@ -44,27 +44,27 @@ def dump(path):
         with open(path, "rb") as f:
             buf = f.read()
         raw = dict(safetensors.deserialize(buf))
+        tensors = {}
         with safetensors.safe_open(path, framework="np") as f:
             metadata = f.metadata()
-        tensors = {}
-        numpy_loaded = None
+            for name, info in raw.items():
+                data = bytes(info["data"])
+                entry = {
+                    "dtype": info["dtype"],
+                    "shape": list(info["shape"]),
+                    "hex": data.hex(),
+                    "f32hex": as_f32_hex(info["dtype"], data),
+                }
+                if info["dtype"] in NP_DTYPES:  # numpy has no bfloat16
+                    arr = f.get_tensor(name)
+                    entry["numpy_dtype"] = str(arr.dtype)
+                    entry["numpy_shape"] = list(arr.shape)
+                    entry["numpy_hex"] = np.ascontiguousarray(arr).tobytes().hex()
+                tensors[name] = entry
         if all(info["dtype"] in NP_DTYPES for info in raw.values()):
-            numpy_loaded = stnp.load_file(path)
-        for name, info in raw.items():
-            data = bytes(info["data"])
-            entry = {
-                "dtype": info["dtype"],
-                "shape": list(info["shape"]),
-                "hex": data.hex(),
-                "f32hex": as_f32_hex(info["dtype"], data) if info["dtype"] in NP_DTYPES
-                or info["dtype"] == "BF16" else None,
-            }
-            if numpy_loaded is not None:
-                arr = numpy_loaded[name]
-                entry["numpy_dtype"] = str(arr.dtype)
-                entry["numpy_shape"] = list(arr.shape)
-                entry["numpy_hex"] = np.ascontiguousarray(arr).tobytes().hex()
-            tensors[name] = entry
+            # the whole-file numpy loader must agree with safe_open
+            for name, arr in stnp.load_file(path).items():
+                assert np.ascontiguousarray(arr).tobytes().hex() == tensors[name]["numpy_hex"]
         header_len = struct.unpack("<Q", buf[:8])[0]
         return {"ok": True, "metadata": metadata, "tensors": tensors, "header_len": header_len}
     except Exception as e:  # noqa: BLE001 - every rejection is a result here
