@@ -1,0 +1,209 @@
+"""A batch of ALE emulators stepped with the JOWA evaluation preprocessing.
+
+Per agent step and environment: repeat the action for `frame_skip` emulator frames,
+sum the raw rewards, keep the grayscale screens of the last two frames and take their
+pixel-wise max, then area-resize the whole batch at once (see area_resize.py).
+
+Determinism: every environment owns its emulator and its numpy Generator, both seeded
+from the seed given at reset, so results do not depend on how environments are split
+over processes.  Auto-reset draws the next seed from the environment's own Generator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from ale_py import ALEInterface, LoggerMode, roms
+
+from area_resize import AreaResizer
+
+SCREEN_H, SCREEN_W = 210, 160
+
+
+class UserError(Exception):
+    """An error caused by the caller's input (reported without a traceback)."""
+
+
+def bundled_rom_dir() -> Path:
+    return Path(roms.__file__).parent
+
+
+def valid_rom_ids(rom_dir: Path | None) -> list[str]:
+    if rom_dir is None:
+        return sorted(roms.get_all_rom_ids())
+    return sorted(p.stem for p in rom_dir.glob("*.bin"))
+
+
+def rom_path(rom: str, rom_dir: str | None) -> Path:
+    """Path of the ROM file; bypasses ale-py's md5 check so older ROM dumps load too."""
+    base = Path(rom_dir) if rom_dir else bundled_rom_dir()
+    if rom_dir and not base.is_dir():
+        raise UserError(f"ROM directory {base} does not exist")
+    path = base / f"{rom}.bin"
+    if rom_dir is None and rom not in roms.get_all_rom_ids():
+        path = Path("/nonexistent")
+    if not path.is_file():
+        names = ", ".join(valid_rom_ids(base if rom_dir else None))
+        where = f" in {base}" if rom_dir else ""
+        raise UserError(f"unknown game '{rom}'{where}; valid names: {names}")
+    return path
+
+
+class Env:
+    """One emulator plus the episode bookkeeping around it."""
+
+    def __init__(self, rom: str, rom_dir: str | None, cfg: dict):
+        self.rom = rom
+        self.path = rom_path(rom, rom_dir)
+        self.md5 = hashlib.md5(self.path.read_bytes()).hexdigest()
+        self.cfg = cfg
+        self.ale = ALEInterface()
+        self.ale.setLoggerMode(LoggerMode.Error)
+        self._configure(0)
+        self.ale.loadROM(str(self.path))
+        if tuple(self.ale.getScreenDims()) != (SCREEN_H, SCREEN_W):
+            raise UserError(f"{rom}: unexpected screen size {self.ale.getScreenDims()}")
+        self.minimal = [int(a.value) for a in self.ale.getMinimalActionSet()]
+        self.started = False
+        self.ended = False
+        self.rng = np.random.default_rng(0)
+        self.ep_return = 0.0
+        self.ep_steps = 0
+        self.lives = 0
+
+    def _configure(self, seed: int) -> None:
+        self.ale.setInt("random_seed", seed)
+        self.ale.setFloat("repeat_action_probability", float(self.cfg["stickyActionProb"]))
+        self.ale.setInt("frame_skip", 1)
+        self.ale.setInt("max_num_frames_per_episode", 0)  # the time limit is ours
+
+    def reset(self, seed: int, screen: np.ndarray) -> int:
+        """Start a new episode from `seed`; writes the first screen; returns no-op count."""
+        self._configure(seed)
+        self.ale.loadROM(str(self.path))  # reload so the seed takes effect
+        self.ale.reset_game()
+        self.rng = np.random.default_rng(seed)
+        noop_max = int(self.cfg["noopMax"])
+        noops = int(self.rng.integers(1, noop_max + 1)) if noop_max > 0 else 0
+        for _ in range(noops):
+            self.ale.act(0)
+            if self.ale.game_over(with_truncation=False):
+                self.ale.reset_game()
+        self.ale.getScreenGrayscale(screen)
+        self.started, self.ended = True, False
+        self.ep_return, self.ep_steps = 0.0, 0
+        self.lives = self.ale.lives()
+        return noops
+
+    def step(self, action: int, prev: np.ndarray, last: np.ndarray) -> tuple[float, bool, bool]:
+        """One agent step; fills `prev`/`last` with the last two screens."""
+        ale, skip = self.ale, int(self.cfg["frameSkip"])
+        reward = 0.0
+        over = False
+        for k in range(skip):
+            reward += ale.act(action)
+            over = ale.game_over(with_truncation=False)
+            if over and k < skip - 1:
+                # ended early: the observation is the final screen itself
+                ale.getScreenGrayscale(last)
+                prev[...] = last
+                break
+            if k == skip - 2:
+                ale.getScreenGrayscale(prev)
+            elif k == skip - 1:
+                ale.getScreenGrayscale(last)
+        if skip == 1 or not self.cfg["maxPool"]:
+            prev[...] = last
+        self.ep_return += reward
+        self.ep_steps += 1
+        lives = ale.lives()
+        life_lost = lives < self.lives
+        self.lives = lives
+        terminal = over or (bool(self.cfg["terminalOnLifeLoss"]) and life_lost)
+        limit = int(self.cfg["maxEpisodeFrames"])
+        truncated = (not over) and limit > 0 and ale.getEpisodeFrameNumber() >= limit
+        self.ended = over or truncated
+        return reward, terminal, truncated
+
+
+class EnvBatch:
+    """N environments sharing preallocated screen buffers and one batched resize."""
+
+    def __init__(self, roms_: list[str], rom_dir: str | None, cfg: dict):
+        self.cfg = cfg
+        self.envs = [Env(r, rom_dir, cfg) for r in roms_]
+        n = len(self.envs)
+        self.prev = np.zeros((n, SCREEN_H, SCREEN_W), np.uint8)
+        self.last = np.zeros((n, SCREEN_H, SCREEN_W), np.uint8)
+        self.obs = np.zeros((n, cfg["height"], cfg["width"]), np.uint8)
+        self.resizer = AreaResizer(SCREEN_H, SCREEN_W, cfg["height"], cfg["width"])
+
+    def describe(self) -> list[dict]:
+        return [{"rom": e.rom, "md5": e.md5, "romPath": str(e.path), "minimalActions": e.minimal}
+                for e in self.envs]
+
+    def _observe_into(self) -> np.ndarray:
+        np.maximum(self.prev, self.last, out=self.prev)
+        return self.resizer(self.prev, out=self.obs)
+
+    def _reset_one(self, i: int, seed: int) -> int:
+        noops = self.envs[i].reset(seed, self.last[i])
+        self.prev[i] = self.last[i]
+        return noops
+
+    def reset(self, seeds: list) -> dict:
+        n = len(self.envs)
+        if len(seeds) != n:
+            raise UserError(f"reset: expected {n} seeds, got {len(seeds)}")
+        for i, s in enumerate(seeds):
+            if s is None and not self.envs[i].started:
+                raise UserError(f"reset: environment {i} has never been reset; give a seed")
+        keep = [i for i, s in enumerate(seeds) if s is None]
+        kept = self.obs[keep].copy()  # untouched environments keep their observation
+        noops = np.full(n, -1, np.int32)
+        for i, s in enumerate(seeds):
+            if s is not None:
+                noops[i] = self._reset_one(i, int(s))
+        self._observe_into()
+        self.obs[keep] = kept
+        lives = np.array([e.lives for e in self.envs], np.int32)
+        return {"obs": self.obs.tobytes(), "lives": lives.tobytes(), "noops": noops.tobytes()}
+
+    def step(self, actions: bytes) -> dict:
+        n = len(self.envs)
+        acts = np.frombuffer(actions, np.uint8)
+        if acts.shape[0] != n:
+            raise UserError(f"step: expected {n} actions, got {acts.shape[0]}")
+        rewards = np.zeros(n, np.float32)
+        terms = np.zeros(n, np.uint8)
+        truncs = np.zeros(n, np.uint8)
+        ep_ret = np.full(n, np.nan, np.float64)
+        ep_len = np.zeros(n, np.int32)
+        ep_frames = np.zeros(n, np.int32)
+        auto = bool(self.cfg["autoReset"])
+        for i, env in enumerate(self.envs):
+            a = int(acts[i])
+            if a > 17:
+                raise UserError(f"step: action {a} for environment {i} is outside 0..17")
+            if not env.started or env.ended:
+                raise UserError(f"step: environment {i} needs reset() first")
+            r, term, trunc = env.step(a, self.prev[i], self.last[i])
+            rewards[i], terms[i], truncs[i] = r, term, trunc
+            if env.ended:
+                ep_ret[i], ep_len[i] = env.ep_return, env.ep_steps
+                ep_frames[i] = env.ale.getEpisodeFrameNumber()
+                if auto:
+                    self._reset_one(i, int(env.rng.integers(0, 2**31 - 1)))
+        lives = np.array([e.lives for e in self.envs], np.int32)
+        return {
+            "obs": self._observe_into().tobytes(),
+            "rewards": rewards.tobytes(),
+            "terminals": terms.tobytes(),
+            "truncations": truncs.tobytes(),
+            "lives": lives.tobytes(),
+            "episodeReturns": ep_ret.tobytes(),
+            "episodeLengths": ep_len.tobytes(),
+            "episodeFrames": ep_frames.tobytes(),
+        }
