@@ -2,6 +2,8 @@
  * Framing for the ALE bridge: a 4-byte little-endian length, then one msgpack value.
  * @module
  */
+// A full npm: specifier, not the import map: mod.ts must stay importable from a URL.
+// deno-lint-ignore no-import-prefix
 import { Packr } from "npm:msgpackr@2.1.3";
 
 /** Protocol version; the Python side (envs/ale_bridge.py PROTOCOL) must match. */

@@ -2,7 +2,7 @@
  * Shared helpers for the envs_* tests: the Python reference runner and a small PRNG.
  * @module
  */
-import { unpack } from "npm:msgpackr@2.1.3";
+import { unpack } from "msgpackr";
 
 /** Python for the tests: env JOWA_PYTHON, else python3. */
 export const PYTHON = Deno.env.get("JOWA_PYTHON") ?? "python3";
