@@ -1,0 +1,309 @@
+/**
+ * WGSL text emission for `planMatmul` (see matmul_wgsl.ts for the tiling scheme).
+ *
+ * Shape of the generated kernel, per workgroup (one TM x TN output tile):
+ *   fetch k-slice 0 from global memory into registers
+ *   for each full TK slice: registers -> workgroup memory; barrier;
+ *     fetch the next slice into registers (its latency hides behind the math);
+ *     fully unrolled TK x RM x RN fma block; barrier
+ *   partial last slice (K % TK), unrolled over exactly K % TK steps
+ *   epilogue: unguarded stores for interior tiles, guarded stores for edge tiles
+ *
+ * Workgroup memory holds the slices as vec4 rows [k][m/4] and [k][n/4]. A thread owns
+ * vec4 groups ty + i*(TM/RM) along m and tx + j*(TN/RN) along n ("split" layout), so
+ * neighbouring threads read neighbouring vec4s on the hot path.
+ *
+ * @module
+ */
+
+import type { MatmulSpec, MatmulTile } from "./matmul_wgsl.ts";
+
+/** Output tiles are handed out in column-major groups of this many tile rows, for L2 reuse. */
+const GROUP_M = 8;
+
+/** How one operand's tile travels from global memory into workgroup memory. */
+interface Operand {
+  /** "a" or "b": the global binding is `<name>_g`, the shared array `sh_<name>`. */
+  name: string;
+  /** Tile extent along the non-k dimension (TM or TN) and the matrix extent (M or N). */
+  T: number;
+  X: number;
+  K: number;
+  /** True when k is the contiguous dimension in memory ([X, K] storage). */
+  kContig: boolean;
+  /** True when the binding is array<vec4<f32>> (4-aligned along the contiguous dimension). */
+  vec: boolean;
+  /** True when the matrix has a partial tile along X, so loads must test x < X. */
+  guardX: boolean;
+  /** WGSL expressions: the batch matrix's element offset, and the tile's first row/column. */
+  base: string;
+  x0: string;
+  /** Threads per workgroup and the tile depth. */
+  threads: number;
+  TK: number;
+}
+
+/** Fetch units (a vec4 or a scalar each) per tile, and rounds of `threads` needed. */
+function unitsOf(op: Operand): { units: number; rounds: number } {
+  const units = (op.T * op.TK) / (op.vec ? 4 : 1);
+  return { units, rounds: Math.ceil(units / op.threads) };
+}
+
+/** Per-thread constants for the loads: unit coordinates, offsets, bounds flags, registers. */
+function emitLoadSetup(op: Operand): string {
+  const { name: n, T, X, K, TK, kContig, vec, threads, base, x0 } = op;
+  const { units, rounds } = unitsOf(op);
+  const out: string[] = [];
+  for (let it = 0; it < rounds; it++) {
+    const u = `(lid + ${it * threads}u)`;
+    // The contiguous dimension varies fastest across threads, so loads coalesce.
+    let x: string, k: string;
+    if (kContig) {
+      x = vec ? `${u} / ${TK / 4}u` : `${u} / ${TK}u`;
+      k = vec ? `(${u} % ${TK / 4}u) * 4u` : `${u} % ${TK}u`;
+    } else {
+      x = vec ? `(${u} % ${T / 4}u) * 4u` : `${u} % ${T}u`;
+      k = vec ? `${u} / ${T / 4}u` : `${u} / ${T}u`;
+    }
+    const v = `${n}${it}`;
+    out.push(`  let ${v}x = ${x};`, `  let ${v}k = ${k};`);
+    const off = kContig ? `(${x0} + ${v}x) * ${K}u + ${v}k` : `${v}k * ${X}u + ${x0} + ${v}x`;
+    out.push(`  let ${v}o = ${base} + ${off};`);
+    const conds: string[] = [];
+    if (op.guardX) conds.push(`${x0} + ${v}x < ${X}u`);
+    if (units % threads !== 0 && it === rounds - 1) conds.push(`${u} < ${units}u`);
+    if (conds.length) out.push(`  let ${v}ok = ${conds.join(" && ")};`);
+    out.push(`  var ${v}r = ${vec ? "vec4<f32>()" : "0.0"};`);
+  }
+  return out.join("\n");
+}
+
+/** Loads the slice starting at element k0 (a WGSL expression) into the registers. */
+function emitFetch(op: Operand, k0: string, kLen: number, indent: string): string {
+  const { name: n, X, TK, kContig, vec } = op;
+  const { units, rounds } = unitsOf(op);
+  const out: string[] = [];
+  for (let it = 0; it < rounds; it++) {
+    const v = `${n}${it}`;
+    const addr = `${v}o + ${kContig ? k0 : `${k0} * ${X}u`}`;
+    const load = `${v}r = ${n}_g[${vec ? `(${addr}) / 4u` : addr}];`;
+    const conds: string[] = [];
+    if (op.guardX || (units % op.threads !== 0 && it === rounds - 1)) conds.push(`${v}ok`);
+    if (kLen < TK) conds.push(`${v}k < ${kLen}u`);
+    // Out-of-range units keep their zero registers (set once, never loaded).
+    out.push(indent + (conds.length ? `if (${conds.join(" && ")}) { ${load} }` : load));
+  }
+  return out.join("\n");
+}
+
+/** Stores the registers into workgroup memory (skipping units past the tile or kLen). */
+function emitShare(op: Operand, kLen: number, indent: string): string {
+  const { name: n, T, TK, kContig, vec, threads } = op;
+  const { units, rounds } = unitsOf(op);
+  const T4 = T / 4;
+  const out: string[] = [];
+  for (let it = 0; it < rounds; it++) {
+    const v = `${n}${it}`;
+    const s: string[] = [];
+    if (vec && kContig) {
+      // Four k values of one row: scatter into four shared rows.
+      for (let c = 0; c < 4; c++) {
+        s.push(`sh_${n}[(${v}k + ${c}u) * ${T4}u + ${v}x / 4u][${v}x % 4u] = ${v}r[${c}];`);
+      }
+    } else if (vec) {
+      s.push(`sh_${n}[${v}k * ${T4}u + ${v}x / 4u] = ${v}r;`);
+    } else {
+      s.push(`sh_${n}[${v}k * ${T4}u + ${v}x / 4u][${v}x % 4u] = ${v}r;`);
+    }
+    const conds: string[] = [];
+    if (units % threads !== 0 && it === rounds - 1) conds.push(`${v}ok`);
+    if (kLen < TK) conds.push(`${v}k < ${kLen}u`);
+    const body = s.join(" ");
+    out.push(indent + (conds.length ? `if (${conds.join(" && ")}) { ${body} }` : body));
+  }
+  return out.join("\n");
+}
+
+/** The fully unrolled multiply-accumulate over `steps` k values of the shared slices. */
+function emitCompute(tile: MatmulTile, steps: number, indent: string): string {
+  const { TM, TN, RM, RN } = tile;
+  const ty = TM / RM, tx = TN / RN; // threads along m and n
+  const out: string[] = [];
+  for (let k = 0; k < steps; k++) {
+    const s: string[] = [];
+    for (let i = 0; i < RM / 4; i++) s.push(`let a${i} = sh_a[${(k * TM) / 4 + i * ty}u + ty];`);
+    for (let j = 0; j < RN / 4; j++) s.push(`let b${j} = sh_b[${(k * TN) / 4 + j * tx}u + tx];`);
+    for (let i = 0; i < RM / 4; i++) {
+      for (let r = 0; r < 4; r++) {
+        for (let j = 0; j < RN / 4; j++) {
+          const acc = `c${i * 4 + r}_${j}`;
+          s.push(`${acc} = fma(vec4<f32>(a${i}.${"xyzw"[r]}), b${j}, ${acc});`);
+        }
+      }
+    }
+    out.push(`${indent}{ ${s.join(" ")} }`);
+  }
+  return out.join("\n");
+}
+
+/** Stores all accumulators (plus accumulate / bias); `guard` tests M and N. */
+function emitEpilogue(spec: MatmulSpec, tile: MatmulTile, guard: boolean, indent: string) {
+  const { TM, TN, RM, RN } = tile;
+  const { M, N } = spec;
+  const cVec = N % 4 === 0;
+  const ty = TM / RM, tx = TN / RN;
+  const out: string[] = [];
+  for (let i = 0; i < RM / 4; i++) {
+    for (let r = 0; r < 4; r++) {
+      const m = `(m0 + ${4 * i * ty + r}u + 4u * ty)`;
+      const row: string[] = [];
+      for (let j = 0; j < RN / 4; j++) {
+        const acc = `c${i * 4 + r}_${j}`;
+        const n = `(n0 + ${4 * j * tx}u + 4u * tx)`;
+        const idx = `c_base + ${m} * ${N}u + ${n}`;
+        if (cVec) {
+          let v = acc;
+          if (spec.bias) v = `${v} + bias_g[${n} / 4u]`;
+          if (spec.accumulate) v = `${v} + c_g[(${idx}) / 4u]`;
+          const st = `c_g[(${idx}) / 4u] = ${v};`;
+          // With N % 4 == 0 a vec4 group lies entirely inside or outside the matrix.
+          row.push(guard ? `if (${n} < ${N}u) { ${st} }` : st);
+        } else {
+          for (let c = 0; c < 4; c++) {
+            const e = `${idx} + ${c}u`;
+            let v = `${acc}.${"xyzw"[c]}`;
+            if (spec.bias) v = `${v} + bias_g[${n} + ${c}u]`;
+            if (spec.accumulate) v = `${v} + c_g[${e}]`;
+            const st = `c_g[${e}] = ${v};`;
+            row.push(guard ? `if (${n} + ${c}u < ${N}u) { ${st} }` : st);
+          }
+        }
+      }
+      const body = row.join(" ");
+      out.push(indent + (guard ? `if (${m} < ${M}u) { ${body} }` : `{ ${body} }`));
+    }
+  }
+  return out.join("\n");
+}
+
+/** The complete shader for a spec, tile, (folded) dispatch grid and binding element counts. */
+export function generateMatmul(
+  spec: MatmulSpec,
+  tile: MatmulTile,
+  grid: [number, number, number],
+  sizes: { a: number; b: number; c: number },
+  label: string,
+): string {
+  const { M, N, K, transA, transB, aBatchStride: sa, bBatchStride: sb } = spec;
+  const { TM, TN, TK, RM, RN } = tile;
+  const threads = (TM / RM) * (TN / RN);
+  const tilesM = Math.ceil(M / TM), tilesN = Math.ceil(N / TN);
+  const fullM = Math.floor(M / TM), fullN = Math.floor(N / TN);
+  // vec4 global access needs the contiguous extent and the batch stride 4-aligned.
+  const aVec = (transA ? M % 4 === 0 : K % 4 === 0) && sa % 4 === 0;
+  const bVec = (transB ? K % 4 === 0 : N % 4 === 0) && sb % 4 === 0;
+  const cVec = N % 4 === 0;
+  const a: Operand = {
+    name: "a",
+    T: TM,
+    X: M,
+    K,
+    kContig: !transA,
+    vec: aVec,
+    guardX: fullM < tilesM,
+    base: "a_base",
+    x0: "m0",
+    threads,
+    TK,
+  };
+  const b: Operand = {
+    name: "b",
+    T: TN,
+    X: N,
+    K,
+    kContig: transB,
+    vec: bVec,
+    guardX: fullN < tilesN,
+    base: "b_base",
+    x0: "n0",
+    threads,
+    TK,
+  };
+  const kFull = Math.floor(K / TK);
+  const kRem = K % TK;
+  const total = tilesM * tilesN * spec.batch;
+  const tilesPerBatch = tilesM * tilesN;
+  const arr = (vec: boolean, n: number) => vec ? `array<vec4<f32>, ${n / 4}>` : `array<f32, ${n}>`;
+
+  const o: string[] = [];
+  o.push(`// ${label}: tile ${TM}x${TN}x${TK}, ${RM}x${RN} per thread`);
+  o.push(`@group(0) @binding(0) var<storage, read> a_g: ${arr(aVec, sizes.a)};`);
+  o.push(`@group(0) @binding(1) var<storage, read> b_g: ${arr(bVec, sizes.b)};`);
+  o.push(`@group(0) @binding(2) var<storage, read_write> c_g: ${arr(cVec, sizes.c)};`);
+  if (spec.bias) o.push(`@group(0) @binding(3) var<storage, read> bias_g: ${arr(cVec, N)};`);
+  o.push(`var<workgroup> sh_a: array<vec4<f32>, ${(TK * TM) / 4}>;`);
+  o.push(`var<workgroup> sh_b: array<vec4<f32>, ${(TK * TN) / 4}>;`);
+  o.push("");
+  o.push(`@compute @workgroup_size(${threads})`);
+  o.push(
+    "fn main(@builtin(workgroup_id) wid: vec3<u32>, " +
+      "@builtin(local_invocation_index) lid: u32) {",
+  );
+  o.push(`  let lin = wid.x + wid.y * ${grid[0]}u + wid.z * ${grid[0] * grid[1]}u;`);
+  // Folded grids may over-dispatch; the test is workgroup-uniform, so barriers stay legal.
+  if (grid[0] * grid[1] * grid[2] > total) o.push(`  if (lin >= ${total}u) { return; }`);
+  o.push(`  let batch = lin / ${tilesPerBatch}u;`);
+  o.push(`  let t = lin % ${tilesPerBatch}u;`);
+  // Grouped order: GROUP_M tile rows are walked column by column so B tiles stay in L2.
+  o.push(`  let first_m = (t / ${GROUP_M * tilesN}u) * ${GROUP_M}u;`);
+  o.push(`  let group_rows = min(${tilesM}u - first_m, ${GROUP_M}u);`);
+  o.push(`  let in_group = t % ${GROUP_M * tilesN}u;`);
+  o.push(`  let tm = first_m + in_group % group_rows;`);
+  o.push(`  let tn = in_group / group_rows;`);
+  o.push(`  let m0 = tm * ${TM}u;`);
+  o.push(`  let n0 = tn * ${TN}u;`);
+  o.push(`  let a_base = batch * ${sa}u;`);
+  o.push(`  let b_base = batch * ${sb}u;`);
+  o.push(`  let c_base = batch * ${M * N}u;`);
+  o.push(`  let tx = lid % ${TN / RN}u;`);
+  o.push(`  let ty = lid / ${TN / RN}u;`);
+  o.push(emitLoadSetup(a));
+  o.push(emitLoadSetup(b));
+  for (let r = 0; r < RM; r++) {
+    const accs: string[] = [];
+    for (let j = 0; j < RN / 4; j++) accs.push(`var c${r}_${j} = vec4<f32>();`);
+    o.push("  " + accs.join(" "));
+  }
+  if (kFull > 0) {
+    o.push(emitFetch(a, "0u", TK, "  "), emitFetch(b, "0u", TK, "  "));
+    o.push(`  for (var kt = 0u; kt < ${kFull}u; kt++) {`);
+    o.push(emitShare(a, TK, "    "), emitShare(b, TK, "    "));
+    o.push("    workgroupBarrier();");
+    if (kFull > 1) {
+      // The last round re-fetches its own slice (in bounds, unused) instead of branching.
+      o.push(`    let kn = min(kt + 1u, ${kFull - 1}u) * ${TK}u;`);
+      o.push(emitFetch(a, "kn", TK, "    "), emitFetch(b, "kn", TK, "    "));
+    }
+    o.push(emitCompute(tile, TK, "    "));
+    o.push("    workgroupBarrier();");
+    o.push("  }");
+  }
+  if (kRem > 0) {
+    const k0 = `${kFull * TK}u`;
+    o.push(emitFetch(a, k0, kRem, "  "), emitFetch(b, k0, kRem, "  "));
+    o.push(emitShare(a, kRem, "  "), emitShare(b, kRem, "  "));
+    o.push("  workgroupBarrier();");
+    o.push(emitCompute(tile, kRem, "  "));
+  }
+  if (fullM < tilesM || fullN < tilesN) {
+    o.push(`  if (tm < ${fullM}u && tn < ${fullN}u) {`);
+    o.push(emitEpilogue(spec, tile, false, "    "));
+    o.push("  } else {");
+    o.push(emitEpilogue(spec, tile, true, "    "));
+    o.push("  }");
+  } else {
+    o.push(emitEpilogue(spec, tile, false, "  "));
+  }
+  o.push("}");
+  return o.join("\n") + "\n";
+}
