@@ -256,11 +256,18 @@ export function validateLayout(entries: readonly HeaderEntry[], dataLength: numb
         `${where}: data_offsets [${e.begin}, ${e.end}] exceed the data region of ${dataLength} bytes`,
       );
     }
-    // BigInt: the product of untrusted dimensions can exceed 2^53.
-    let count = 1n;
-    for (const d of e.shape) count *= BigInt(d);
-    const need = count * BigInt(DTYPE_SIZE[e.dtype]);
-    if (need !== BigInt(e.end - e.begin)) {
+    // Running product, rejected once it leaves the safe-integer range even if a later 0
+    // would bring it back: stricter than Python's u64 overflow check, never looser.
+    let need = DTYPE_SIZE[e.dtype];
+    for (const d of e.shape) {
+      need *= d;
+      if (!Number.isSafeInteger(need)) {
+        throw new SafetensorsError(
+          `${where}: shape [${e.shape.join(", ")}] of ${e.dtype} overflows the byte size`,
+        );
+      }
+    }
+    if (need !== e.end - e.begin) {
       throw new SafetensorsError(
         `${where}: shape [${e.shape.join(", ")}] of ${e.dtype} needs ${need} bytes but ` +
           `data_offsets [${e.begin}, ${e.end}] span ${e.end - e.begin}`,
