@@ -6,7 +6,7 @@ import { record } from "../autograd.ts";
 import type { DType } from "../dtype.ts";
 import type { Tensor } from "../tensor.ts";
 import { f32 } from "../wgsl.ts";
-import { mapKernel } from "./map.ts";
+import { broadcastShapes, mapKernel } from "./map.ts";
 import { sumTo } from "./reduce.ts";
 
 const GELU_C = "0.7978845608028654"; // sqrt(2/pi)
@@ -136,20 +136,26 @@ export const addScalar = (x: Tensor, s: number): Tensor => affine(x, 1, s);
 /** x * s. */
 export const mulScalar = (x: Tensor, s: number): Tensor => affine(x, s, 0);
 
+/**
+ * WGSL for `v`^p. WGSL's `pow` is undefined for negative bases, so integer exponents use
+ * repeated products (small |p|) or |v|^p with the sign restored (odd p).
+ */
+function powExpr(v: string, p: number): string {
+  if (p === 0) return "1.0";
+  if (!Number.isInteger(p)) return `pow(${v}, ${f32(p)})`;
+  if (Math.abs(p) <= 4) {
+    const prod = Array(Math.abs(p)).fill(v).join(" * ");
+    return p > 0 ? `(${prod})` : `(1.0 / (${prod}))`;
+  }
+  const mag = `pow(abs(${v}), ${f32(p)})`;
+  return p % 2 === 0 ? mag : `(sign(${v}) * ${mag})`;
+}
+
 /** x^p for a scalar exponent p (x > 0 unless p is an integer). */
 export function powScalar(x: Tensor, p: number): Tensor {
-  const expr = Number.isInteger(p) && p >= 0 && p <= 4
-    ? (p === 0 ? "1.0" : Array(p).fill("a").join(" * "))
-    : `pow(a, ${f32(p)})`;
-  const out = mapKernel("pow", [x], expr);
+  const out = mapKernel("pow", [x], powExpr("a", p));
   return record(out, "pow", [x], (g) => {
-    const d = p === 1
-      ? "a"
-      : `a * ${f32(p)} * ${
-        Number.isInteger(p) && p >= 1 && p <= 5
-          ? (p === 1 ? "1.0" : Array(p - 1).fill("b").join(" * "))
-          : `pow(b, ${f32(p - 1)})`
-      }`;
+    const d = p === 0 ? "0.0" : p === 1 ? "a" : `a * ${f32(p)} * ${powExpr("b", p - 1)}`;
     return [mapKernel("pow.grad", [g, x], d)];
   });
 }
@@ -194,6 +200,11 @@ export const ones = (shape: readonly number[], dtype: DType = "f32"): Tensor =>
 
 /** Broadcast `x` to `shape` (materialized). Its gradient sums back. */
 export function expand(x: Tensor, shape: readonly number[]): Tensor {
+  // The kernel's index math assumes x broadcasts to exactly `shape`; check before dispatch.
+  const b = broadcastShapes("expand", x.shape, shape);
+  if (b.length !== shape.length || b.some((d, i) => d !== shape[i])) {
+    throw new Error(`expand: cannot expand [${x.shape}] to [${shape}]`);
+  }
   const out = mapKernel("expand", [x], "a", x.dtype, shape);
   return record(out, "expand", [x], (g) => [sumTo(g, x.shape)]);
 }
