@@ -42,6 +42,8 @@ export class Tensor {
   node: GradNode | null = null;
   /** Human-readable name (parameters), used in error messages. */
   name = "";
+  /** For integer tensors: known [min, max] of the values, checked by indexing ops. */
+  intRange: [number, number] | null = null;
 
   /** Internal: use the creation functions (`tensor`, `zeros`, ...) or ops. */
   constructor(shape: readonly number[], dtype: DType, storage: Storage) {
@@ -90,7 +92,9 @@ export class Tensor {
     const s = this.#storage;
     if (!s) throw new Error("view of a disposed tensor");
     s.refs++;
-    return new Tensor(shape, this.dtype, s);
+    const v = new Tensor(shape, this.dtype, s);
+    v.intRange = this.intRange;
+    return v;
   }
 
   /** Release the storage (when no view shares it). Idempotent. */
@@ -150,15 +154,20 @@ export function tensor(
   }
   const typed = allocTyped(dtype, n);
   typed.set(data as ArrayLike<number>);
+  let range: [number, number] | null = null;
   if (dtype === "i32" || dtype === "u32") {
+    range = [Infinity, -Infinity];
     for (let i = 0; i < n; i++) {
-      if (typed[i] !== data[i]) {
-        throw new Error(`tensor(): value ${data[i]} is not a valid ${dtype}`);
-      }
+      const v = typed[i];
+      if (v !== data[i]) throw new Error(`tensor(): value ${data[i]} is not a valid ${dtype}`);
+      if (v < range[0]) range[0] = v;
+      if (v > range[1]) range[1] = v;
     }
   }
   const buffer = runtime().upload(typed, n * byteSize(dtype));
-  return new Tensor(shape, dtype, new Storage(buffer));
+  const t = new Tensor(shape, dtype, new Storage(buffer));
+  t.intRange = range;
+  return t;
 }
 
 /** Run `fn`, then dispose every tensor it created except those it returns or `keep()`s. */

@@ -10,5 +10,12 @@ import { add, ones } from "./elementwise.ts";
 export * from "./elementwise.ts";
 export * from "./reduce.ts";
 export * from "./layout.ts";
+export * from "./softmax.ts";
+export * from "./norm.ts";
+export * from "./gather.ts";
+export * from "./dropout.ts";
+export * from "./topk.ts";
+export * from "./matmul.ts";
+export * from "./loss.ts";
 
 registerTapeOps({ add, ones });

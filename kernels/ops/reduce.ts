@@ -149,7 +149,9 @@ export function min(x: Tensor, axis: number, keepDims = false): Tensor {
 
 /** Index of the maximum along `axis` as i32 (first on ties). */
 export function argmax(x: Tensor, axis: number, keepDims = false): Tensor {
-  return reduceKernel(x, axis, "argmax", keepDims);
+  const out = reduceKernel(x, axis, "argmax", keepDims);
+  out.intRange = [0, x.shape[normAxis("argmax", axis, x.rank)] - 1];
+  return out;
 }
 
 /** Sum of every element, shape []. */

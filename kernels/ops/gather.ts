@@ -1,0 +1,146 @@
+/**
+ * Indexing: row gather (embedding lookup / index-select) with its scatter-add backward, and
+ * picking one element per row along the last axis.
+ *
+ * Index tensors uploaded from the CPU carry their value range, so an out-of-range index is
+ * an error before anything is dispatched; indices computed on the GPU are clamped.
+ */
+import { record } from "../autograd.ts";
+import { runtime } from "../runtime.ts";
+import { Tensor } from "../tensor.ts";
+import { binding, grid, linearWorkgroup } from "../wgsl.ts";
+import { zeros } from "./elementwise.ts";
+
+const WG = 256;
+
+function checkIndices(op: string, idx: Tensor, limit: number): void {
+  if (idx.dtype !== "i32" && idx.dtype !== "u32") {
+    throw new Error(`${op}: indices must be i32 or u32, got ${idx.dtype}`);
+  }
+  const r = idx.intRange;
+  if (r && idx.size > 0 && (r[0] < 0 || r[1] >= limit)) {
+    throw new Error(`${op}: index range [${r[0]}, ${r[1]}] outside [0, ${limit - 1}]`);
+  }
+}
+
+/** Rows of `table` [V, ...rest] selected by `idx` (any shape): out [...idx.shape, ...rest]. */
+export function indexSelect(table: Tensor, idx: Tensor): Tensor {
+  if (table.rank < 1) throw new Error("indexSelect: table needs at least one axis");
+  checkIndices("indexSelect", idx, table.shape[0]);
+  const V = table.shape[0];
+  const D = table.size / Math.max(V, 1);
+  const out = Tensor.empty([...idx.shape, ...table.shape.slice(1)], table.dtype);
+  if (out.size > 0) {
+    const groups = Math.ceil(out.size / WG);
+    const code = `${table.dtype === "f16" ? "enable f16;\n" : ""}${binding(0, "t", table.dtype)}
+${binding(1, "idx", idx.dtype)}
+${binding(2, "out", table.dtype, true)}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = ${linearWorkgroup(groups)} * ${WG}u + lid;
+  if (i >= ${out.size}u) { return; }
+  let row = u32(clamp(i32(idx[i / ${D}u]), 0, ${V - 1}));
+  out[i] = t[row * ${D}u + i % ${D}u];
+}
+`;
+    runtime().dispatch({ code, label: "indexSelect", workgroups: grid(groups) }, [
+      table.buffer,
+      idx.buffer,
+      out.buffer,
+    ]);
+  }
+  return record(out, "indexSelect", [table], (g) => [scatterAddRows(g, idx, table.shape)]);
+}
+
+/** Embedding lookup: `indexSelect` of a [V, D] table. */
+export const embedding = (table: Tensor, idx: Tensor): Tensor => indexSelect(table, idx);
+
+/**
+ * out[idx[n]] += g[n] for rows of `shape` [V, ...]. f32 atomics do not exist in WGSL, so the
+ * add is a compare-exchange loop on the bits (order of additions is not deterministic).
+ */
+export function scatterAddRows(g: Tensor, idx: Tensor, shape: readonly number[]): Tensor {
+  const out = zeros(shape);
+  const V = shape[0];
+  const D = out.size / Math.max(V, 1);
+  if (g.size === 0) return out;
+  const groups = Math.ceil(g.size / WG);
+  const code = `${binding(0, "g", "f32")}
+${binding(1, "idx", idx.dtype)}
+@group(0) @binding(2) var<storage, read_write> out: array<atomic<u32>>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = ${linearWorkgroup(groups)} * ${WG}u + lid;
+  if (i >= ${g.size}u) { return; }
+  let row = u32(clamp(i32(idx[i / ${D}u]), 0, ${V - 1}));
+  let j = row * ${D}u + i % ${D}u;
+  let v = g[i];
+  var old = atomicLoad(&out[j]);
+  loop {
+    let r = atomicCompareExchangeWeak(&out[j], old, bitcast<u32>(bitcast<f32>(old) + v));
+    if (r.exchanged) { break; }
+    old = r.old_value;
+  }
+}
+`;
+  runtime().dispatch({ code, label: "scatterAddRows", workgroups: grid(groups) }, [
+    g.buffer,
+    idx.buffer,
+    out.buffer,
+  ]);
+  return out;
+}
+
+/** out[...] = x[..., idx[...]]: one element per row of the last axis. */
+export function gatherLast(x: Tensor, idx: Tensor): Tensor {
+  const C = x.shape[x.rank - 1];
+  const rowsShape = x.shape.slice(0, -1);
+  if (idx.shape.join() !== rowsShape.join()) {
+    throw new Error(`gatherLast: indices [${idx.shape}] must have shape [${rowsShape}]`);
+  }
+  checkIndices("gatherLast", idx, C);
+  const out = Tensor.empty(rowsShape, "f32");
+  if (out.size > 0) {
+    const groups = Math.ceil(out.size / WG);
+    const code = `${binding(0, "x", "f32")}
+${binding(1, "idx", idx.dtype)}
+${binding(2, "out", "f32", true)}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let r = ${linearWorkgroup(groups)} * ${WG}u + lid;
+  if (r >= ${out.size}u) { return; }
+  out[r] = x[r * ${C}u + u32(clamp(i32(idx[r]), 0, ${C - 1}))];
+}
+`;
+    runtime().dispatch({ code, label: "gatherLast", workgroups: grid(groups) }, [
+      x.buffer,
+      idx.buffer,
+      out.buffer,
+    ]);
+  }
+  return record(out, "gatherLast", [x], (g) => [oneHotScale(g, idx, x.shape)]);
+}
+
+/** [..., C] with g[r] at column idx[r] and zeros elsewhere. */
+function oneHotScale(g: Tensor, idx: Tensor, shape: readonly number[]): Tensor {
+  const C = shape[shape.length - 1];
+  const out = Tensor.empty(shape, "f32");
+  const groups = Math.ceil(out.size / WG);
+  const code = `${binding(0, "g", "f32")}
+${binding(1, "idx", idx.dtype)}
+${binding(2, "out", "f32", true)}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = ${linearWorkgroup(groups)} * ${WG}u + lid;
+  if (i >= ${out.size}u) { return; }
+  let r = i / ${C}u;
+  out[i] = select(0.0, g[r], i32(i % ${C}u) == i32(idx[r]));
+}
+`;
+  runtime().dispatch({ code, label: "gatherLast.grad", workgroups: grid(groups) }, [
+    g.buffer,
+    idx.buffer,
+    out.buffer,
+  ]);
+  return out;
+}

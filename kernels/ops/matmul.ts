@@ -1,0 +1,139 @@
+/**
+ * Batched matmul on the tape, over the generated kernels of `matmul_wgsl.ts`.
+ *
+ * A 2-D right operand (a weight) with a non-transposed left operand folds the left's batch
+ * axes into M: one big GEMM, and the weight's gradient sums over the batch for free.
+ */
+import { record } from "../autograd.ts";
+import { type MatmulSpec, planMatmul } from "../matmul_wgsl.ts";
+import { runtime } from "../runtime.ts";
+import { Tensor } from "../tensor.ts";
+import { full } from "./elementwise.ts";
+import { sum } from "./reduce.ts";
+
+/** Transposition flags of `matmul`. */
+export interface MatmulOptions {
+  /** Use A^T: `a` is stored [..., K, M]. */
+  transA?: boolean;
+  /** Use B^T: `b` is stored [..., N, K]. */
+  transB?: boolean;
+  /** Add a bias [N] to every output row (fused). */
+  bias?: Tensor;
+}
+
+/** op(A) · op(B) over the last two axes; leading axes are batch (equal, or B 2-D). */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const transA = opts.transA ?? false;
+  const transB = opts.transB ?? false;
+  if (a.rank < 2 || b.rank < 2) {
+    throw new Error(`matmul: operands need rank >= 2, got [${a.shape}] and [${b.shape}]`);
+  }
+  if (a.dtype !== "f32" || b.dtype !== "f32") {
+    throw new Error(`matmul: f32 operands only, got ${a.dtype} and ${b.dtype}`);
+  }
+  const [ar, ac] = a.shape.slice(-2);
+  const [br, bc] = b.shape.slice(-2);
+  const M = transA ? ac : ar;
+  const K = transA ? ar : ac;
+  const Kb = transB ? bc : br;
+  const N = transB ? br : bc;
+  if (K !== Kb) {
+    throw new Error(
+      `matmul: inner sizes differ: [${a.shape}]${transA ? "^T" : ""} x [${b.shape}]${
+        transB ? "^T" : ""
+      } (${K} vs ${Kb})`,
+    );
+  }
+  if (opts.bias && (opts.bias.rank !== 1 || opts.bias.shape[0] !== N)) {
+    throw new Error(`matmul: bias [${opts.bias.shape}] must be [${N}]`);
+  }
+  const aBatch = a.shape.slice(0, -2);
+  const bBatch = b.shape.slice(0, -2);
+  let batch: number;
+  let outShape: number[];
+  let spec: MatmulSpec;
+  if (bBatch.length === 0 && !transA) {
+    const rows = aBatch.reduce((x, y) => x * y, 1) * M;
+    outShape = [...aBatch, M, N];
+    spec = { batch: 1, M: rows, N, K, transA, transB, aBatchStride: 0, bBatchStride: 0 };
+  } else {
+    // Equal batch axes, or one operand 2-D and broadcast over the other's batch.
+    if (aBatch.length && bBatch.length && aBatch.join() !== bBatch.join()) {
+      throw new Error(`matmul: batch shapes [${aBatch}] and [${bBatch}] differ`);
+    }
+    const batchShape = aBatch.length ? aBatch : bBatch;
+    batch = batchShape.reduce((x, y) => x * y, 1);
+    outShape = [...batchShape, M, N];
+    spec = {
+      batch,
+      M,
+      N,
+      K,
+      transA,
+      transB,
+      aBatchStride: aBatch.length === 0 ? 0 : M * K,
+      bBatchStride: bBatch.length === 0 ? 0 : K * N,
+    };
+  }
+  spec.bias = !!opts.bias;
+  const out = Tensor.empty(outShape, "f32");
+  if (out.size > 0) {
+    if (K === 0) throw new Error("matmul: empty inner dimension");
+    const rt = runtime();
+    const plan = planMatmul(spec, rt.ctx.limits);
+    const bufs = [a.buffer, b.buffer, out.buffer];
+    if (opts.bias) bufs.push(opts.bias.buffer);
+    rt.dispatch(plan, bufs);
+  }
+  const inputs = opts.bias ? [a, b, opts.bias] : [a, b];
+  return record(out, "matmul", inputs, (g) => {
+    const ga = a.requiresGrad ? gradA(g, a, b, transA, transB) : null;
+    const gb = b.requiresGrad ? gradB(g, a, b, transA, transB) : null;
+    const gbias = opts.bias?.requiresGrad ? sumRows(g, N) : null;
+    return opts.bias ? [ga, gb, gbias] : [ga, gb];
+  });
+}
+
+// With C = op(A)·op(B): d op(A) = G·op(B)^T and d op(B) = op(A)^T·G.
+function gradA(g: Tensor, a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
+  const full = transA
+    ? matmul(b, g, { transA: transB, transB: true })
+    : matmul(g, b, { transB: !transB });
+  return sumBatchTo(full, a.shape);
+}
+
+/** A broadcast 2-D operand's gradient is the sum of the per-batch products. */
+function sumBatchTo(t: Tensor, shape: readonly number[]): Tensor {
+  if (t.size === shape.reduce((x, y) => x * y, 1)) return t.view(shape);
+  const [r, c] = t.shape.slice(-2);
+  return sum(t.view([t.size / (r * c), r, c]), 0).view(shape);
+}
+
+function gradB(g: Tensor, a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
+  if (b.rank === 2 && a.rank > 2) {
+    if (transA) {
+      // Per-batch products, then the sum over the (flattened) batch.
+      const [K, M] = a.shape.slice(-2);
+      const a3 = a.view([a.size / (K * M), K, M]);
+      const g3 = g.view([a3.shape[0], M, g.shape[g.rank - 1]]);
+      const per = transB ? matmul(g3, a3, { transA: true, transB: true }) : matmul(a3, g3);
+      return sum(per, 0);
+    }
+    // Folded batch: treat A and G as 2-D so one product sums over the batch.
+    const K = a.shape[a.rank - 1];
+    const a2 = a.view([a.size / K, K]);
+    const g2 = g.view([g.size / g.shape[g.rank - 1], g.shape[g.rank - 1]]);
+    return transB ? matmul(g2, a2, { transA: true }) : matmul(a2, g2, { transA: true });
+  }
+  const full = transB
+    ? matmul(g, a, { transA: true, transB: transA })
+    : matmul(a, g, { transA: !transA });
+  return sumBatchTo(full, b.shape);
+}
+
+function sumRows(g: Tensor, N: number): Tensor {
+  const ones = full([1, g.size / N], 1);
+  const out = matmul(ones, g.view([g.size / N, N])).view([N]);
+  ones.dispose();
+  return out;
+}

@@ -1,0 +1,162 @@
+/**
+ * Layer norm over the last axis. The forward keeps per-row mean and 1/std for the backward;
+ * the weight and bias gradients are column sums over rows.
+ */
+import { record } from "../autograd.ts";
+import { runtime } from "../runtime.ts";
+import { Tensor } from "../tensor.ts";
+import { binding, f32, grid, linearWorkgroup } from "../wgsl.ts";
+import { mapKernel } from "./map.ts";
+import { sum } from "./reduce.ts";
+
+function workgroupFor(C: number): number {
+  let wg = 32;
+  while (wg < C && wg < 256) wg *= 2;
+  return wg;
+}
+
+const TREE = (wg: number) => `
+  workgroupBarrier();
+  for (var s = ${wg / 2}u; s > 0u; s = s >> 1u) {
+    if (lid < s) { ra[lid] += ra[lid + s]; rb[lid] += rb[lid + s]; }
+    workgroupBarrier();
+  }
+  let ta = ra[0]; let tb = rb[0];
+  workgroupBarrier();`;
+
+/** y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis (biased variance). */
+export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
+  const C = x.shape[x.rank - 1];
+  if (weight.rank !== 1 || weight.shape[0] !== C || bias.rank !== 1 || bias.shape[0] !== C) {
+    throw new Error(
+      `layerNorm: weight [${weight.shape}] and bias [${bias.shape}] must be [${C}] for input [${x.shape}]`,
+    );
+  }
+  const rows = x.size / C;
+  const y = Tensor.empty(x.shape, "f32");
+  const stats = Tensor.empty([rows, 2], "f32"); // mean, rstd
+  const wg = workgroupFor(C);
+  const code = `${binding(0, "x", "f32")}
+${binding(1, "w", "f32")}
+${binding(2, "b", "f32")}
+${binding(3, "y", "f32", true)}
+${binding(4, "stats", "f32", true)}
+var<workgroup> ra: array<f32, ${wg}>;
+var<workgroup> rb: array<f32, ${wg}>;
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = ${linearWorkgroup(rows)};
+  if (row >= ${rows}u) { return; }
+  let base = row * ${C}u;
+  var s = 0.0;
+  for (var c = lid; c < ${C}u; c += ${wg}u) { s += x[base + c]; }
+  ra[lid] = s; rb[lid] = 0.0;
+${TREE(wg)}
+  let mean = ta / ${C}.0;
+  var q = 0.0;
+  for (var c = lid; c < ${C}u; c += ${wg}u) { let d = x[base + c] - mean; q += d * d; }
+  ra[lid] = q; rb[lid] = 0.0;
+${TREE(wg)}
+  let rstd = inverseSqrt(ta / ${C}.0 + ${f32(eps)});
+  for (var c = lid; c < ${C}u; c += ${wg}u) {
+    y[base + c] = (x[base + c] - mean) * rstd * w[c] + b[c];
+  }
+  if (lid == 0u) { stats[row * 2u] = mean; stats[row * 2u + 1u] = rstd; }
+}
+`;
+  runtime().dispatch({ code, label: "layerNorm", workgroups: grid(rows) }, [
+    x.buffer,
+    weight.buffer,
+    bias.buffer,
+    y.buffer,
+    stats.buffer,
+  ]);
+  const out = record(y, "layerNorm", [x, weight, bias], (g) => {
+    const g2 = g.view([rows, C]);
+    const x2 = x.view([rows, C]);
+    const dx = x.requiresGrad
+      ? layerNormInputGrad(g2, x2, weight, stats, C, rows, wg).view(x.shape)
+      : null;
+    let dw: Tensor | null = null;
+    if (weight.requiresGrad) {
+      // xhat is recomputed from the saved statistics inside the fused expression.
+      const mu = columnOf(stats, 0, rows);
+      const rs = columnOf(stats, 1, rows);
+      dw = sum(mapKernel("layerNorm.grad_w", [g2, x2, mu, rs], "a * (b - c) * d"), 0);
+    }
+    const db = bias.requiresGrad ? sum(g2, 0) : null;
+    return [dx, dw, db];
+  });
+  // Without a tape nothing will read the statistics again.
+  if (!out.node) stats.dispose();
+  return out;
+}
+
+/** Column `col` of the [rows, 2] statistics as [rows, 1]. */
+function columnOf(stats: Tensor, col: number, rows: number): Tensor {
+  const out = Tensor.empty([rows, 1], "f32");
+  const code = `${binding(0, "s", "f32")}
+${binding(1, "out", "f32", true)}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = ${linearWorkgroup(Math.ceil(rows / 256))} * 256u + lid;
+  if (i >= ${rows}u) { return; }
+  out[i] = s[i * 2u + ${col}u];
+}
+`;
+  runtime().dispatch({ code, label: "layerNorm.stats", workgroups: grid(Math.ceil(rows / 256)) }, [
+    stats.buffer,
+    out.buffer,
+  ]);
+  return out;
+}
+
+function layerNormInputGrad(
+  g: Tensor,
+  x: Tensor,
+  w: Tensor,
+  stats: Tensor,
+  C: number,
+  rows: number,
+  wg: number,
+): Tensor {
+  const dx = Tensor.empty([rows, C], "f32");
+  const code = `${binding(0, "g", "f32")}
+${binding(1, "x", "f32")}
+${binding(2, "w", "f32")}
+${binding(3, "stats", "f32")}
+${binding(4, "dx", "f32", true)}
+var<workgroup> ra: array<f32, ${wg}>;
+var<workgroup> rb: array<f32, ${wg}>;
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = ${linearWorkgroup(rows)};
+  if (row >= ${rows}u) { return; }
+  let base = row * ${C}u;
+  let mean = stats[row * 2u];
+  let rstd = stats[row * 2u + 1u];
+  var sa = 0.0; var sb = 0.0;
+  for (var c = lid; c < ${C}u; c += ${wg}u) {
+    let gx = g[base + c] * w[c];
+    let xh = (x[base + c] - mean) * rstd;
+    sa += gx; sb += gx * xh;
+  }
+  ra[lid] = sa; rb[lid] = sb;
+${TREE(wg)}
+  let ma = ta / ${C}.0; let mb = tb / ${C}.0;
+  for (var c = lid; c < ${C}u; c += ${wg}u) {
+    let gx = g[base + c] * w[c];
+    let xh = (x[base + c] - mean) * rstd;
+    dx[base + c] = rstd * (gx - ma - xh * mb);
+  }
+}
+`;
+  runtime().dispatch({ code, label: "layerNorm.grad_x", workgroups: grid(rows) }, [
+    g.buffer,
+    x.buffer,
+    w.buffer,
+    stats.buffer,
+    dx.buffer,
+  ]);
+  return dx;
+}

@@ -1,0 +1,129 @@
+/**
+ * softmax, log-softmax and logsumexp along the last axis: one workgroup per row, max
+ * subtracted first so nothing overflows.
+ */
+import { record } from "../autograd.ts";
+import { runtime } from "../runtime.ts";
+import { Tensor } from "../tensor.ts";
+import { binding, grid, linearWorkgroup } from "../wgsl.ts";
+import { mapKernel } from "./map.ts";
+
+type Mode = "softmax" | "logsoftmax" | "logsumexp";
+
+function workgroupFor(C: number): number {
+  let wg = 32;
+  while (wg < C && wg < 256) wg *= 2;
+  return wg;
+}
+
+/** WGSL: a workgroup tree reduction of `v` into `red[0]` with `op`. */
+function treeReduce(wg: number, op: string): string {
+  return `  red[lid] = v;
+  workgroupBarrier();
+  for (var s = ${wg / 2}u; s > 0u; s = s >> 1u) {
+    if (lid < s) { let x = red[lid]; let y = red[lid + s]; red[lid] = ${op}; }
+    workgroupBarrier();
+  }
+  total = red[0];
+  workgroupBarrier();`;
+}
+
+function forwardKernel(x: Tensor, mode: Mode): Tensor {
+  if (x.rank === 0) throw new Error(`${mode}: needs at least one axis`);
+  const C = x.shape[x.rank - 1];
+  if (C === 0) throw new Error(`${mode}: empty last axis`);
+  const rows = x.size / C;
+  const outShape = mode === "logsumexp" ? x.shape.slice(0, -1) : x.shape;
+  const out = Tensor.empty(outShape, "f32");
+  if (rows === 0) return out;
+  const wg = workgroupFor(C);
+  const write = {
+    softmax:
+      `for (var c = lid; c < ${C}u; c += ${wg}u) { y[base + c] = exp(x[base + c] - m) / sum; }`,
+    logsoftmax:
+      `for (var c = lid; c < ${C}u; c += ${wg}u) { y[base + c] = x[base + c] - m - log(sum); }`,
+    logsumexp: `if (lid == 0u) { y[row] = m + log(sum); }`,
+  }[mode];
+  const code = `${binding(0, "x", "f32")}
+${binding(1, "y", "f32", true)}
+var<workgroup> red: array<f32, ${wg}>;
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = ${linearWorkgroup(rows)};
+  if (row >= ${rows}u) { return; }
+  let base = row * ${C}u;
+  var total = 0.0;
+  var v = -3.4028234663852886e38;
+  for (var c = lid; c < ${C}u; c += ${wg}u) { v = max(v, x[base + c]); }
+${treeReduce(wg, "max(x, y)")}
+  let m = total;
+  v = 0.0;
+  for (var c = lid; c < ${C}u; c += ${wg}u) { v += exp(x[base + c] - m); }
+${treeReduce(wg, "x + y")}
+  let sum = total;
+  ${write}
+}
+`;
+  runtime().dispatch({ code, label: mode, workgroups: grid(rows) }, [x.buffer, out.buffer]);
+  return out;
+}
+
+/** Row-wise backward: dx = f(g, y, rowsum(h(g, y))). */
+function backwardKernel(
+  label: string,
+  g: Tensor,
+  y: Tensor,
+  rowTerm: string,
+  outExpr: string,
+): Tensor {
+  const C = y.shape[y.rank - 1];
+  const rows = y.size / C;
+  const dx = Tensor.empty(y.shape, "f32");
+  const wg = workgroupFor(C);
+  const code = `${binding(0, "g", "f32")}
+${binding(1, "y", "f32")}
+${binding(2, "dx", "f32", true)}
+var<workgroup> red: array<f32, ${wg}>;
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = ${linearWorkgroup(rows)};
+  if (row >= ${rows}u) { return; }
+  let base = row * ${C}u;
+  var total = 0.0;
+  var v = 0.0;
+  for (var c = lid; c < ${C}u; c += ${wg}u) { let gi = g[base + c]; let yi = y[base + c]; v += ${rowTerm}; }
+${treeReduce(wg, "x + y")}
+  for (var c = lid; c < ${C}u; c += ${wg}u) {
+    let gi = g[base + c]; let yi = y[base + c];
+    dx[base + c] = ${outExpr};
+  }
+}
+`;
+  runtime().dispatch({ code, label, workgroups: grid(rows) }, [g.buffer, y.buffer, dx.buffer]);
+  return dx;
+}
+
+/** Softmax over the last axis. */
+export function softmax(x: Tensor): Tensor {
+  const y = forwardKernel(x, "softmax");
+  return record(y, "softmax", [x], (g) => [
+    backwardKernel("softmax.grad", g, y, "gi * yi", "yi * (gi - total)"),
+  ]);
+}
+
+/** Log-softmax over the last axis. */
+export function logSoftmax(x: Tensor): Tensor {
+  const y = forwardKernel(x, "logsoftmax");
+  return record(y, "logSoftmax", [x], (g) => [
+    backwardKernel("logSoftmax.grad", g, y, "gi", "gi - exp(yi) * total"),
+  ]);
+}
+
+/** log(sum(exp(x))) over the last axis (the axis is removed). */
+export function logsumexp(x: Tensor): Tensor {
+  const y = forwardKernel(x, "logsumexp");
+  return record(y, "logsumexp", [x], (g) => {
+    const keep = [...x.shape.slice(0, -1), 1];
+    return [mapKernel("logsumexp.grad", [g.view(keep), x, y.view(keep)], "a * exp(b - c)")];
+  });
+}

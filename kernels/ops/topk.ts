@@ -1,0 +1,57 @@
+/**
+ * Top-k along the last axis (k <= 32), one thread per row with an insertion list: rows in
+ * JOWA are short (18 actions, 2048 tokens) and k is small.
+ */
+import { runtime } from "../runtime.ts";
+import { Tensor } from "../tensor.ts";
+import { binding, grid, linearWorkgroup } from "../wgsl.ts";
+
+const WG = 64;
+
+/**
+ * The k largest values of each row, in descending order, and their indices (i32; the lower
+ * index first on ties). No gradient (used for planning and sampling).
+ */
+export function topk(x: Tensor, k: number): { values: Tensor; indices: Tensor } {
+  const C = x.shape[x.rank - 1];
+  if (!Number.isInteger(k) || k < 1 || k > 32 || k > C) {
+    throw new Error(`topk: k must be an integer in [1, min(32, ${C})], got ${k}`);
+  }
+  const rows = x.size / C;
+  const shape = [...x.shape.slice(0, -1), k];
+  const values = Tensor.empty(shape, "f32");
+  const indices = Tensor.empty(shape, "i32");
+  indices.intRange = [0, C - 1];
+  const groups = Math.ceil(rows / WG);
+  const code = `${binding(0, "x", "f32")}
+${binding(1, "vals", "f32", true)}
+${binding(2, "inds", "i32", true)}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let r = ${linearWorkgroup(groups)} * ${WG}u + lid;
+  if (r >= ${rows}u) { return; }
+  var bv: array<f32, ${k}>;
+  var bi: array<i32, ${k}>;
+  for (var j = 0u; j < ${k}u; j++) { bv[j] = -3.4028234663852886e38; bi[j] = -1; }
+  for (var c = 0u; c < ${C}u; c++) {
+    let v = x[r * ${C}u + c];
+    // Strictly greater keeps the earlier index first on ties.
+    if (bi[${k - 1}] >= 0 && v <= bv[${k - 1}]) { continue; }
+    var j = ${k - 1};
+    loop {
+      if (j == 0 || !(v > bv[j - 1] || bi[j - 1] < 0)) { break; }
+      bv[j] = bv[j - 1]; bi[j] = bi[j - 1];
+      j--;
+    }
+    bv[j] = v; bi[j] = i32(c);
+  }
+  for (var j = 0u; j < ${k}u; j++) { vals[r * ${k}u + j] = bv[j]; inds[r * ${k}u + j] = bi[j]; }
+}
+`;
+  runtime().dispatch({ code, label: `topk(${k})`, workgroups: grid(groups) }, [
+    x.buffer,
+    values.buffer,
+    indices.buffer,
+  ]);
+  return { values, indices };
+}
