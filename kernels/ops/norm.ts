@@ -21,7 +21,8 @@ const TREE = (wg: number) => `
     if (lid < s) { ra[lid] += ra[lid + s]; rb[lid] += rb[lid + s]; }
     workgroupBarrier();
   }
-  let ta = ra[0]; let tb = rb[0];
+  ta = ra[0];
+  tb = rb[0];
   workgroupBarrier();`;
 
 /** y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis (biased variance). */
@@ -48,6 +49,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let row = ${linearWorkgroup(rows)};
   if (row >= ${rows}u) { return; }
   let base = row * ${C}u;
+  var ta = 0.0;
+  var tb = 0.0;
   var s = 0.0;
   for (var c = lid; c < ${C}u; c += ${wg}u) { s += x[base + c]; }
   ra[lid] = s; rb[lid] = 0.0;
@@ -135,6 +138,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let base = row * ${C}u;
   let mean = stats[row * 2u];
   let rstd = stats[row * 2u + 1u];
+  var ta = 0.0;
+  var tb = 0.0;
   var sa = 0.0; var sb = 0.0;
   for (var c = lid; c < ${C}u; c += ${wg}u) {
     let gx = g[base + c] * w[c];
