@@ -75,6 +75,12 @@ export interface StoreWriterOptions {
   overwrite?: boolean;
   /** Target observation bytes per chunk file (default 64 MiB); chunks hold whole episodes. */
   chunkBytes?: number;
+  /**
+   * Journal every full chunk (default true), so an interrupted writer resumes with all of
+   * them. False: only {@link StoreWriterControl.commit} journals, for callers (the converter)
+   * whose resume position must match the committed episodes exactly.
+   */
+  autoCommit?: boolean;
 }
 
 /** Writer of a frame store (the contract used by emulator collection). */
@@ -99,6 +105,8 @@ export interface StoreWriterControl {
   updateSource(extra: Record<string, unknown>): void;
   /** Drop the writer without finalizing (the store stays incomplete, resumable). */
   abort(): void;
+  /** Drop the writer and delete everything it wrote (used when the input proves bad). */
+  discard(): void;
 }
 
 /** Frame store writer with resume controls. */
@@ -136,6 +144,7 @@ export function openStoreWriter(dir: string, opts: StoreWriterOptions): Promise<
     },
     updateSource: (x: Record<string, unknown>) => w.updateSource(x),
     abort: () => w.abort(),
+    discard: () => w.discard(),
   });
 }
 
@@ -160,6 +169,7 @@ export function openTokenStoreWriter(
     },
     updateSource: (x: Record<string, unknown>) => w.updateSource(x),
     abort: () => w.abort(),
+    discard: () => w.discard(),
   });
 }
 
@@ -177,6 +187,7 @@ class Writer {
   readonly minimal: number[];
   readonly valid = new Uint8Array(18);
   readonly chunkBytes: number;
+  readonly autoCommit: boolean;
   source: Record<string, unknown>;
   resumeState: unknown = undefined;
   chunks: ChunkInfo[] = [];
@@ -207,6 +218,7 @@ class Writer {
     }
     this.source = { ...opts.source };
     this.chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    this.autoCommit = opts.autoCommit ?? true;
     fs.mkdirSync(path.join(dir, FILES.obsDir), { recursive: true });
     const manifest = path.join(dir, FILES.manifest);
     const journal = path.join(dir, FILES.journal);
@@ -369,7 +381,7 @@ class Writer {
       this.committedTruncated = this.truncatedEpisodes;
     }
     if (saveState) this.resumeState = state;
-    this.writeJournal();
+    if (saveState || this.autoCommit) this.writeJournal();
   }
 
   writeJournal(): void {
@@ -399,6 +411,19 @@ class Writer {
 
   abort(): void {
     this.closed = true;
+  }
+
+  discard(): void {
+    this.closed = true;
+    removeIfExists(path.join(this.dir, FILES.journal));
+    removeIfExists(path.join(this.dir, `${FILES.journal}.tmp`));
+    removeIfExists(path.join(this.dir, FILES.obsDir));
+    for (const f of META_FILES) removeIfExists(path.join(this.dir, f));
+    try {
+      fs.rmdirSync(this.dir); // only when nothing else is left in it
+    } catch {
+      // not empty: leave the caller's other files alone
+    }
   }
 
   close(): Promise<void> {
