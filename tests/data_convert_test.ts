@@ -99,7 +99,16 @@ Deno.test("data convert: seeded subsampling of runs and whole episodes is reprod
       return openStore(path.join(root, out, "Pong"));
     };
     const a = await run(5, "a"), b = await run(5, "b"), c = await run(6, "c");
-    const src = (s: typeof a) => s.manifest.source as Record<string, any>;
+    interface Src {
+      selection: number[][];
+      runs: string[];
+      subsample: {
+        totalTransitions: number;
+        targetTransitions: number;
+        selectedTransitions: number;
+      };
+    }
+    const src = (s: typeof a) => s.manifest.source as unknown as Src;
     assertEquals(src(a).selection, src(b).selection);
     assertEquals(src(a).runs, src(b).runs);
     assertEquals(src(a).runs.length, 2);
