@@ -6,7 +6,7 @@ pixel-wise max, then area-resize the whole batch at once (see area_resize.py).
 
 Determinism: every environment owns its emulator and its numpy Generator, both seeded
 from the seed given at reset, so results do not depend on how environments are split
-over processes.  Auto-reset draws the next seed from the environment's own Generator.
+over processes.  Auto-reset continues the environment's own emulator and Generator.
 """
 
 from __future__ import annotations
@@ -79,12 +79,18 @@ class Env:
         self.ale.setInt("frame_skip", 1)
         self.ale.setInt("max_num_frames_per_episode", 0)  # the time limit is ours
 
-    def reset(self, seed: int, screen: np.ndarray) -> int:
-        """Start a new episode from `seed`; writes the first screen; returns no-op count."""
-        self._configure(seed)
-        self.ale.loadROM(str(self.path))  # reload so the seed takes effect
+    def reset(self, seed: int | None, screen: np.ndarray) -> int:
+        """Start a new episode; writes the first screen; returns the no-op count.
+
+        With a seed the ROM is reloaded (~0.15 s) so the emulator's RNG restarts from it,
+        as gymnasium does.  Without one (auto-reset) the game is only reset: the emulator
+        and no-op RNGs simply continue, which stays deterministic per environment.
+        """
+        if seed is not None:
+            self._configure(seed)
+            self.ale.loadROM(str(self.path))
+            self.rng = np.random.default_rng(seed)
         self.ale.reset_game()
-        self.rng = np.random.default_rng(seed)
         noop_max = int(self.cfg["noopMax"])
         noops = int(self.rng.integers(1, noop_max + 1)) if noop_max > 0 else 0
         for _ in range(noops):
@@ -148,7 +154,7 @@ class EnvBatch:
         np.maximum(self.prev, self.last, out=self.prev)
         return self.resizer(self.prev, out=self.obs)
 
-    def _reset_one(self, i: int, seed: int) -> int:
+    def _reset_one(self, i: int, seed: int | None) -> int:
         noops = self.envs[i].reset(seed, self.last[i])
         self.prev[i] = self.last[i]
         return noops
@@ -195,7 +201,7 @@ class EnvBatch:
                 ep_ret[i], ep_len[i] = env.ep_return, env.ep_steps
                 ep_frames[i] = env.ale.getEpisodeFrameNumber()
                 if auto:
-                    self._reset_one(i, int(env.rng.integers(0, 2**31 - 1)))
+                    self._reset_one(i, None)
         lives = np.array([e.lives for e in self.envs], np.int32)
         return {
             "obs": self._observe_into().tobytes(),

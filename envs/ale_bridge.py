@@ -88,6 +88,7 @@ def main() -> int:
                 send({"ok": True, **_need(batch).step(req["actions"])})
             elif op == "sleep":  # test hook: simulate a hung bridge
                 import time
+                print(f"bridge: sleeping {req['seconds']} s", file=sys.stderr, flush=True)
                 time.sleep(float(req["seconds"]))
                 send({"ok": True})
             elif op == "crash":  # test hook: simulate a dying bridge
