@@ -164,7 +164,8 @@ export function tensor(
       if (v > range[1]) range[1] = v;
     }
   }
-  const buffer = runtime().upload(typed, n * byteSize(dtype));
+  // Deno's writeBuffer panics on zero bytes: an empty tensor needs no upload.
+  const buffer = n === 0 ? runtime().pool.acquire(4) : runtime().upload(typed, n * byteSize(dtype));
   const t = new Tensor(shape, dtype, new Storage(buffer));
   t.intRange = range;
   return t;
@@ -177,9 +178,13 @@ export function tidy<T>(fn: () => T): T {
   let result: T;
   try {
     result = fn();
-  } finally {
+  } catch (e) {
+    // Like tf.tidy: when `fn` throws, what it allocated is freed too (no leaked buffers).
     scopes.pop();
+    for (const t of scope) t.dispose();
+    throw e;
   }
+  scopes.pop();
   if (result instanceof Promise) {
     throw new Error("tidy() takes a synchronous function; await outside it");
   }

@@ -45,9 +45,10 @@ export function reduceKernel(x: Tensor, axis: number, kind: ReduceKind, keepDims
     ? x.shape.map((d, i) => (i === ax ? 1 : d))
     : x.shape.filter((_, i) => i !== ax);
   const outDtype = kind === "argmax" ? "i32" : "f32";
+  // Checked before allocating, so a failed call leaks no buffer.
+  if (R === 0 && outer * inner > 0) throw new Error(`${kind}: cannot reduce an empty axis`);
   const out = Tensor.empty(outShape, outDtype);
   if (out.size === 0) return out;
-  if (R === 0) throw new Error(`${kind}: cannot reduce an empty axis`);
   const { init, step } = combine(kind);
   const finish = kind === "mean" ? ` / ${R}.0` : "";
   const load = `f32(x[base + r * ${inner}u])`;
