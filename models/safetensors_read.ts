@@ -198,7 +198,7 @@ export async function readSafetensors(source: string | URL | Uint8Array): Promis
   }
 }
 
-/** Shape of `t` as text, e.g. `[2, 3]`, for messages. */
+/** A shape as text, e.g. `[2, 3]`, for messages. */
 export function formatShape(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;
 }

@@ -171,6 +171,16 @@ function buildCases(): Case[] {
   for (const [label, text, stricter] of rawCases(header)) {
     cases.push({ label: `raw: ${label}`, bytes: assemble(text, data), invalid: true, stricter });
   }
+  // A hole in the data region with the total size still matching: only the gap rule catches it.
+  const gapHeader = JSON.parse(header);
+  entry(gapHeader, "obs").data_offsets = [51, 54];
+  const gapData = new Uint8Array(data.length + 1);
+  gapData.set(data);
+  cases.push({
+    label: "json: gap",
+    bytes: assemble(JSON.stringify(gapHeader), gapData),
+    invalid: true,
+  });
   const h8 = enc.encode(header);
   const badUtf8 = h8.slice();
   badUtf8[h8.indexOf(0x7a /* z */)] = 0xff; // inside the "fuzz" metadata value
@@ -344,6 +354,17 @@ Deno.test("error messages name the tensor and the problem", () => {
   expectError(withEdit((h) => (entry(h, "enc.w").extra = 1)), /"enc.w".*unexpected field "extra"/);
   expectError(withEdit((h) => delete entry(h, "enc.w").shape), /"enc.w".*missing shape/);
   expectError(withEdit((h) => delete h["obs"]), /trailing bytes/);
+  expectError(withEdit((h) => (entry(h, "steps").data_offsets = [16, 0])), /"steps".*reversed/);
+  expectError(
+    withEdit((h) => (entry(h, "obs").data_offsets = [50, 60])),
+    /"obs".*exceed the data region of 53 bytes/,
+  );
+  const gap = JSON.parse(header);
+  entry(gap, "obs").data_offsets = [51, 54];
+  expectError(
+    assemble(JSON.stringify(gap), new Uint8Array(data.length + 1)),
+    /"obs".*gap.*\[50, 51\)/,
+  );
   expectError(
     assemble(`{${header.slice(1, -1)},${/"obs":\{[^}]*\}/.exec(header)![0]}}`, data),
     /duplicate key "obs"/,

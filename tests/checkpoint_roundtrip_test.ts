@@ -60,6 +60,13 @@ Deno.test("encode/decode round trip is bit-exact for random models", () => {
     const reversed = new Map([...model].reverse());
     assert.deepEqual(encodeSafetensors(reversed, metadata), bytes);
     assert.deepEqual(encodeSafetensors(file.tensors, metadata), bytes);
+    // bytes embedded at an odd offset of a larger buffer decode the same
+    const embedded = new Uint8Array(bytes.length + 11);
+    embedded.set(bytes, 3);
+    const again = decodeSafetensors(embedded.subarray(3, 3 + bytes.length));
+    for (const [name, t] of file.tensors) {
+      assert.equal(hex(again.tensors.get(name)!.toTypedArray()), hex(t.toTypedArray()));
+    }
   }
 });
 
