@@ -14,7 +14,9 @@ export interface PooledBuffer {
   lastUseEpoch: number;
 }
 
-const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+// UNIFORM too: small parameter blocks (attention's {seed, p}) come from the same pool.
+const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_SRC |
+  GPUBufferUsage.COPY_DST;
 
 /** Round a byte count up to its size class (multiple of 256, 4 steps per power of two). */
 export function sizeClass(bytes: number): number {

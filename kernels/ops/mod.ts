@@ -17,5 +17,6 @@ export * from "./dropout.ts";
 export * from "./topk.ts";
 export * from "./matmul.ts";
 export * from "./loss.ts";
+export * from "./attention.ts";
 
 registerTapeOps({ add, ones });
