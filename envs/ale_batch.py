@@ -19,9 +19,6 @@ from ale_py import ALEInterface, LoggerMode, roms
 
 from area_resize import AreaResizer
 
-SCREEN_H, SCREEN_W = 210, 160
-
-
 class UserError(Exception):
     """An error caused by the caller's input (reported without a traceback)."""
 
@@ -63,8 +60,7 @@ class Env:
         self.ale.setLoggerMode(LoggerMode.Error)
         self._configure(0)
         self.ale.loadROM(str(self.path))
-        if tuple(self.ale.getScreenDims()) != (SCREEN_H, SCREEN_W):
-            raise UserError(f"{rom}: unexpected screen size {self.ale.getScreenDims()}")
+        self.shape = tuple(int(d) for d in self.ale.getScreenDims())  # (210, 160) mostly
         self.minimal = [int(a.value) for a in self.ale.getMinimalActionSet()]
         self.started = False
         self.ended = False
@@ -141,22 +137,41 @@ class EnvBatch:
         self.cfg = cfg
         self.envs = [Env(r, rom_dir, cfg) for r in roms_]
         n = len(self.envs)
-        self.prev = np.zeros((n, SCREEN_H, SCREEN_W), np.uint8)
-        self.last = np.zeros((n, SCREEN_H, SCREEN_W), np.uint8)
         self.obs = np.zeros((n, cfg["height"], cfg["width"]), np.uint8)
-        self.resizer = AreaResizer(SCREEN_H, SCREEN_W, cfg["height"], cfg["width"])
+        # Screens differ by game (Carnival is 214 rows): one buffer pair and one
+        # resizer per screen shape; prev[i]/last[i] are views into them.
+        self.groups = []
+        self.prev: list[np.ndarray] = [None] * n  # type: ignore[list-item]
+        self.last: list[np.ndarray] = [None] * n  # type: ignore[list-item]
+        for shape in sorted({e.shape for e in self.envs}):
+            idx = [i for i, e in enumerate(self.envs) if e.shape == shape]
+            prev = np.zeros((len(idx),) + shape, np.uint8)
+            last = np.zeros((len(idx),) + shape, np.uint8)
+            for j, i in enumerate(idx):
+                self.prev[i], self.last[i] = prev[j], last[j]
+            sel = slice(idx[0], idx[-1] + 1) if idx == list(range(idx[0], idx[-1] + 1)) else idx
+            try:
+                resizer = AreaResizer(shape[0], shape[1], cfg["height"], cfg["width"])
+            except ValueError as e:
+                raise UserError(f"observation size: {e}") from None
+            self.groups.append((sel, prev, last, resizer))
 
     def describe(self) -> list[dict]:
         return [{"rom": e.rom, "md5": e.md5, "romPath": str(e.path), "minimalActions": e.minimal}
                 for e in self.envs]
 
     def _observe_into(self) -> np.ndarray:
-        np.maximum(self.prev, self.last, out=self.prev)
-        return self.resizer(self.prev, out=self.obs)
+        for sel, prev, last, resizer in self.groups:
+            np.maximum(prev, last, out=prev)
+            if isinstance(sel, slice):
+                resizer(prev, out=self.obs[sel])
+            else:
+                self.obs[sel] = resizer(prev)
+        return self.obs
 
     def _reset_one(self, i: int, seed: int | None) -> int:
         noops = self.envs[i].reset(seed, self.last[i])
-        self.prev[i] = self.last[i]
+        self.prev[i][...] = self.last[i]
         return noops
 
     def reset(self, seeds: list) -> dict:
