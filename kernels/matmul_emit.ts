@@ -5,7 +5,8 @@
  *   fetch k-slice 0 from global memory into registers
  *   for each full TK slice: registers -> workgroup memory; barrier;
  *     fetch the next slice into registers (its latency hides behind the math);
- *     fully unrolled TK x RM x RN fma block; barrier
+ *     fully unrolled TK x RM x RN fma block;
+ *     barrier (only with one shared buffer; with two they alternate and one barrier suffices)
  *   partial last slice (K % TK), unrolled over exactly K % TK steps
  *   epilogue: unguarded stores for interior tiles, guarded stores for edge tiles
  *
@@ -97,10 +98,10 @@ function emitFetch(op: Operand, k0: string, kLen: number, indent: string): strin
 }
 
 /** Stores the registers into workgroup memory (skipping units past the tile or kLen). */
-function emitShare(op: Operand, kLen: number, indent: string): string {
-  const { name: n, T, TK, kContig, vec, threads } = op;
+function emitShare(op: Operand, kLen: number, buf: string | null, indent: string): string {
+  const { name: n, TK, kContig, vec, threads } = op;
+  const sh = buf === null ? `sh_${n}` : `sh_${n}[${buf}]`;
   const { units, rounds } = unitsOf(op);
-  const T4 = T / 4;
   const out: string[] = [];
   for (let it = 0; it < rounds; it++) {
     const v = `${n}${it}`;
@@ -108,12 +109,12 @@ function emitShare(op: Operand, kLen: number, indent: string): string {
     if (vec && kContig) {
       // Four k values of one row: scatter into four shared rows.
       for (let c = 0; c < 4; c++) {
-        s.push(`sh_${n}[(${v}k + ${c}u) * ${T4}u + ${v}x / 4u][${v}x % 4u] = ${v}r[${c}];`);
+        s.push(`${sh}[${v}k + ${c}u][${v}x / 4u][${v}x % 4u] = ${v}r[${c}];`);
       }
     } else if (vec) {
-      s.push(`sh_${n}[${v}k * ${T4}u + ${v}x / 4u] = ${v}r;`);
+      s.push(`${sh}[${v}k][${v}x / 4u] = ${v}r;`);
     } else {
-      s.push(`sh_${n}[${v}k * ${T4}u + ${v}x / 4u][${v}x % 4u] = ${v}r;`);
+      s.push(`${sh}[${v}k][${v}x / 4u][${v}x % 4u] = ${v}r;`);
     }
     const conds: string[] = [];
     if (units % threads !== 0 && it === rounds - 1) conds.push(`${v}ok`);
@@ -125,14 +126,20 @@ function emitShare(op: Operand, kLen: number, indent: string): string {
 }
 
 /** The fully unrolled multiply-accumulate over `steps` k values of the shared slices. */
-function emitCompute(tile: MatmulTile, steps: number, indent: string): string {
+function emitCompute(tile: MatmulTile, steps: number, buf: string | null, indent: string) {
+  const sa = buf === null ? "sh_a" : `sh_a[${buf}]`;
+  const sb = buf === null ? "sh_b" : `sh_b[${buf}]`;
   const { TM, TN, RM, RN } = tile;
   const ty = TM / RM, tx = TN / RN; // threads along m and n
   const out: string[] = [];
   for (let k = 0; k < steps; k++) {
     const s: string[] = [];
-    for (let i = 0; i < RM / 4; i++) s.push(`let a${i} = sh_a[${(k * TM) / 4 + i * ty}u + ty];`);
-    for (let j = 0; j < RN / 4; j++) s.push(`let b${j} = sh_b[${(k * TN) / 4 + j * tx}u + tx];`);
+    for (let i = 0; i < RM / 4; i++) {
+      s.push(`let a${i} = ${sa}[${k}][ty${i ? ` + ${i * ty}u` : ""}];`);
+    }
+    for (let j = 0; j < RN / 4; j++) {
+      s.push(`let b${j} = ${sb}[${k}][tx${j ? ` + ${j * tx}u` : ""}];`);
+    }
     for (let i = 0; i < RM / 4; i++) {
       for (let r = 0; r < 4; r++) {
         for (let j = 0; j < RN / 4; j++) {
@@ -193,7 +200,9 @@ export function generateMatmul(
   grid: [number, number, number],
   sizes: { a: number; b: number; c: number },
   label: string,
+  sharedBuffers: 1 | 2,
 ): string {
+  const buffers = sharedBuffers;
   const { M, N, K, transA, transB, aBatchStride: sa, bBatchStride: sb } = spec;
   const { TM, TN, TK, RM, RN } = tile;
   const threads = (TM / RM) * (TN / RN);
@@ -236,13 +245,21 @@ export function generateMatmul(
   const arr = (vec: boolean, n: number) => vec ? `array<vec4<f32>, ${n / 4}>` : `array<f32, ${n}>`;
 
   const o: string[] = [];
-  o.push(`// ${label}: tile ${TM}x${TN}x${TK}, ${RM}x${RN} per thread`);
+  o.push(`// ${label}: tile ${TM}x${TN}x${TK}, ${RM}x${RN} per thread, ${buffers}x shared`);
   o.push(`@group(0) @binding(0) var<storage, read> a_g: ${arr(aVec, sizes.a)};`);
   o.push(`@group(0) @binding(1) var<storage, read> b_g: ${arr(bVec, sizes.b)};`);
   o.push(`@group(0) @binding(2) var<storage, read_write> c_g: ${arr(cVec, sizes.c)};`);
   if (spec.bias) o.push(`@group(0) @binding(3) var<storage, read> bias_g: ${arr(cVec, N)};`);
-  o.push(`var<workgroup> sh_a: array<vec4<f32>, ${(TK * TM) / 4}>;`);
-  o.push(`var<workgroup> sh_b: array<vec4<f32>, ${(TK * TN) / 4}>;`);
+  // 2D so the hot reads are sh[constant k][ty + constant]: naga's index clamp then applies
+  // only to loop-invariant values the driver can hoist.
+  // With two buffers the outer index is the slice parity, a loop variable: one clamp per use,
+  // and the driver folds the rest into immediate offsets.
+  const shType = (T: number) => {
+    const slice = `array<array<vec4<f32>, ${T / 4}>, ${TK}>`;
+    return buffers === 1 ? slice : `array<${slice}, 2>`;
+  };
+  o.push(`var<workgroup> sh_a: ${shType(TM)};`);
+  o.push(`var<workgroup> sh_b: ${shType(TN)};`);
   o.push("");
   o.push(`@compute @workgroup_size(${threads})`);
   o.push(
@@ -274,26 +291,35 @@ export function generateMatmul(
     for (let j = 0; j < RN / 4; j++) accs.push(`var c${r}_${j} = vec4<f32>();`);
     o.push("  " + accs.join(" "));
   }
+  // One full k-slice: registers -> shared buffer `buf`, then prefetch slice kt + 1 into the
+  // registers while computing on `buf`. With one buffer a second barrier protects it from the
+  // next store; with two, the next store goes to the other buffer, whose readers all passed
+  // this step's barrier already.
+  const step = (buf: string | null, kt: string, indent: string) => {
+    o.push(emitShare(a, TK, buf, indent), emitShare(b, TK, buf, indent));
+    o.push(`${indent}workgroupBarrier();`);
+    if (kFull > 1) {
+      // The last slice re-fetches itself (in bounds, unused) instead of branching.
+      o.push(`${indent}{ let kn = min(${kt} + 1u, ${kFull - 1}u) * ${TK}u;`);
+      o.push(emitFetch(a, "kn", TK, indent), emitFetch(b, "kn", TK, indent) + " }");
+    }
+    o.push(emitCompute(tile, TK, buf, indent));
+    if (buffers === 1) o.push(`${indent}workgroupBarrier();`);
+  };
   if (kFull > 0) {
     o.push(emitFetch(a, "0u", TK, "  "), emitFetch(b, "0u", TK, "  "));
     o.push(`  for (var kt = 0u; kt < ${kFull}u; kt++) {`);
-    o.push(emitShare(a, TK, "    "), emitShare(b, TK, "    "));
-    o.push("    workgroupBarrier();");
-    if (kFull > 1) {
-      // The last round re-fetches its own slice (in bounds, unused) instead of branching.
-      o.push(`    let kn = min(kt + 1u, ${kFull - 1}u) * ${TK}u;`);
-      o.push(emitFetch(a, "kn", TK, "    "), emitFetch(b, "kn", TK, "    "));
-    }
-    o.push(emitCompute(tile, TK, "    "));
-    o.push("    workgroupBarrier();");
+    step(buffers === 1 ? null : "kt & 1u", "kt", "    ");
     o.push("  }");
   }
   if (kRem > 0) {
+    // With two buffers this one was last read before the latest barrier.
+    const buf = buffers === 2 ? `${kFull % 2}u` : null;
     const k0 = `${kFull * TK}u`;
     o.push(emitFetch(a, k0, kRem, "  "), emitFetch(b, k0, kRem, "  "));
-    o.push(emitShare(a, kRem, "  "), emitShare(b, kRem, "  "));
+    o.push(emitShare(a, kRem, buf, "  "), emitShare(b, kRem, buf, "  "));
     o.push("  workgroupBarrier();");
-    o.push(emitCompute(tile, kRem, "  "));
+    o.push(emitCompute(tile, kRem, buf, "  "));
   }
   if (fullM < tilesM || fullN < tilesN) {
     o.push(`  if (tm < ${fullM}u && tn < ${fullN}u) {`);

@@ -48,6 +48,8 @@ export interface MatmulPlan {
   label: string;
   /** The tiling picked (for logs and benchmarks). */
   tile: MatmulTile;
+  /** 2 when workgroup memory allows double-buffered k-slices (one barrier per slice). */
+  sharedBuffers: 1 | 2;
   /** Minimum sizes in bytes of the A, B, C (and bias) bindings; the shader declares them. */
   bindingBytes: { a: number; b: number; c: number; bias: number };
 }
@@ -171,12 +173,18 @@ export function planMatmul(
   const total = Math.ceil(spec.M / tile.TM) * Math.ceil(spec.N / tile.TN) * spec.batch;
   const workgroups = foldGrid(total, limits.maxComputeWorkgroupsPerDimension);
   const sizes = bindingSizes(spec);
-  const code = generateMatmul(spec, tile, workgroups, sizes, label);
+  // Double buffering needs twice the workgroup memory and at least two full k-slices.
+  const sharedBuffers = 2 * sharedBytesOf(tile) <= limits.maxComputeWorkgroupStorageSize &&
+      Math.floor(spec.K / tile.TK) >= 2
+    ? 2
+    : 1;
+  const code = generateMatmul(spec, tile, workgroups, sizes, label, sharedBuffers);
   return {
     code,
     workgroups,
     label,
     tile,
+    sharedBuffers,
     bindingBytes: { a: sizes.a * 4, b: sizes.b * 4, c: sizes.c * 4, bias: sizes.bias * 4 },
   };
 }

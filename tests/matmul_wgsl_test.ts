@@ -204,6 +204,28 @@ Deno.test("matmul: exact tile multiples take the unguarded path", GPU_TEST, asyn
   }
 });
 
+Deno.test("matmul: single and double buffered k-slices", GPU_TEST, async () => {
+  for (const tile of [MATMUL_TILES[0], MATMUL_TILES[4]]) {
+    const bytes = (tile.TM + tile.TN) * tile.TK * 4;
+    // Room for exactly one buffer: the loop needs its second barrier.
+    const single = await check({
+      spec: mm(tile.TM + 3, tile.TN, 3 * tile.TK + 5, true, false),
+      tile,
+      limits: { maxComputeWorkgroupStorageSize: bytes },
+    });
+    assert.equal(single.sharedBuffers, 1);
+    // Odd and even numbers of full slices, so the tail lands in either buffer.
+    for (const slices of [3, 4]) {
+      const double = await check({
+        spec: mm(tile.TM - 5, tile.TN + 1, slices * tile.TK + 4, false, true),
+        tile,
+        limits: { maxComputeWorkgroupStorageSize: 2 * bytes },
+      });
+      assert.equal(double.sharedBuffers, 2);
+    }
+  }
+});
+
 Deno.test("matmul: K smaller than the tile depth, and K = 1", GPU_TEST, async () => {
   for (const [tA, tB] of COMBOS) {
     await check({ spec: mm(33, 34, 3, tA, tB) });
