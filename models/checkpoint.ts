@@ -42,6 +42,7 @@ export {
 /** Thrown by {@link checkNames}; lists every difference, also available as fields. */
 export class CheckpointMismatchError extends SafetensorsError {
   /**
+   * Build the error and its multi-line message.
    * @param missing expected names absent from the file.
    * @param unexpected names in the file that were not expected.
    * @param shapeMismatches names present in both with different shapes.

@@ -57,7 +57,11 @@ export function isSafetensorsDtype(s: unknown): s is SafetensorsDtype {
  * this error type; I/O failures are wrapped with the original error as `cause`.
  */
 export class SafetensorsError extends Error {
-  /** @param message what is wrong, naming the tensor when one is involved. */
+  /**
+   * Create an error.
+   * @param message what is wrong, naming the tensor when one is involved.
+   * @param options standard error options (`cause`).
+   */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "SafetensorsError";

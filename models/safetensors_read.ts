@@ -48,6 +48,7 @@ function bigintToF32(v: bigint): number {
 /** One tensor of a decoded file. */
 export class SafetensorsTensor {
   /**
+   * Wrap one tensor's bytes (normally created by {@link decodeSafetensors}).
    * @param name tensor name.
    * @param dtype element type.
    * @param shape dimensions (frozen).

@@ -67,7 +67,10 @@ def dump(path):
                 assert np.ascontiguousarray(arr).tobytes().hex() == tensors[name]["numpy_hex"]
         header_len = struct.unpack("<Q", buf[:8])[0]
         return {"ok": True, "metadata": metadata, "tensors": tensors, "header_len": header_len}
-    except Exception as e:  # noqa: BLE001 - every rejection is a result here
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - every rejection is a result here, even a
+        # Rust panic (pyo3's PanicException derives from BaseException)
         return {"ok": False, "error": f"{type(e).__name__}: {e}"}
 
 
