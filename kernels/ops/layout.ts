@@ -9,13 +9,26 @@ import { binding, enables, grid, linearWorkgroup, stridesOf } from "../wgsl.ts";
 
 const WG = 256;
 
+/** `axis` made non-negative, or an error naming the op (before anything is dispatched). */
+function normAxis(op: string, axis: number, shape: readonly number[]): number {
+  const ax = axis < 0 ? axis + shape.length : axis;
+  if (!Number.isInteger(ax) || ax < 0 || ax >= shape.length) {
+    throw new Error(`${op}: axis ${axis} out of range for [${shape}]`);
+  }
+  return ax;
+}
+
 /** Same data in a new shape (one dimension may be -1). Shares storage. */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   const known = shape.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
   const free = shape.filter((d) => d === -1).length;
   if (free > 1) throw new Error(`reshape: at most one -1 in [${shape}]`);
+  if (shape.some((d) => d !== -1 && !(Number.isInteger(d) && d >= 0))) {
+    throw new Error(`reshape: invalid shape [${shape}]`);
+  }
   const resolved = shape.map((d) => (d === -1 ? x.size / known : d));
-  if (free && !Number.isInteger(x.size / known)) {
+  // Checked here (not only by view) so the message names reshape, and before any refcount.
+  if (resolved.reduce((a, b) => a * b, 1) !== x.size || !resolved.every(Number.isInteger)) {
     throw new Error(`reshape: cannot reshape [${x.shape}] into [${shape}]`);
   }
   const out = x.view(resolved);
@@ -84,16 +97,15 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
 export function transpose(x: Tensor, a = -2, b = -1): Tensor {
   const r = x.rank;
   const perm = [...Array(r).keys()];
-  const i = a < 0 ? a + r : a;
-  const j = b < 0 ? b + r : b;
+  const i = normAxis("transpose", a, x.shape);
+  const j = normAxis("transpose", b, x.shape);
   [perm[i], perm[j]] = [perm[j], perm[i]];
   return permute(x, perm);
 }
 
 /** Elements [start, end) along `axis`. */
 export function slice(x: Tensor, axis: number, start: number, end: number): Tensor {
-  const ax = axis < 0 ? axis + x.rank : axis;
-  if (ax < 0 || ax >= x.rank) throw new Error(`slice: axis ${axis} out of range for [${x.shape}]`);
+  const ax = normAxis("slice", axis, x.shape);
   if (
     !(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end &&
       end <= x.shape[ax])
@@ -108,7 +120,10 @@ export function slice(x: Tensor, axis: number, start: number, end: number): Tens
 
 /** Zero-pad `before` and `after` elements along `axis`. */
 export function pad(x: Tensor, axis: number, before: number, after: number): Tensor {
-  const ax = axis < 0 ? axis + x.rank : axis;
+  const ax = normAxis("pad", axis, x.shape);
+  if (!(Number.isInteger(before) && Number.isInteger(after) && before >= 0 && after >= 0)) {
+    throw new Error(`pad: before ${before} and after ${after} must be integers >= 0`);
+  }
   const strides = stridesOf(x.shape);
   const outShape = x.shape.map((d, k) => (k === ax ? d + before + after : d));
   const ranges = outShape.map((d, k): [number, number] =>
@@ -129,7 +144,7 @@ export function pad(x: Tensor, axis: number, before: number, after: number): Ten
 export function concat(xs: readonly Tensor[], axis: number): Tensor {
   if (xs.length === 0) throw new Error("concat: no tensors");
   const rank = xs[0].rank;
-  const ax = axis < 0 ? axis + rank : axis;
+  const ax = normAxis("concat", axis, xs[0].shape);
   for (const t of xs) {
     if (
       t.rank !== rank || t.shape.some((d, k) => k !== ax && d !== xs[0].shape[k]) ||
