@@ -68,6 +68,15 @@ export interface AttentionLimits {
 /** Size in bytes of the params uniform buffer {seed: u32, p: f32} (padded to 16). */
 export const ATTENTION_PARAMS_BYTES = 16;
 
+/** Contents of the params uniform: {seed: u32, p: f32}, padded to ATTENTION_PARAMS_BYTES. */
+export function attentionParams(seed: number, p: number): ArrayBuffer {
+  if (!(p >= 0 && p < 1)) throw new Error(`attention: dropout p=${p} outside [0, 1)`);
+  const data = new ArrayBuffer(ATTENTION_PARAMS_BYTES);
+  new Uint32Array(data, 0, 1)[0] = seed >>> 0;
+  new Float32Array(data, 4, 1)[0] = p;
+  return data;
+}
+
 /** Where one logical tensor lives: binding name and strides in vec4 units. */
 export interface TensorAddr {
   binding: string;

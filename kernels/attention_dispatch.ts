@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { KernelPlan } from "./attention_common.ts";
+import { ATTENTION_PARAMS_BYTES, attentionParams, type KernelPlan } from "./attention_common.ts";
 
 /** A compiled plan. */
 export interface CompiledPlan {
@@ -95,13 +95,10 @@ export function storageBuffer(
 /** The 16-byte params uniform {seed: u32, p: f32}. */
 export function paramsBuffer(device: GPUDevice, seed: number, p: number): GPUBuffer {
   const buf = device.createBuffer({
-    size: 16,
+    size: ATTENTION_PARAMS_BYTES,
     usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
   });
-  const data = new ArrayBuffer(16);
-  new Uint32Array(data, 0, 1)[0] = seed >>> 0;
-  new Float32Array(data, 4, 1)[0] = p;
-  device.queue.writeBuffer(buf, 0, data);
+  device.queue.writeBuffer(buf, 0, attentionParams(seed, p));
   return buf;
 }
 

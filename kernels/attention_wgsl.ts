@@ -33,6 +33,7 @@ export type {
 } from "./attention_common.ts";
 export {
   ATTENTION_PARAMS_BYTES,
+  attentionParams,
   dropoutKeep,
   dropoutThreshold,
   foldGrid,

@@ -275,6 +275,36 @@ Deno.test("attention: full attention with Tq < S, custom scale, D=32", opts, asy
   await checkCase({ batchHeads: 2, Tq: 11, S: 29, D: 32, causal: false, scale: 0.3 });
 });
 
+Deno.test(
+  "attention: JOWA shapes: causal T=296 (bthd), tokenizer 6x6 full + dropout",
+  opts,
+  async () => {
+    await checkCase({
+      batchHeads: 2,
+      heads: 2,
+      Tq: 296,
+      S: 296,
+      D: 64,
+      causal: true,
+      layout: "bthd",
+    });
+    const tok: AttentionSpec = { batchHeads: 3, Tq: 36, S: 36, D: 64, causal: false, dropout: 0.1 };
+    await checkCase(tok, { seed: 77, p: 0.1 });
+  },
+);
+
+Deno.test(
+  "attention: offset spanning several query blocks (Tq=70 of S=100), D=128",
+  opts,
+  async () => {
+    await checkCase({ batchHeads: 2, Tq: 70, S: 100, D: 64, causal: true });
+    await checkCase({ batchHeads: 1, Tq: 9, S: 19, D: 128, causal: true, dropout: 0.2 }, {
+      seed: 3,
+      p: 0.2,
+    });
+  },
+);
+
 Deno.test("attention: packed_qkv layout, causal with dropout", opts, async () => {
   const spec: AttentionSpec = {
     batchHeads: 4,
