@@ -81,6 +81,16 @@ export interface OpenStoreOptions {
  * @throws DataError naming the file when the store is missing, incomplete or inconsistent.
  */
 export function openStore(dir: string, opts: OpenStoreOptions = {}): GameStore {
+  const store = new Store(dir, readManifest(dir));
+  if (opts.verify) store.verify();
+  return store;
+}
+
+/**
+ * Read and check the manifest of a complete store without loading any data.
+ * @throws DataError when the store is missing or incomplete.
+ */
+export function readManifest(dir: string): StoreManifest {
   const mpath = path.join(dir, FILES.manifest);
   if (!exists(mpath)) {
     const why = exists(path.join(dir, FILES.journal))
@@ -97,9 +107,7 @@ export function openStore(dir: string, opts: OpenStoreOptions = {}): GameStore {
   if (m.format !== STORE_FORMAT || m.version !== STORE_VERSION) {
     throw new DataError(`${mpath}: not a ${STORE_FORMAT} v${STORE_VERSION} manifest`);
   }
-  const store = new Store(dir, m);
-  if (opts.verify) store.verify();
-  return store;
+  return m;
 }
 
 class Store implements GameStore {
@@ -282,15 +290,24 @@ export interface OpenDatasetOptions extends OpenStoreOptions {
  *   or when a requested game is missing.
  */
 export function openDataset(root: string, opts: OpenDatasetOptions = {}): GameStore[] {
+  const stores = datasetStoreDirs(root, opts.games).map((d) => openStore(d, opts));
+  const forms = new Set(stores.map((s) => s.spec.form));
+  if (forms.size > 1) throw new DataError(`${root}: stores mix frame and token forms`);
+  return stores;
+}
+
+/**
+ * Store directories of a dataset root (every subdirectory holding a store, complete or not,
+ * sorted by name), or of the requested games.
+ * @throws DataError when the root does not exist or holds no stores.
+ */
+export function datasetStoreDirs(root: string, games?: string[]): string[] {
   if (!exists(root)) throw new DataError(`${root}: dataset root does not exist`);
-  const names = opts.games ?? fs.readdirSync(root).filter((n) => {
+  const names = games ?? fs.readdirSync(root).filter((n) => {
     const d = path.join(root, n);
     return fs.statSync(d).isDirectory() &&
       (exists(path.join(d, FILES.manifest)) || exists(path.join(d, FILES.journal)));
   }).sort();
   if (names.length === 0) throw new DataError(`${root}: no game stores found`);
-  const stores = names.map((n) => openStore(path.join(root, n), opts));
-  const forms = new Set(stores.map((s) => s.spec.form));
-  if (forms.size > 1) throw new DataError(`${root}: stores mix frame and token forms`);
-  return stores;
+  return names.map((n) => path.join(root, n));
 }
