@@ -157,6 +157,8 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
       );
     }
   }
+  // A disposed part must fail before the parts ahead of it are copied.
+  for (const t of xs) void t.buffer;
   const total = xs.reduce((a, t) => a + t.shape[ax], 0);
   const outShape = xs[0].shape.map((d, k) => (k === ax ? total : d));
   const out = Tensor.empty(outShape, xs[0].dtype);
