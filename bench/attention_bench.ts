@@ -6,6 +6,8 @@
  *
  *   deno run -A bench/attention_bench.ts            # full sizes (a real GPU)
  *   deno run -A bench/attention_bench.ts --quick    # small batch, for lavapipe
+ *   deno run -A bench/attention_bench.ts --tiles=forward:64x16,dkdv:64x16,dq:64x16,split:2
+ *                                                   # tile overrides, for tuning on a GPU
  *
  * @module
  */
@@ -13,6 +15,7 @@
 import { describeAdapter, gpu } from "../kernels/device.ts";
 import {
   type AttentionSpec,
+  type AttentionTiles,
   type KernelPlan,
   planAttentionBackward,
   planAttentionForward,
@@ -27,6 +30,22 @@ import {
 } from "../kernels/attention_dispatch.ts";
 
 const quick = Deno.args.includes("--quick");
+const tiles = parseTiles(Deno.args.find((a) => a.startsWith("--tiles="))?.slice(8));
+
+/** "forward:64x16,dkdv:64x16,dq:64x16,split:2" -> AttentionTiles. */
+function parseTiles(arg: string | undefined): AttentionTiles | undefined {
+  if (!arg) return undefined;
+  const out: AttentionTiles = {};
+  for (const part of arg.split(",")) {
+    const [key, val] = part.split(":");
+    if (key === "split") out.split = Number(val);
+    else if (key === "forward" || key === "dkdv" || key === "dq") {
+      const [a, b] = val.split("x").map(Number);
+      out[key] = [a, b];
+    } else throw new Error(`--tiles: unknown key ${key}`);
+  }
+  return out;
+}
 
 // ---- the naive unfused path -------------------------------------------------------------
 
@@ -164,7 +183,7 @@ async function benchCase(name: string, B: number, H: number, T: number, causal: 
   const device = ctx.device;
   const maxWg = ctx.limits.maxComputeWorkgroupsPerDimension;
   const D = 64, BH = B * H, n = BH * T * D;
-  const spec: AttentionSpec = { batchHeads: BH, Tq: T, S: T, D, causal };
+  const spec: AttentionSpec = { batchHeads: BH, Tq: T, S: T, D, causal, tiles };
   const bufs: Record<string, GPUBuffer> = {
     q: randomBuffer(device, n, 1),
     k: randomBuffer(device, n, 2),
@@ -196,7 +215,7 @@ async function benchCase(name: string, B: number, H: number, T: number, causal: 
   ];
   const dsteps = (await Promise.all(dplans.map((p) => compilePlan(device, p))))
     .map((c) => ({ c, bufs: dbufs }));
-  const reps = quick ? 2 : 10;
+  const reps = quick ? 5 : 20;
   const tf = await time(device, fused(fwd), reps);
   const tfb = await time(device, fused([...fwd, ...bwd]), reps);
   const tdf = await time(device, dsteps.slice(0, 1), reps);
@@ -268,6 +287,7 @@ async function benchCase(name: string, B: number, H: number, T: number, causal: 
 
 const ctx = await gpu();
 console.log(`adapter: ${describeAdapter(ctx)}${quick ? "  [--quick: reduced batch]" : ""}`);
+if (tiles) console.log(`tiles: ${JSON.stringify(tiles)}`);
 console.log("GFLOP/s counts QK^T + PV (x3.5 for fwd+bwd), halved for causal.");
 await benchCase("JOWA-40M transformer", quick ? 1 : 64, quick ? 2 : 8, 296, true);
 await benchCase("tokenizer 12x12 attention", quick ? 8 : 256, 1, 144, false);

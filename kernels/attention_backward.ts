@@ -49,16 +49,21 @@ function colTileBytes(t: ColTile, D: number): number {
 }
 
 function chooseColTile(r: ResolvedSpec, limits: AttentionLimits): ColTile {
-  const NS = headSplit(r.D);
+  const NS = r.tiles.split ?? headSplit(r.D);
+  const fits = (t: ColTile) =>
+    t.BC * NS <= limits.maxComputeInvocationsPerWorkgroup &&
+    colTileBytes(t, r.D) <= limits.maxComputeWorkgroupStorageSize;
+  if (r.tiles.dkdv) {
+    const t = { BC: r.tiles.dkdv[0], BR: r.tiles.dkdv[1], NS };
+    if (!fits(t)) throw new Error(`attention: dK/dV tile ${r.tiles.dkdv} exceeds device limits`);
+    return t;
+  }
   const capBC = Math.max(4, pow2ceil(r.S));
   const capBR = Math.max(4, pow2ceil(r.Tq));
   const candidates = [[64, 16], [32, 16], [32, 8], [16, 8], [8, 8], [4, 4]];
   for (const [BC0, BR0] of candidates) {
     const t = { BC: Math.min(BC0, capBC), BR: Math.min(BR0, capBR), NS };
-    if (
-      t.BC * NS <= limits.maxComputeInvocationsPerWorkgroup &&
-      colTileBytes(t, r.D) <= limits.maxComputeWorkgroupStorageSize
-    ) return t;
+    if (fits(t)) return t;
   }
   throw new Error(`attention: no dK/dV tile fits D=${r.D} in the device limits`);
 }
@@ -361,7 +366,7 @@ export function planAttentionBackward(
     ]),
   ];
 
-  const rt = chooseRowTile(r, limits, 2);
+  const rt = chooseRowTile(r, limits, 2, r.tiles.dq);
   const dqGrid = foldGrid(Math.ceil(r.Tq / rt.BR) * r.BH, maxWg);
   const dqNames = [...inputs, "dO", "lse", "delta", "params", packed ? "dqkv" : "dQ"];
 

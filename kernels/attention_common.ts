@@ -42,6 +42,20 @@ export interface AttentionSpec {
   dropout?: number;
   /** Default "bhtd". */
   layout?: AttentionLayout;
+  /** Tile overrides for tuning; by default tiles are picked to fit the device limits. */
+  tiles?: AttentionTiles;
+}
+
+/** Tile overrides (any positive sizes; checked against the device limits). */
+export interface AttentionTiles {
+  /** Forward: [query rows per workgroup, keys per K/V tile]. */
+  forward?: [number, number];
+  /** Backward dK/dV: [keys per workgroup, queries per Q/dO tile]. */
+  dkdv?: [number, number];
+  /** Backward dQ: [query rows per workgroup, keys per K/V tile]. */
+  dq?: [number, number];
+  /** Threads sharing one row; must divide D/4. Default ~D/32. */
+  split?: number;
 }
 
 /** A generated kernel and how to dispatch it. */
@@ -98,6 +112,7 @@ export interface ResolvedSpec {
   scale: number;
   dropout: boolean;
   layout: AttentionLayout;
+  tiles: AttentionTiles;
 }
 
 /** Apply defaults and validate. Throws on shapes the generators cannot handle. */
@@ -114,6 +129,13 @@ export function resolveSpec(spec: AttentionSpec): ResolvedSpec {
   if (layout === "packed_qkv" && Tq !== S) {
     throw new Error("attention: packed_qkv layout needs Tq == S");
   }
+  const tiles = spec.tiles ?? {};
+  for (const v of [...(tiles.forward ?? []), ...(tiles.dkdv ?? []), ...(tiles.dq ?? [])]) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`attention: bad tile size ${v}`);
+  }
+  if (tiles.split !== undefined && (!Number.isInteger(tiles.split) || (D / 4) % tiles.split)) {
+    throw new Error(`attention: split=${tiles.split} must divide D/4=${D / 4}`);
+  }
   return {
     BH,
     H,
@@ -125,6 +147,7 @@ export function resolveSpec(spec: AttentionSpec): ResolvedSpec {
     scale: spec.scale ?? 1 / Math.sqrt(D),
     dropout: (spec.dropout ?? 0) > 0,
     layout,
+    tiles,
   };
 }
 

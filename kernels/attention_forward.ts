@@ -120,7 +120,7 @@ ${lines(DH4, (k) => `    o[ob + ${k}u] = o${k} * il;`)}
  */
 export function planAttentionForward(spec: AttentionSpec, limits: AttentionLimits): KernelPlan {
   const r = resolveSpec(spec);
-  const t = chooseRowTile(r, limits, 1);
+  const t = chooseRowTile(r, limits, 1, r.tiles.forward);
   const total = Math.ceil(r.Tq / t.BR) * r.BH;
   const workgroups = foldGrid(total, limits.maxComputeWorkgroupsPerDimension);
   const inputs = r.layout === "packed_qkv" ? ["qkv"] : ["q", "k", "v"];

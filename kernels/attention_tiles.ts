@@ -28,21 +28,27 @@ export function rowTileBytes(t: RowTile, D: number, partials: number): number {
   return 2 * t.BC * D * 4 + partials * t.NS * t.BR * (t.BC + 1) * 4;
 }
 
-/** Pick BR x BC for a query-major kernel that fits the limits. */
+/** Pick BR x BC for a query-major kernel (forward, dQ) that fits the limits. */
 export function chooseRowTile(
   r: ResolvedSpec,
   limits: AttentionLimits,
   partials: number,
+  override?: [number, number],
 ): RowTile {
-  const NS = headSplit(r.D);
+  const NS = r.tiles.split ?? headSplit(r.D);
+  const fits = (t: RowTile) =>
+    t.BR * NS <= limits.maxComputeInvocationsPerWorkgroup &&
+    rowTileBytes(t, r.D, partials) <= limits.maxComputeWorkgroupStorageSize;
+  if (override) {
+    const t = { BR: override[0], BC: override[1], NS };
+    if (!fits(t)) throw new Error(`attention: tile ${override} x${NS} exceeds device limits`);
+    return t;
+  }
   const capBR = Math.max(4, pow2ceil(r.Tq));
   const candidates = [[64, 16], [32, 32], [32, 16], [16, 16], [16, 8], [8, 8], [4, 4]];
   for (const [BR0, BC] of candidates) {
     const t = { BR: Math.min(BR0, capBR), BC, NS };
-    if (
-      t.BR * NS <= limits.maxComputeInvocationsPerWorkgroup &&
-      rowTileBytes(t, r.D, partials) <= limits.maxComputeWorkgroupStorageSize
-    ) return t;
+    if (fits(t)) return t;
   }
   throw new Error(`attention: no tile fits D=${r.D} in the device limits`);
 }

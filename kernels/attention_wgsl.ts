@@ -29,6 +29,7 @@ export type {
   AttentionLayout,
   AttentionLimits,
   AttentionSpec,
+  AttentionTiles,
   KernelPlan,
 } from "./attention_common.ts";
 export {

@@ -305,6 +305,28 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "attention: odd tile overrides (partial tiles everywhere), split 1 and 4",
+  opts,
+  async () => {
+    const base: AttentionSpec = { batchHeads: 2, Tq: 20, S: 37, D: 64, causal: true, dropout: 0.1 };
+    await checkCase({ ...base, tiles: { forward: [16, 8], dkdv: [8, 4], dq: [8, 8], split: 1 } }, {
+      seed: 8,
+      p: 0.1,
+    });
+    await checkCase({ ...base, tiles: { forward: [7, 5], dkdv: [9, 3], dq: [6, 1], split: 4 } }, {
+      seed: 8,
+      p: 0.1,
+    });
+    const limits = (await gpu()).limits;
+    assert.throws(() => planAttentionForward({ ...base, tiles: { split: 3 } }, limits), /divide/);
+    assert.throws(
+      () => planAttentionForward({ ...base, tiles: { forward: [4096, 64] } }, limits),
+      /exceeds device limits/,
+    );
+  },
+);
+
 Deno.test("attention: packed_qkv layout, causal with dropout", opts, async () => {
   const spec: AttentionSpec = {
     batchHeads: 4,
