@@ -7,7 +7,7 @@ import * as path from "node:path";
 
 /** A user-facing error: CLIs print only its message (no stack trace). */
 export class DataError extends Error {
-  /** @param message readable message, naming the offending file. */
+  /** Create the error; `message` should name the offending file. */
   constructor(message: string) {
     super(message);
     this.name = "DataError";

@@ -18,7 +18,7 @@ export class Rng {
   #c: number;
   #d: number;
 
-  /** @param keys a seed and optional sub-stream ids (each a 32-bit integer or safe integer). */
+  /** Seed from a seed and optional sub-stream ids (`keys`: safe integers). */
   constructor(...keys: number[]) {
     let h = 0x9e3779b9;
     for (const k of keys) {

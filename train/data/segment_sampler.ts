@@ -87,6 +87,7 @@ export class SegmentSampler {
   readonly #cumWeights: Float64Array | null;
 
   /**
+   * Sample over `stores` (all of one form).
    * @throws DataError when stores are empty, of mixed forms, or weights are invalid.
    */
   constructor(stores: GameStore[], opts: SegmentSamplerOptions = {}) {
