@@ -14,12 +14,12 @@ import {
   ATTENTION_PARAMS_BYTES,
   type AttentionLimits,
   type AttentionSpec,
+  blockCap,
   dropoutWgsl,
   f32Lit,
   foldGrid,
   headSplit,
   type KernelPlan,
-  pow2ceil,
   type ResolvedSpec,
   resolveSpec,
   rowFn,
@@ -58,8 +58,8 @@ function chooseColTile(r: ResolvedSpec, limits: AttentionLimits): ColTile {
     if (!fits(t)) throw new Error(`attention: dK/dV tile ${r.tiles.dkdv} exceeds device limits`);
     return t;
   }
-  const capBC = Math.max(4, pow2ceil(r.S));
-  const capBR = Math.max(4, pow2ceil(r.Tq));
+  const capBC = blockCap(r.S);
+  const capBR = blockCap(r.Tq);
   const candidates = [[64, 16], [32, 16], [32, 8], [16, 8], [8, 8], [4, 4]];
   for (const [BC0, BR0] of candidates) {
     const t = { BC: Math.min(BC0, capBC), BR: Math.min(BR0, capBR), NS };

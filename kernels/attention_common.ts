@@ -202,6 +202,11 @@ export function headSplit(D: number): number {
   return ns;
 }
 
+/** Cap for a block of n rows: the next power of two below 16, else n rounded up to 16. */
+export function blockCap(n: number): number {
+  return n < 16 ? pow2ceil(n) : Math.ceil(n / 16) * 16;
+}
+
 /** Smallest power of two >= n. */
 export function pow2ceil(n: number): number {
   let p = 1;

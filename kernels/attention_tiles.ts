@@ -6,8 +6,8 @@
 
 import {
   type AttentionLimits,
+  blockCap,
   headSplit,
-  pow2ceil,
   type ResolvedSpec,
 } from "./attention_common.ts";
 
@@ -35,7 +35,13 @@ export function chooseRowTile(
   partials: number,
   override?: [number, number],
 ): RowTile {
-  const NS = r.tiles.split ?? headSplit(r.D);
+  const capBR = blockCap(r.Tq);
+  let NS = r.tiles.split ?? headSplit(r.D);
+  // Few query rows (KV-cache decode): spread each row over more threads so a workgroup still
+  // fills about one warp instead of a handful of lanes.
+  while (
+    r.tiles.split === undefined && Math.min(64, capBR) * NS < 32 && (r.D / 4) % (2 * NS) === 0
+  ) NS *= 2;
   const fits = (t: RowTile) =>
     t.BR * NS <= limits.maxComputeInvocationsPerWorkgroup &&
     rowTileBytes(t, r.D, partials) <= limits.maxComputeWorkgroupStorageSize;
@@ -44,7 +50,6 @@ export function chooseRowTile(
     if (!fits(t)) throw new Error(`attention: tile ${override} x${NS} exceeds device limits`);
     return t;
   }
-  const capBR = Math.max(4, pow2ceil(r.Tq));
   const candidates = [[64, 16], [32, 32], [32, 16], [16, 16], [16, 8], [8, 8], [4, 4]];
   for (const [BR0, BC] of candidates) {
     const t = { BR: Math.min(BR0, capBR), BC, NS };
