@@ -24,6 +24,8 @@ Options:
                  (default: 256,512,1024,2048,4096 and the JOWA training shapes)
   --trans LIST   transpose combos: nn (A·B), nt (A·B^T), tn (A^T·B), tt (default all four)
   --iters N      dispatches per timed submit (default 20; 3 with --quick)
+  --split MODE   split-K: off, auto, or a number of parts; "both" (default) runs each case
+                 plain and, where the auto planner splits it, split as well
   --quick        small squares 64,128,256 only, for CPU adapters such as lavapipe
   --help         this text
 `;
@@ -70,7 +72,9 @@ async function timeSpec(spec: MatmulSpec, iters: number): Promise<Timing & { til
   const ctx = await gpu();
   const { device } = ctx;
   const plan = planMatmul(spec, ctx.limits);
-  const tile = `${plan.tile.TM}x${plan.tile.TN}x${plan.tile.TK}/${plan.tile.RM}x${plan.tile.RN}`;
+  const t = plan.tile;
+  const split = plan.splitK ? ` k/${plan.splitK.parts}` : "";
+  const tile = `${t.TM}x${t.TN}x${t.TK}/${t.RM}x${t.RN}${split}`;
   const maxBinding = ctx.limits.maxStorageBufferBindingSize;
   const biggest = Math.max(plan.bindingBytes.a, plan.bindingBytes.b, plan.bindingBytes.c);
   if (biggest > maxBinding) throw new Error(`needs a ${biggest}-byte binding (max ${maxBinding})`);
@@ -84,6 +88,7 @@ async function timeSpec(spec: MatmulSpec, iters: number): Promise<Timing & { til
     a: make(plan.bindingBytes.a),
     b: make(plan.bindingBytes.b),
     c: device.createBuffer({ size: plan.bindingBytes.c, usage }),
+    scratch: device.createBuffer({ size: Math.max(16, plan.splitK?.scratchBytes ?? 0), usage }),
   };
   const hasTimestamps = device.features.has("timestamp-query");
   const querySet = hasTimestamps ? device.createQuerySet({ type: "timestamp", count: 2 }) : null;
@@ -97,8 +102,8 @@ async function timeSpec(spec: MatmulSpec, iters: number): Promise<Timing & { til
     ? device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
     : null;
   try {
-    const pipeline = await compileMatmul(device, plan);
-    const bindGroup = bindMatmul(device, plan, pipeline, buffers);
+    const compiled = await compileMatmul(device, plan);
+    const bindGroups = bindMatmul(device, compiled, buffers);
     const submit = async (n: number, timed: boolean) => {
       const encoder = device.createCommandEncoder();
       const pass = encoder.beginComputePass(
@@ -106,7 +111,7 @@ async function timeSpec(spec: MatmulSpec, iters: number): Promise<Timing & { til
           ? { timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }
           : {},
       );
-      for (let i = 0; i < n; i++) encodeMatmul(pass, plan, pipeline, bindGroup);
+      for (let i = 0; i < n; i++) encodeMatmul(pass, compiled, bindGroups);
       pass.end();
       if (timed && querySet && resolve && readback) {
         encoder.resolveQuerySet(querySet, 0, 2, resolve, 0);
@@ -144,6 +149,7 @@ async function main(): Promise<void> {
       trans: { type: "string", default: "nn,nt,tn,tt" },
       iters: { type: "string" },
       quick: { type: "boolean", default: false },
+      split: { type: "string", default: "both" },
       help: { type: "boolean", default: false },
     },
   });
@@ -155,13 +161,16 @@ async function main(): Promise<void> {
   const iters = Number(values.iters ?? (values.quick ? 3 : 20));
   if (!Number.isInteger(iters) || iters < 1) throw new Error(`bad --iters ${values.iters}`);
   const combos = values.trans.split(",");
+  const splitMode = values.split;
+  if (!/^(off|auto|both|\d+)$/.test(splitMode)) throw new Error(`bad --split ${splitMode}`);
   for (const c of combos) if (!/^[nt][nt]$/.test(c)) throw new Error(`bad --trans entry "${c}"`);
 
   const ctx = await gpu();
   console.log(`adapter: ${describeAdapter(ctx)}`);
   console.log(`timestamps: ${ctx.device.features.has("timestamp-query") ? "yes" : "no"}`);
   console.log(`iters per submit: ${iters}`);
-  console.log("shape (MxNxK)         trans  tile            ms/disp  GFLOP/s  (gpu ts GFLOP/s)");
+  const header = "shape (MxNxK)         trans  tile                ms/disp  GFLOP/s";
+  console.log(`${header}  (gpu timestamps GFLOP/s)`);
   for (const size of sizes) {
     const [M, N, K] = parseShape(size);
     for (const combo of combos) {
@@ -176,17 +185,27 @@ async function main(): Promise<void> {
         aBatchStride: M * K,
         bBatchStride: K * N,
       };
+      const variants: MatmulSpec[] = [];
+      if (splitMode === "both") {
+        variants.push(spec);
+        if (planMatmul({ ...spec, splitK: "auto" }, ctx.limits).splitK) {
+          variants.push({ ...spec, splitK: "auto" });
+        }
+      } else if (splitMode === "off") variants.push(spec);
+      else if (splitMode === "auto") variants.push({ ...spec, splitK: "auto" });
+      else variants.push({ ...spec, splitK: Number(splitMode) });
       const name = `${M}x${N}x${K}`.padEnd(22) + combo.padEnd(7);
-      try {
-        const t = await timeSpec(spec, iters);
-        const gflop = (2 * M * N * K) / 1e9;
-        const wall = (gflop / (t.wallMs / 1e3)).toFixed(1);
-        const ts = t.gpuMs === null ? "" : `  (${(gflop / (t.gpuMs / 1e3)).toFixed(1)})`;
-        console.log(
-          `${name}${t.tile.padEnd(16)}${t.wallMs.toFixed(3).padStart(7)}  ${wall.padStart(7)}${ts}`,
-        );
-      } catch (e) {
-        console.log(`${name}skipped: ${(e as Error).message}`);
+      for (const v of variants) {
+        try {
+          const t = await timeSpec(v, iters);
+          const gflop = (2 * M * N * K) / 1e9;
+          const wall = (gflop / (t.wallMs / 1e3)).toFixed(1);
+          const ts = t.gpuMs === null ? "" : `  (${(gflop / (t.gpuMs / 1e3)).toFixed(1)})`;
+          const ms = t.wallMs.toFixed(3).padStart(7);
+          console.log(`${name}${t.tile.padEnd(20)}${ms}  ${wall.padStart(7)}${ts}`);
+        } catch (e) {
+          console.log(`${name}skipped: ${(e as Error).message}`);
+        }
       }
     }
   }

@@ -18,6 +18,7 @@
  */
 
 import type { MatmulSpec, MatmulTile } from "./matmul_wgsl.ts";
+import type { SplitK } from "./matmul_split.ts";
 
 /** Output tiles are handed out in column-major groups of this many tile rows, for L2 reuse. */
 const GROUP_M = 8;
@@ -201,9 +202,13 @@ export function generateMatmul(
   sizes: { a: number; b: number; c: number },
   label: string,
   sharedBuffers: 1 | 2,
+  split: SplitK | null,
 ): string {
   const buffers = sharedBuffers;
   const { M, N, K, transA, transB, aBatchStride: sa, bBatchStride: sb } = spec;
+  // Split-K partials go raw into the scratch; the reduce pass adds bias and the old C.
+  const epilogueSpec = split ? { ...spec, bias: false, accumulate: false } : spec;
+  const parts = split?.parts ?? 1;
   const { TM, TN, TK, RM, RN } = tile;
   const threads = (TM / RM) * (TN / RN);
   const tilesM = Math.ceil(M / TM), tilesN = Math.ceil(N / TN);
@@ -238,9 +243,20 @@ export function generateMatmul(
     threads,
     TK,
   };
-  const kFull = Math.floor(K / TK);
-  const kRem = K % TK;
-  const total = tilesM * tilesN * spec.batch;
+  // Full k-slices (a WGSL expression when it differs between split ranges) and the tail.
+  let kFull = Math.floor(K / TK);
+  let kRem = K % TK;
+  if (split) {
+    kFull = split.chunk / TK;
+    kRem = split.lastRem;
+  }
+  const kFullExpr = split && split.lastFull !== kFull
+    ? `select(${kFull}u, ${split.lastFull}u, s == ${parts - 1}u)`
+    : `${kFull}u`;
+  const minFull = split ? Math.min(kFull, split.lastFull) : kFull;
+  const maxFull = split ? Math.max(kFull, split.lastFull) : kFull;
+  const tailFull = split ? split.lastFull : kFull;
+  const total = tilesM * tilesN * spec.batch * parts;
   const tilesPerBatch = tilesM * tilesN;
   const arr = (vec: boolean, n: number) => vec ? `array<vec4<f32>, ${n / 4}>` : `array<f32, ${n}>`;
 
@@ -249,7 +265,9 @@ export function generateMatmul(
   o.push(`@group(0) @binding(0) var<storage, read> a_g: ${arr(aVec, sizes.a)};`);
   o.push(`@group(0) @binding(1) var<storage, read> b_g: ${arr(bVec, sizes.b)};`);
   o.push(`@group(0) @binding(2) var<storage, read_write> c_g: ${arr(cVec, sizes.c)};`);
-  if (spec.bias) o.push(`@group(0) @binding(3) var<storage, read> bias_g: ${arr(cVec, N)};`);
+  if (epilogueSpec.bias) {
+    o.push(`@group(0) @binding(3) var<storage, read> bias_g: ${arr(cVec, N)};`);
+  }
   // 2D so the hot reads are sh[constant k][ty + constant]: naga's index clamp then applies
   // only to loop-invariant values the driver can hoist.
   // With two buffers the outer index is the slice parity, a loop variable: one clamp per use,
@@ -269,7 +287,13 @@ export function generateMatmul(
   o.push(`  let lin = wid.x + wid.y * ${grid[0]}u + wid.z * ${grid[0] * grid[1]}u;`);
   // Folded grids may over-dispatch; the test is workgroup-uniform, so barriers stay legal.
   if (grid[0] * grid[1] * grid[2] > total) o.push(`  if (lin >= ${total}u) { return; }`);
-  o.push(`  let batch = lin / ${tilesPerBatch}u;`);
+  if (split) {
+    // Split index outermost: [parts, batch, M, N] scratch.
+    o.push(`  let s = lin / ${tilesPerBatch * spec.batch}u;`);
+    o.push(`  let batch = (lin / ${tilesPerBatch}u) % ${spec.batch}u;`);
+  } else {
+    o.push(`  let batch = lin / ${tilesPerBatch}u;`);
+  }
   o.push(`  let t = lin % ${tilesPerBatch}u;`);
   // Grouped order: GROUP_M tile rows are walked column by column so B tiles stay in L2.
   o.push(`  let first_m = (t / ${GROUP_M * tilesN}u) * ${GROUP_M}u;`);
@@ -279,9 +303,12 @@ export function generateMatmul(
   o.push(`  let tn = in_group / group_rows;`);
   o.push(`  let m0 = tm * ${TM}u;`);
   o.push(`  let n0 = tn * ${TN}u;`);
-  o.push(`  let a_base = batch * ${sa}u;`);
-  o.push(`  let b_base = batch * ${sb}u;`);
-  o.push(`  let c_base = batch * ${M * N}u;`);
+  // A split range starts at k = s * chunk: fold that into the operand base offsets.
+  const ks = (X: number, kContig: boolean) =>
+    split ? ` + s * ${kContig ? split.chunk : split.chunk * X}u` : "";
+  o.push(`  let a_base = batch * ${sa}u${ks(M, !transA)};`);
+  o.push(`  let b_base = batch * ${sb}u${ks(N, transB)};`);
+  o.push(`  let c_base = ${split ? `(s * ${spec.batch}u + batch)` : "batch"} * ${M * N}u;`);
   o.push(`  let tx = lid % ${TN / RN}u;`);
   o.push(`  let ty = lid / ${TN / RN}u;`);
   o.push(emitLoadSetup(a));
@@ -298,37 +325,41 @@ export function generateMatmul(
   const step = (buf: string | null, kt: string, indent: string) => {
     o.push(emitShare(a, TK, buf, indent), emitShare(b, TK, buf, indent));
     o.push(`${indent}workgroupBarrier();`);
-    if (kFull > 1) {
+    if (maxFull > 1) {
       // The last slice re-fetches itself (in bounds, unused) instead of branching.
-      o.push(`${indent}{ let kn = min(${kt} + 1u, ${kFull - 1}u) * ${TK}u;`);
+      o.push(`${indent}{ let kn = min(${kt} + 1u, ${kFullExpr} - 1u) * ${TK}u;`);
       o.push(emitFetch(a, "kn", TK, indent), emitFetch(b, "kn", TK, indent) + " }");
     }
     o.push(emitCompute(tile, TK, buf, indent));
     if (buffers === 1) o.push(`${indent}workgroupBarrier();`);
   };
-  if (kFull > 0) {
+  if (minFull > 0) {
     o.push(emitFetch(a, "0u", TK, "  "), emitFetch(b, "0u", TK, "  "));
-    o.push(`  for (var kt = 0u; kt < ${kFull}u; kt++) {`);
+    o.push(`  for (var kt = 0u; kt < ${kFullExpr}; kt++) {`);
     step(buffers === 1 ? null : "kt & 1u", "kt", "    ");
     o.push("  }");
   }
   if (kRem > 0) {
     // With two buffers this one was last read before the latest barrier.
-    const buf = buffers === 2 ? `${kFull % 2}u` : null;
-    const k0 = `${kFull * TK}u`;
-    o.push(emitFetch(a, k0, kRem, "  "), emitFetch(b, k0, kRem, "  "));
-    o.push(emitShare(a, kRem, buf, "  "), emitShare(b, kRem, buf, "  "));
-    o.push("  workgroupBarrier();");
-    o.push(emitCompute(tile, kRem, buf, "  "));
+    const buf = buffers === 2 ? `${tailFull % 2}u` : null;
+    const k0 = `${tailFull * TK}u`;
+    // Only the last split range has a tail; the test is workgroup-uniform (barrier inside).
+    const ind = split ? "    " : "  ";
+    if (split) o.push(`  if (s == ${parts - 1}u) {`);
+    o.push(emitFetch(a, k0, kRem, ind), emitFetch(b, k0, kRem, ind));
+    o.push(emitShare(a, kRem, buf, ind), emitShare(b, kRem, buf, ind));
+    o.push(`${ind}workgroupBarrier();`);
+    o.push(emitCompute(tile, kRem, buf, ind));
+    if (split) o.push("  }");
   }
   if (fullM < tilesM || fullN < tilesN) {
     o.push(`  if (tm < ${fullM}u && tn < ${fullN}u) {`);
-    o.push(emitEpilogue(spec, tile, false, "    "));
+    o.push(emitEpilogue(epilogueSpec, tile, false, "    "));
     o.push("  } else {");
-    o.push(emitEpilogue(spec, tile, true, "    "));
+    o.push(emitEpilogue(epilogueSpec, tile, true, "    "));
     o.push("  }");
   } else {
-    o.push(emitEpilogue(spec, tile, false, "  "));
+    o.push(emitEpilogue(epilogueSpec, tile, false, "  "));
   }
   o.push("}");
   return o.join("\n") + "\n";

@@ -18,6 +18,10 @@
  */
 
 import { generateMatmul } from "./matmul_emit.ts";
+import { foldGrid } from "./matmul_grid.ts";
+import { generateSplitReduce, type SplitK, splitOf, type SplitReduce } from "./matmul_split.ts";
+
+export { foldGrid };
 
 /** One batched matmul. A is [batch, M, K], B is [batch, K, N], C is [batch, M, N]. */
 export interface MatmulSpec {
@@ -36,6 +40,13 @@ export interface MatmulSpec {
   accumulate?: boolean;
   /** Optional fused epilogue: add bias[N] (binding 3). Default false. */
   bias?: boolean;
+  /**
+   * Extension: split K over several workgroups per output tile when there are too few tiles to
+   * fill the GPU (weight gradients: small M x N, K = batch x tokens). "auto" lets the planner
+   * decide, a number forces about that many parts. Default: never. A split plan needs a scratch
+   * buffer and a second dispatch; see `MatmulPlan.splitK`.
+   */
+  splitK?: number | "auto";
 }
 
 /** A generated kernel and how to dispatch it. */
@@ -52,6 +63,12 @@ export interface MatmulPlan {
   sharedBuffers: 1 | 2;
   /** Minimum sizes in bytes of the A, B, C (and bias) bindings; the shader declares them. */
   bindingBytes: { a: number; b: number; c: number; bias: number };
+  /**
+   * Present when K is split: this plan's kernel then binds 0: A, 1: B, 2: scratch (read_write,
+   * `scratchBytes`) and no bias; afterwards dispatch `reduce` with 0: scratch (read), 1: C
+   * (read_write), 2: bias (when spec.bias). Both may go in one compute pass.
+   */
+  splitK?: { parts: number; scratchBytes: number; reduce: SplitReduce };
 }
 
 /** Device limits the planner respects. */
@@ -110,8 +127,8 @@ function sharedBytesOf(t: MatmulTile): number {
   return (t.TM + t.TN) * t.TK * 4;
 }
 
-/** Picks a tile for the shape; `override` forces one (for tests of every code path). */
-export function chooseTile(spec: MatmulSpec, limits: MatmulLimits): MatmulTile {
+/** Tiles of the shape's family that fit the limits, largest first. */
+function candidatesFor(spec: MatmulSpec, limits: MatmulLimits): MatmulTile[] {
   const fits = (t: MatmulTile) =>
     threadsOf(t) <= limits.maxComputeInvocationsPerWorkgroup &&
     sharedBytesOf(t) <= limits.maxComputeWorkgroupStorageSize;
@@ -122,12 +139,55 @@ export function chooseTile(spec: MatmulSpec, limits: MatmulLimits): MatmulTile {
   if (candidates.length === 0) {
     throw new Error(`matmul: no tile fits the device limits ${JSON.stringify(limits)}`);
   }
-  const count = (t: MatmulTile) => Math.ceil(spec.M / t.TM) * Math.ceil(spec.N / t.TN) * spec.batch;
-  // A tile more than twice the matrix in either dimension is mostly padding.
-  const sensible = candidates.filter((t) => t.TM <= 2 * spec.M && t.TN <= 2 * spec.N);
-  for (const t of sensible) if (count(t) >= TARGET_WORKGROUPS) return t;
+  return candidates;
+}
+
+/** Output tiles (workgroups without split-K) for a tile. */
+function tileCount(spec: MatmulSpec, t: MatmulTile): number {
+  return Math.ceil(spec.M / t.TM) * Math.ceil(spec.N / t.TN) * spec.batch;
+}
+
+/** A tile more than twice the matrix in either dimension is mostly padding. */
+function sensible(spec: MatmulSpec, t: MatmulTile): boolean {
+  return t.TM <= 2 * spec.M && t.TN <= 2 * spec.N;
+}
+
+/** Picks a tile for the shape (no split-K). */
+export function chooseTile(spec: MatmulSpec, limits: MatmulLimits): MatmulTile {
+  const candidates = candidatesFor(spec, limits);
+  for (const t of candidates) {
+    if (sensible(spec, t) && tileCount(spec, t) >= TARGET_WORKGROUPS) return t;
+  }
   // Nothing fills the GPU: take the tile with the most workgroups (the smallest).
   return candidates[candidates.length - 1];
+}
+
+/** Split-K worth doing only when each part keeps at least this many k-slices. */
+const MIN_SLICES_PER_PART = 8;
+const MAX_PARTS = 16;
+
+/**
+ * For `splitK: "auto"`: when the plain tiling leaves the GPU underfilled and K is long, the
+ * largest tile whose split reaches the workgroup target, and the number of parts.
+ */
+export function chooseSplit(
+  spec: MatmulSpec,
+  limits: MatmulLimits,
+): { tile: MatmulTile; parts: number } | null {
+  // Largest tile first: a big tile split a few ways beats a small unsplit tile (the scratch
+  // traffic is small next to the math when K is long).
+  let fallback: { tile: MatmulTile; parts: number } | null = null;
+  for (const t of candidatesFor(spec, limits)) {
+    if (!sensible(spec, t)) continue;
+    const count = tileCount(spec, t);
+    const most = Math.min(MAX_PARTS, Math.floor(spec.K / (MIN_SLICES_PER_PART * t.TK)));
+    const parts = Math.min(most, Math.ceil(TARGET_WORKGROUPS / count));
+    if (count >= TARGET_WORKGROUPS) return null;
+    if (parts >= 2 && count * parts >= TARGET_WORKGROUPS) return { tile: t, parts };
+    // Small outputs never reach the target: the smallest tile, split as far as allowed.
+    if (parts >= 2) fallback = { tile: t, parts };
+  }
+  return fallback;
 }
 
 /** Validates a spec; throws with a readable message. */
@@ -139,6 +199,10 @@ function checkSpec(spec: MatmulSpec): void {
   for (const key of ["aBatchStride", "bBatchStride"] as const) {
     const v = spec[key];
     if (!Number.isInteger(v) || v < 0) throw new Error(`matmul: ${key} must be >= 0, got ${v}`);
+  }
+  const sk = spec.splitK;
+  if (sk !== undefined && sk !== "auto" && !(Number.isInteger(sk) && sk >= 1)) {
+    throw new Error(`matmul: splitK must be "auto" or an integer >= 1, got ${sk}`);
   }
 }
 
@@ -167,19 +231,42 @@ export function planMatmul(
   override?: MatmulTile,
 ): MatmulPlan {
   checkSpec(spec);
-  const tile = override ?? chooseTile(spec, limits);
+  let tile = override ?? chooseTile(spec, limits);
+  let split: SplitK | null = null;
+  if (typeof spec.splitK === "number" && spec.splitK >= 2) {
+    split = splitOf(spec.K, tile.TK, Math.floor(spec.splitK));
+  } else if (spec.splitK === "auto") {
+    const choice = chooseSplit(spec, limits);
+    if (choice) {
+      tile = override ?? choice.tile;
+      split = splitOf(spec.K, tile.TK, choice.parts);
+    }
+  }
+  if (split && split.parts < 2) split = null;
   checkTile(tile, limits);
-  const label = matmulLabel(spec);
-  const total = Math.ceil(spec.M / tile.TM) * Math.ceil(spec.N / tile.TN) * spec.batch;
-  const workgroups = foldGrid(total, limits.maxComputeWorkgroupsPerDimension);
+  const label = matmulLabel(spec) + (split ? ` split${split.parts}` : "");
+  const parts = split?.parts ?? 1;
+  const workgroups = foldGrid(
+    tileCount(spec, tile) * parts,
+    limits.maxComputeWorkgroupsPerDimension,
+  );
   const sizes = bindingSizes(spec);
+  // The kernel's binding 2 is the scratch [parts, batch, M, N] when split.
+  const cElems = sizes.c * parts;
   // Double buffering needs twice the workgroup memory and at least two full k-slices.
-  const sharedBuffers = 2 * sharedBytesOf(tile) <= limits.maxComputeWorkgroupStorageSize &&
-      Math.floor(spec.K / tile.TK) >= 2
-    ? 2
-    : 1;
-  const code = generateMatmul(spec, tile, workgroups, sizes, label, sharedBuffers);
-  return {
+  const slices = split ? Math.min(split.chunk / tile.TK, split.lastFull) : spec.K / tile.TK;
+  const sharedBuffers =
+    2 * sharedBytesOf(tile) <= limits.maxComputeWorkgroupStorageSize && slices >= 2 ? 2 : 1;
+  const code = generateMatmul(
+    spec,
+    tile,
+    workgroups,
+    { ...sizes, c: cElems },
+    label,
+    sharedBuffers,
+    split,
+  );
+  const plan: MatmulPlan = {
     code,
     workgroups,
     label,
@@ -187,6 +274,15 @@ export function planMatmul(
     sharedBuffers,
     bindingBytes: { a: sizes.a * 4, b: sizes.b * 4, c: sizes.c * 4, bias: sizes.bias * 4 },
   };
+  if (split) {
+    const reduce = generateSplitReduce(
+      { ...spec, parts, accumulate: !!spec.accumulate, bias: !!spec.bias },
+      limits.maxComputeWorkgroupsPerDimension,
+      label,
+    );
+    plan.splitK = { parts, scratchBytes: cElems * 4, reduce };
+  }
+  return plan;
 }
 
 function checkTile(t: MatmulTile, limits: MatmulLimits): void {
@@ -194,16 +290,6 @@ function checkTile(t: MatmulTile, limits: MatmulLimits): void {
     t.TK % 4 === 0 && threadsOf(t) <= limits.maxComputeInvocationsPerWorkgroup &&
     sharedBytesOf(t) <= limits.maxComputeWorkgroupStorageSize;
   if (!ok) throw new Error(`matmul: unusable tile ${JSON.stringify(t)}`);
-}
-
-/** Spreads `total` workgroups over x, y, z so no dimension exceeds `max`. */
-export function foldGrid(total: number, max: number): [number, number, number] {
-  const x = Math.min(total, max);
-  const rest = Math.ceil(total / x);
-  const y = Math.min(rest, max);
-  const z = Math.ceil(rest / y);
-  if (z > max) throw new Error(`matmul: ${total} workgroups exceed the dispatch limit`);
-  return [x, y, z];
 }
 
 /** Element counts each binding must hold. */

@@ -105,18 +105,25 @@ async function runPlan(plan: MatmulPlan, x: Inputs): Promise<Float32Array> {
     if (data.length > 0) device.queue.writeBuffer(buffer, 0, data);
     return buffer;
   };
-  const buffers = { a: upload(x.a), b: upload(x.b), c: upload(x.c), bias: upload(x.bias) };
+  const buffers = {
+    a: upload(x.a),
+    b: upload(x.b),
+    c: upload(x.c),
+    bias: upload(x.bias),
+    // Garbage in the scratch must not leak into the result.
+    scratch: upload(new Float32Array((plan.splitK?.scratchBytes ?? 0) / 4).fill(1e30)),
+  };
   const readback = device.createBuffer({
     size: x.c.byteLength,
     usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
   });
   try {
-    const pipeline = await compileMatmul(device, plan);
+    const compiled = await compileMatmul(device, plan);
     device.pushErrorScope("validation");
-    const bindGroup = bindMatmul(device, plan, pipeline, buffers);
+    const bindGroups = bindMatmul(device, compiled, buffers);
     const encoder = device.createCommandEncoder();
     const pass = encoder.beginComputePass();
-    encodeMatmul(pass, plan, pipeline, bindGroup);
+    encodeMatmul(pass, compiled, bindGroups);
     pass.end();
     encoder.copyBufferToBuffer(buffers.c, 0, readback, 0, x.c.byteLength);
     device.queue.submit([encoder.finish()]);
@@ -305,6 +312,43 @@ Deno.test("matmul: planner picks big tiles for big shapes, skinny for decode", (
   const littleMemory = { ...limits, maxComputeWorkgroupStorageSize: 8192 };
   assert.equal(tileOf2(mm(4096, 4096, 4096), littleMemory).TM, 64);
   assert.throws(() => planMatmul(mm(0, 4, 4), limits), /M must be >= 1/);
+  // Split-K: weight-gradient shapes split, big outputs do not, and the default never splits.
+  const dW = planMatmul(mm(512, 2048, 18944, true, false, { splitK: "auto" }), limits);
+  assert.deepEqual(dW.tile, MATMUL_TILES[0]);
+  assert.equal(dW.splitK?.parts, 4);
+  assert.equal(
+    planMatmul(mm(512, 512, 18944, true, false, { splitK: "auto" }), limits).splitK
+      ?.parts,
+    16,
+  );
+  assert.equal(
+    planMatmul(mm(4096, 4096, 4096, false, false, { splitK: "auto" }), limits).splitK,
+    undefined,
+  );
+  assert.equal(planMatmul(mm(512, 2048, 18944, true, false), limits).splitK, undefined);
+});
+
+Deno.test("matmul: split-K (forced and auto) with bias and accumulate", GPU_TEST, async () => {
+  // Even split, uneven split with a tail in the last range, and a last range merged away.
+  const cases: [number, number, number, number][] = [[40, 36, 256, 4], [33, 20, 197, 3], [
+    17,
+    9,
+    70,
+    4,
+  ]];
+  for (const [i, [M, N, K, parts]] of cases.entries()) {
+    const [tA, tB] = COMBOS[i % 4];
+    const plan = await check({ spec: mm(M, N, K, tA, tB, { splitK: parts }) });
+    assert.ok(plan.splitK && plan.splitK.parts >= 2, `${plan.label} should split`);
+  }
+  for (const [tA, tB] of COMBOS) {
+    await check({
+      spec: mm(24, 44, 300, tA, tB, { splitK: 3, bias: true, accumulate: true, batch: 2 }),
+    });
+  }
+  // Auto: a 32x32 output with K = 300 leaves one tile, so the planner splits it.
+  const auto = await check({ spec: mm(32, 32, 300, true, false, { splitK: "auto" }) });
+  assert.ok(auto.splitK, "auto should split a one-tile output with long K");
 });
 
 Deno.test("matmul: the reference check rejects a wrong kernel", GPU_TEST, async () => {
@@ -322,6 +366,14 @@ Deno.test("matmul: shader errors surface with the plan label", GPU_TEST, async (
   const ctx = await gpu();
   const plan = planMatmul(mm(8, 8, 8), ctx.limits);
   const broken = { ...plan, code: plan.code.replace("fn main", "fn main_oops") };
+  // The split-K reduction goes through the same check.
+  const split = planMatmul(mm(8, 8, 64, false, false, { splitK: 2 }), ctx.limits);
+  assert.ok(split.splitK);
+  const badReduce = {
+    ...split,
+    splitK: { ...split.splitK, reduce: { ...split.splitK.reduce, code: "fn nope() {}" } },
+  };
+  await assert.rejects(compileMatmul(ctx.device, badReduce), /split-K reduce/);
   await assert.rejects(compileMatmul(ctx.device, broken), /matmul 8x8x8: shader compilation/);
   const invalid = { ...plan, code: plan.code + "\nfn oops() -> f32 { return true; }\n" };
   await assert.rejects(compileMatmul(ctx.device, invalid), /matmul 8x8x8/);
