@@ -254,3 +254,38 @@ Deno.test("errors before dispatch: reshape, permute, transpose, slice, pad, conc
   );
   for (const t of [x, y, v, i]) t.dispose();
 });
+
+Deno.test("layout ops copy i32 and f16 tensors exactly (no round trip through f32)", async () => {
+  const shape = [3, 4, 5];
+  // i32 values beyond f32's exact integer range would change through an f32 round trip.
+  const ints = Array.from({ length: 60 }, (_, i) => (i % 2 ? -1 : 1) * (16777217 + 2 * i));
+  const dtypes = runtime().ctx.hasF16 ? (["i32", "f16"] as const) : (["i32"] as const);
+  for (const dtype of dtypes) {
+    const data = dtype === "i32" ? ints : Array.from(randArray(60, 9, -8, 8), Math.f16round);
+    const x = tensor(data, shape, dtype);
+    const outs = tidy(() => ({
+      permute: op.permute(x, [2, 0, 1]),
+      slice: op.slice(x, 1, 1, 3),
+      pad: op.pad(x, 2, 1, 2),
+      concat: op.concat([x, op.slice(x, 0, 0, 1)], 0),
+      expand: op.expand(op.slice(x, 0, 0, 1), [2, 4, 5]),
+    }));
+    const expected = {
+      permute: permuteRef(data, shape, [2, 0, 1]),
+      slice: sliceRef(data, shape, 1, 1, 3),
+      pad: padRef(data, shape, 2, 1, 2),
+      concat: concatRef([data, sliceRef(data, shape, 0, 0, 1)], [shape, [1, 4, 5]], 0),
+      expand: concatRef([sliceRef(data, shape, 0, 0, 1), sliceRef(data, shape, 0, 0, 1)], [
+        [1, 4, 5],
+        [1, 4, 5],
+      ], 0),
+    };
+    for (const [name, t] of Object.entries(outs)) {
+      assert.equal(t.dtype, dtype, `${name} keeps ${dtype}`);
+      const got = await t.read();
+      assert.deepEqual([...got], [...expected[name as keyof typeof expected]], `${name} ${dtype}`);
+      t.dispose();
+    }
+    x.dispose();
+  }
+});

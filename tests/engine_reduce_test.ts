@@ -168,3 +168,40 @@ Deno.test("errors before dispatch: bad axis, empty axis", () => {
   assert.equal(runtime().pool.stats().bytesInUse, used, "a failed reduction leaked its output");
   x.dispose();
 });
+
+Deno.test("reductions of f16 and i32 inputs give f32 (argmax i32)", async () => {
+  const shape = [3, 40];
+  const data = Array.from(randArray(120, 3, -4, 4), Math.f16round);
+  const dtypes = runtime().ctx.hasF16 ? (["i32", "f16"] as const) : (["i32"] as const);
+  for (const dtype of dtypes) {
+    const vals = dtype === "i32" ? data.map(Math.round) : data;
+    const x = tensor(vals, shape, dtype);
+    for (const axis of [0, 1]) {
+      for (const kind of ["sum", "mean", "max", "min", "argmax"] as const) {
+        const y = op[kind](x, axis);
+        assert.equal(y.dtype, kind === "argmax" ? "i32" : "f32");
+        assertClose(await y.read(), reduceRef(vals, shape, axis, kind), {
+          what: `${kind} ${dtype} axis ${axis}`,
+        });
+        y.dispose();
+      }
+    }
+    x.dispose();
+  }
+});
+
+Deno.test("max/min of rows holding infinities, on both kernel paths", async () => {
+  for (const len of [40, 5]) {
+    const rows = [
+      new Array(len).fill(-Infinity),
+      [...new Array(len - 1).fill(-Infinity), -3],
+      new Array(len).fill(Infinity),
+    ];
+    const x = tensor(rows.flat(), [3, len]);
+    const [mx, mn, am] = [op.max(x, 1), op.min(x, 1), op.argmax(x, 1)];
+    assert.deepEqual([...await mx.read()], [-Infinity, -3, Infinity], `max, row length ${len}`);
+    assert.deepEqual([...await mn.read()], [-Infinity, -Infinity, Infinity], `min, length ${len}`);
+    assert.deepEqual([...await am.read()], [0, len - 1, 0], `argmax, row length ${len}`);
+    for (const t of [x, mx, mn, am]) t.dispose();
+  }
+});

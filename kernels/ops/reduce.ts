@@ -27,11 +27,14 @@ function combine(kind: ReduceKind): { init: string; step: (acc: string, v: strin
     case "sum":
     case "mean":
       return { init: "0.0", step: (acc, v) => `${acc} + ${v}` };
+    // max/min start from the row's first element, not from -/+FLT_MAX: a row of infinities
+    // must reduce to infinity (WGSL has no infinity literal), and for argmax a first element
+    // equal to the maximum keeps index 0 (first on ties).
     case "max":
     case "argmax":
-      return { init: "-3.4028234663852886e38", step: (acc, v) => `max(${acc}, ${v})` };
+      return { init: "f32(x[base])", step: (acc, v) => `max(${acc}, ${v})` };
     case "min":
-      return { init: "3.4028234663852886e38", step: (acc, v) => `min(${acc}, ${v})` };
+      return { init: "f32(x[base])", step: (acc, v) => `min(${acc}, ${v})` };
   }
 }
 
