@@ -19,11 +19,17 @@ export class BridgeError extends Error {
 
 /** The bridge's greeting. */
 export interface BridgeHello {
+  /** Always "hello". */
   type: "hello";
+  /** The bridge's protocol version. */
   protocol: number;
+  /** Its process id. */
   pid: number;
+  /** ale-py version. */
   ale: string;
+  /** numpy version. */
   numpy: string;
+  /** Python version. */
   python: string;
 }
 

@@ -76,9 +76,13 @@ export interface StepResult {
 
 /** What the bridge reports about each environment. */
 export interface EnvDescription {
+  /** ALE ROM id. */
   rom: string;
+  /** md5 of the ROM file actually loaded (DQN-Replay used older dumps for 11 games). */
   md5: string;
+  /** Path of that ROM file. */
   romPath: string;
+  /** Full action ids of the game's minimal action set, ALE order. */
   minimalActions: number[];
 }
 
