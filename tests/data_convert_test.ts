@@ -128,6 +128,22 @@ Deno.test("data convert: seeded subsampling of runs and whole episodes is reprod
       s.close();
     }
     b.close();
+    // An absolute number of transitions instead of a fraction (the fine-tuning sets).
+    await convertGame({
+      ...opts(root, "ok"),
+      out: path.join(root, "t", "Pong"),
+      transitions: 40,
+      ckptRange: [1, 2],
+    });
+    const t = openStore(path.join(root, "t", "Pong"));
+    assert(t.numRows >= 40 && t.numRows < 40 + 14, String(t.numRows));
+    const ts = t.manifest.source as unknown as {
+      subsample: { transitions: number };
+      checkpoints: unknown;
+    };
+    assertEquals(ts.subsample.transitions, 40);
+    assertEquals(ts.checkpoints, { "1": [1, 2], "2": [1, 2], "3": [1] });
+    t.close();
   });
 });
 

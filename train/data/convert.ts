@@ -21,6 +21,8 @@ Usage: deno task convert --src DIR --out DIR [options]
   --runs N           number of runs chosen at random (seeded) per game (default 2)
   --run-ids 1,2      explicit runs instead of --runs
   --fraction F       fraction of the runs' transitions kept, as whole episodes (default 0.1)
+  --transitions N    keep N transitions (whole episodes) instead of a fraction; fine-tuning
+                     sets: --ckpts 40-50 --transitions 5000
   --seed S           seed of the run and episode choice (default 0)
   --ckpts A-B        only checkpoints A..B inclusive (e.g. 40-50 for the last 20%)
   --minimal-actions  full action ids of the minimal set, for a game not in the built-in table
@@ -56,6 +58,7 @@ async function main(): Promise<void> {
         runs: { type: "string" },
         "run-ids": { type: "string" },
         fraction: { type: "string" },
+        transitions: { type: "string" },
         seed: { type: "string" },
         ckpts: { type: "string" },
         "minimal-actions": { type: "string" },
@@ -80,6 +83,15 @@ async function main(): Promise<void> {
   const fraction = num(values.fraction, "fraction", 0.1);
   if (!(fraction > 0 && fraction <= 1)) fail(`--fraction must be in (0, 1], got ${fraction}`, 2);
   const numRuns = num(values.runs, "runs", 2);
+  let transitions: number | undefined;
+  if (values.transitions !== undefined) {
+    if (values.fraction !== undefined) fail("give --fraction or --transitions, not both", 2);
+    transitions = num(values.transitions, "transitions", 0);
+    if (!(Number.isInteger(transitions) && transitions > 0)) {
+      fail(`--transitions must be a positive integer, got ${values.transitions}`, 2);
+    }
+  }
+  if (!(Number.isInteger(numRuns) && numRuns > 0)) fail(`--runs must be a positive integer`, 2);
   const seed = num(values.seed, "seed", 0);
   let ckptRange: [number, number] | undefined;
   if (values.ckpts) {
@@ -127,6 +139,7 @@ async function main(): Promise<void> {
       runs: values["run-ids"]?.split(",").map((s) => s.trim()),
       numRuns,
       fraction,
+      transitions,
       seed,
       ckptRange,
       overwrite: values.overwrite,

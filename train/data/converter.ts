@@ -40,6 +40,8 @@ export interface ConvertOptions {
   numRuns?: number;
   /** Fraction of the chosen runs' transitions to keep, by whole episodes (default 0.1). */
   fraction?: number;
+  /** Keep this many transitions (whole episodes, reaching at least it) instead of a fraction. */
+  transitions?: number;
   /** Seed of the run and episode choice (default 0). */
   seed?: number;
   /** Only checkpoints in [first, last] (inclusive). */
@@ -126,7 +128,7 @@ export async function convertGame(opts: ConvertOptions): Promise<ConvertResult> 
   }
   const all = units.flatMap((u) => u.refs);
   if (all.length === 0) throw new DataError(`${src}: no episodes found in runs ${runs.join(", ")}`);
-  const sel = selectEpisodes(all, fraction, seed);
+  const sel = selectEpisodes(all, fraction, seed, opts.transitions);
   const chosen = new Set(sel.episodes);
   const selection = sel.episodes.map((e) => [Number(e.run), e.ckpt, e.start, e.length]);
   const selectionHash = (zlib.crc32(JSON.stringify({ runs, selection, minimalActions })) >>> 0)
@@ -156,7 +158,8 @@ export async function convertGame(opts: ConvertOptions): Promise<ConvertResult> 
       actionMapping: "DQN-Replay minimal-set index k -> minimalActions[k]",
       subsample: {
         seed,
-        fraction,
+        fraction: opts.transitions === undefined ? fraction : null,
+        transitions: opts.transitions ?? null,
         unit: "whole episodes",
         withReplacement: false,
         targetTransitions: sel.target,

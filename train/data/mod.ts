@@ -51,6 +51,7 @@ export { ATARI_GAMES, gameOfTaskId, NUM_TASKS, taskIdOf } from "./task_ids.ts";
 export { MINIMAL_ACTIONS, minimalActionsOf } from "./minimal_actions.ts";
 export { convertGame, type ConvertOptions, type ConvertResult } from "./converter.ts";
 export { PADDING_ROWS } from "./dqn_replay.ts";
+export { type FrameEncoder, type TokenizeOptions, tokenizeStore } from "./tokenize_store.ts";
 export { chooseRuns, type EpisodeRef, selectEpisodes, type Selection } from "./subsample.ts";
 export { encodeNpyHeader, type NpyDtype, type NpyHeader, parseNpyHeader } from "./npy.ts";
 export { NpyGzReader } from "./npy_gz.ts";

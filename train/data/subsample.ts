@@ -48,12 +48,20 @@ export interface Selection {
 
 /**
  * Shuffle the episodes with `seed` and keep the shortest prefix whose rows reach
- * `fraction` of the total (fraction 1 keeps everything).
+ * `fraction` of the total (fraction 1 keeps everything), or `maxTransitions` rows when given
+ * (e.g. 5000 for the fine-tuning sets).
  */
-export function selectEpisodes(all: EpisodeRef[], fraction: number, seed: number): Selection {
+export function selectEpisodes(
+  all: EpisodeRef[],
+  fraction: number,
+  seed: number,
+  maxTransitions?: number,
+): Selection {
   if (!(fraction > 0 && fraction <= 1)) throw new RangeError(`fraction ${fraction} not in (0, 1]`);
   const total = all.reduce((s, e) => s + e.length, 0);
-  const target = Math.ceil(fraction * total);
+  const target = maxTransitions !== undefined
+    ? Math.min(total, maxTransitions)
+    : Math.ceil(fraction * total);
   const order = new Rng(seed, 0x45505353).shuffle(all.map((_, i) => i));
   const keep: number[] = [];
   let rows = 0;
