@@ -72,6 +72,12 @@ export function backward(root: Tensor, grad?: Tensor): void {
       `backward(): root must be a scalar without an explicit grad, got [${root.shape}]`,
     );
   }
+  // A mismatched seed would be silently broadcast (or misindexed) by the first backward rule.
+  if (grad && grad.shape.join() !== root.shape.join()) {
+    throw new Error(
+      `backward(): grad of shape [${grad.shape}] for a root of shape [${root.shape}]`,
+    );
+  }
   const order = topologicalOrder(root);
   const grads = new Map<Tensor, Tensor>();
   grads.set(root, grad ?? ops.ones(root.shape));

@@ -4,6 +4,7 @@
  * comparison/cast ops, one grid beyond 65535 workgroups, and errors raised before dispatch.
  */
 import assert from "node:assert/strict";
+import { backward } from "../kernels/autograd.ts";
 import { initRuntime, runtime } from "../kernels/runtime.ts";
 import { type Tensor, tensor, tidy } from "../kernels/tensor.ts";
 import * as op from "../kernels/ops/mod.ts";
@@ -262,6 +263,18 @@ Deno.test("cast: f32 -> i32 truncates, i32 -> f32, u32, f16 round trip", async (
   assert.equal(hu.dtype, "f16", "unary ops keep f16");
   assertClose(await hu.read(), f16.map((v) => Math.tanh(v)), { atol: 1e-3, rtol: 1e-3 });
   for (const t of [h, f, e, hu]) t.dispose();
+
+  // Gradients pass through casts as f32, unchanged.
+  const p = tensor([1.5, -2.25, 3]);
+  p.requiresGrad = true;
+  tidy(() => {
+    const y = op.cast(op.cast(p, "f16"), "f32");
+    backward(op.sumAll(op.mul(y, tensor([2, -1, 0.5]))));
+  });
+  assert.equal(p.grad!.dtype, "f32");
+  assert.deepEqual([...await p.grad!.read()], [2, -1, 0.5]);
+  p.grad!.dispose();
+  p.dispose();
 });
 
 Deno.test("full, zeros, ones", async () => {
@@ -300,7 +313,10 @@ Deno.test("errors before dispatch: broadcasting mismatch, bad expand", () => {
   const a = tensor(randArray(6, 1), [2, 3]);
   const b = tensor(randArray(4, 2), [4]);
   assertThrowsBeforeDispatch(() => op.add(a, b), /add: shapes \[2,3\] and \[4\] do not broadcast/);
-  assertThrowsBeforeDispatch(() => op.mul(a, tensor([1, 2, 3, 4, 5, 6], [3, 1, 2])), /mul: .*do not broadcast/);
+  assertThrowsBeforeDispatch(
+    () => op.mul(a, tensor([1, 2, 3, 4, 5, 6], [3, 1, 2])),
+    /mul: .*do not broadcast/,
+  );
   assertThrowsBeforeDispatch(() => op.where(b, a, a), /where: .*do not broadcast/);
   assertThrowsBeforeDispatch(() => op.expand(a, [2, 4]), /expand: .*\[2,3\].*\[2,4\]/);
   assertThrowsBeforeDispatch(() => op.expand(a, [3]), /expand: .*\[2,3\].*\[3\]/);

@@ -197,10 +197,11 @@ Deno.test("readAll batches several tensors of several dtypes into one submit", a
   assert.equal(re.length, 0);
   assert.equal(await tensor([42], []).item(), 42);
   if (runtime().ctx.hasF16) {
-    const h = tensor([0.5, -3], [2], "f16");
+    // An odd number of f16 values: uploads and reads pad to 4 bytes.
+    const h = tensor([0.5, -3, 65504], [3], "f16");
     const [rh, ra2] = await readAll([h, a]);
     assert.ok(rh instanceof Float16Array);
-    assert.deepEqual([...rh], [0.5, -3]);
+    assert.deepEqual([...rh], [0.5, -3, 65504]);
     assert.deepEqual([...ra2], [1.5, 2.5]);
     h.dispose();
   }
@@ -230,6 +231,12 @@ Deno.test("errors before dispatch: tensor(), disposed tensors, backward, item", 
     /backward\(\): root must be a scalar without an explicit grad, got \[2\]/,
   );
   assertThrowsBeforeDispatch(() => backward(y), /does not depend on anything/);
+  const seed = tensor([1, 2, 3]);
+  assertThrowsBeforeDispatch(
+    () => backward(twice, seed),
+    /backward\(\): grad of shape \[3\] for a root of shape \[2\]/,
+  );
+  seed.dispose();
   assert.equal(p.grad, null);
   for (const t of [y, p, twice]) t.dispose();
 });
