@@ -8,7 +8,7 @@ import { backward } from "../kernels/autograd.ts";
 import { initRuntime, runtime } from "../kernels/runtime.ts";
 import { type Tensor, tensor, tidy } from "../kernels/tensor.ts";
 import * as op from "../kernels/ops/mod.ts";
-import { checkOp } from "./helpers/gradcheck.ts";
+import { checkGradFiniteDiff, checkOp } from "./helpers/gradcheck.ts";
 import { assertClose, numel, randArray } from "./helpers/reference.ts";
 import { BINARY_REF, broadcastMap, UNARY_REF } from "./helpers/cpu_ops.ts";
 
@@ -275,6 +275,16 @@ Deno.test("cast: f32 -> i32 truncates, i32 -> f32, u32, f16 round trip", async (
   assert.deepEqual([...await p.grad!.read()], [2, -1, 0.5]);
   p.grad!.dispose();
   p.dispose();
+});
+
+Deno.test("composite chain: gradients match f32 finite differences of the GPU function", async () => {
+  await checkGradFiniteDiff("tanh", ([a]) => op.tanh(a), [input([5], 3)]);
+  await checkGradFiniteDiff(
+    "sigmoid(a * b + 1) / (1 + b^2), b broadcast",
+    ([a, b]) =>
+      op.div(op.sigmoid(op.addScalar(op.mul(a, b), 1)), op.addScalar(op.powScalar(b, 2), 1)),
+    [input([2, 3], 4), input([3], 5)],
+  );
 });
 
 Deno.test("full, zeros, ones", async () => {
