@@ -128,7 +128,8 @@ async function main(): Promise<void> {
         fail(`${dir}: ${(e as Error).message}`, 2);
       }
     }
-    const bar = new ProgressBar(game.padEnd(14), !values.quiet);
+    const bar = new ProgressBar(`${game} copy`.padEnd(20), !values.quiet);
+    const ibar = new ProgressBar(`${game} check`.padEnd(20), !values.quiet, "items");
     let last = [0, 0];
     const t0 = performance.now();
     const r = await convertGame({
@@ -144,6 +145,10 @@ async function main(): Promise<void> {
       ckptRange,
       overwrite: values.overwrite,
       restart: values.restart,
+      onIndex: (d, t) => {
+        if (d < t) ibar.update(d, t);
+        else ibar.finish(d, t);
+      },
       onProgress: (d, t) => {
         last = [d, t];
         bar.update(d, t);
@@ -164,6 +169,11 @@ async function main(): Promise<void> {
 }
 
 if (import.meta.main) {
+  // Commits are atomic, so stopping anywhere is safe; say how to continue.
+  Deno.addSignalListener("SIGINT", () => {
+    console.error("\nconvert: interrupted; rerun the same command to resume");
+    Deno.exit(130);
+  });
   try {
     await main();
   } catch (e) {

@@ -52,6 +52,8 @@ export interface ConvertOptions {
   restart?: boolean;
   /** Observation bytes per chunk file. */
   chunkBytes?: number;
+  /** Progress of pass 1: checkpoints validated and indexed so far, of the total. */
+  onIndex?: (done: number, total: number) => void;
   /** Progress: uncompressed observation bytes streamed so far, of the total to stream. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -105,15 +107,21 @@ export async function convertGame(opts: ConvertOptions): Promise<ConvertResult> 
   const units: Unit[] = [];
   const checkpoints: Record<string, number[]> = {};
   let droppedHeadRows = 0;
-  for (const run of runs) {
-    const scan = scanRun(src, run);
-    const cps = scan.checkpoints.filter((c) =>
+  const perRun = runs.map((run) =>
+    scanRun(src, run).checkpoints.filter((c) =>
       !opts.ckptRange || (c.ckpt >= opts.ckptRange[0] && c.ckpt <= opts.ckptRange[1])
-    );
+    )
+  );
+  const numCkpts = perRun.reduce((a, c) => a + c.length, 0);
+  let indexed = 0;
+  opts.onIndex?.(0, numCkpts);
+  for (const [r, run] of runs.entries()) {
+    const cps = perRun[r];
     checkpoints[run] = cps.map((c) => c.ckpt);
     let prev: { add: number; file: string } | null = null;
     for (const cp of cps) {
       const idx = await indexCheckpoint(cp, minimalActions.length, game);
+      opts.onIndex?.(++indexed, numCkpts);
       if (prev && idx.addCount <= prev.add) {
         throw new DataError(
           `${cp.files.addCount}: add_count ${idx.addCount} is not above ${prev.add} of ` +

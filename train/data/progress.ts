@@ -10,14 +10,16 @@ export class ProgressBar {
   #last = 0;
   #enc = new TextEncoder();
   #enabled: boolean;
+  #fmt: (n: number) => string;
 
-  /** @param label prefix shown before the bar. @param enabled false silences it (tests). */
-  constructor(label: string, enabled = true) {
+  /** A bar prefixed by `label`; `enabled` false silences it; `unit` picks the number format. */
+  constructor(label: string, enabled = true, unit: "bytes" | "items" = "bytes") {
     this.#label = label;
     this.#enabled = enabled;
+    this.#fmt = unit === "bytes" ? fmtBytes : (n) => n.toFixed(0);
   }
 
-  /** Redraw with `done` of `total` bytes. */
+  /** Redraw with `done` of `total` bytes (or items, when constructed with `unit` "items"). */
   update(done: number, total: number, force = false): void {
     if (!this.#enabled) return;
     const now = performance.now();
@@ -29,8 +31,8 @@ export class ProgressBar {
     const rate = secs > 0 ? done / secs : 0;
     const eta = rate > 0 ? (total - done) / rate : 0;
     const line = `\r${this.#label} [${"#".repeat(full)}${".".repeat(width - full)}] ` +
-      `${(frac * 100).toFixed(1).padStart(5)}% ${fmtBytes(done)}/${fmtBytes(total)} ` +
-      `${fmtBytes(rate)}/s ETA ${eta.toFixed(0)}s `;
+      `${(frac * 100).toFixed(1).padStart(5)}% ${this.#fmt(done)}/${this.#fmt(total)} ` +
+      `${this.#fmt(rate)}/s ETA ${eta.toFixed(0)}s `;
     Deno.stderr.writeSync(this.#enc.encode(line));
   }
 
