@@ -56,6 +56,8 @@ export interface AttentionTiles {
   dq?: [number, number];
   /** Threads sharing one row; must divide D/4. Default ~D/32. */
   split?: number;
+  /** Forward: query rows per thread (register blocking); must divide the row block. Default 1. */
+  forwardRows?: number;
 }
 
 /** A generated kernel and how to dispatch it. */
@@ -130,7 +132,8 @@ export function resolveSpec(spec: AttentionSpec): ResolvedSpec {
     throw new Error("attention: packed_qkv layout needs Tq == S");
   }
   const tiles = spec.tiles ?? {};
-  for (const v of [...(tiles.forward ?? []), ...(tiles.dkdv ?? []), ...(tiles.dq ?? [])]) {
+  const sizes = [...(tiles.forward ?? []), ...(tiles.dkdv ?? []), ...(tiles.dq ?? [])];
+  for (const v of [...sizes, tiles.forwardRows ?? 1]) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`attention: bad tile size ${v}`);
   }
   if (tiles.split !== undefined && (!Number.isInteger(tiles.split) || (D / 4) % tiles.split)) {

@@ -34,6 +34,7 @@ export function chooseRowTile(
   limits: AttentionLimits,
   partials: number,
   override?: [number, number],
+  rowsPerThread = 1,
 ): RowTile {
   const capBR = blockCap(r.Tq);
   let NS = r.tiles.split ?? headSplit(r.D);
@@ -43,11 +44,17 @@ export function chooseRowTile(
     r.tiles.split === undefined && Math.min(64, capBR) * NS < 32 && (r.D / 4) % (2 * NS) === 0
   ) NS *= 2;
   const fits = (t: RowTile) =>
-    t.BR * NS <= limits.maxComputeInvocationsPerWorkgroup &&
+    t.BR % rowsPerThread === 0 &&
+    (t.BR / rowsPerThread) * NS <= limits.maxComputeInvocationsPerWorkgroup &&
     rowTileBytes(t, r.D, partials) <= limits.maxComputeWorkgroupStorageSize;
   if (override) {
     const t = { BR: override[0], BC: override[1], NS };
-    if (!fits(t)) throw new Error(`attention: tile ${override} x${NS} exceeds device limits`);
+    if (!fits(t)) {
+      throw new Error(
+        `attention: tile ${override} x${NS} exceeds device limits (or ${rowsPerThread} rows ` +
+          `per thread do not divide ${override[0]})`,
+      );
+    }
     return t;
   }
   const candidates = [[64, 16], [32, 32], [32, 16], [16, 16], [16, 8], [8, 8], [4, 4]];
@@ -66,34 +73,45 @@ export function attentionLabel(r: ResolvedSpec, what: string): string {
 }
 
 /**
- * WGSL prelude common to the query-major kernels: constants and the linear workgroup id.
- * Defines bh, blk (query block), r (row in block), sp (dim slice), i (query row), lim (last
- * key the row may see) and ntiles (key tiles the whole block needs; workgroup-uniform).
+ * WGSL prelude common to the query-major kernels: the linear workgroup id and row indices.
+ * Defines bh, blk (query block), sp (dim slice), ntiles (key tiles the whole block needs;
+ * workgroup-uniform) and per row: r (row in block), i (query row), iv (i clamped into range),
+ * lim (last key the row may see). With `rows` = 0 one row per thread and plain names; with
+ * rows >= 1 each thread owns rows r0, r1, ... (BR / rows apart) and the names get the suffix.
  */
-export function rowPrelude(r: ResolvedSpec, t: RowTile, gridX: number): string {
+export function rowPrelude(r: ResolvedSpec, t: RowTile, gridX: number, rows = 0): string {
   const NB = Math.ceil(r.Tq / t.BR);
+  const BRt = t.BR / Math.max(1, rows);
   // Causal blocks near the end of the sequence do the most work: start them first.
   const blk = r.causal ? `${NB - 1}u - lin % ${NB}u` : `lin % ${NB}u`;
   const last = r.causal
     ? `min(blk * ${t.BR}u + ${t.BR - 1}u, ${r.Tq - 1}u) + ${r.S - r.Tq}u`
     : `${r.S - 1}u`;
-  const lim = r.causal ? `min(i + ${r.S - r.Tq}u, ${r.S - 1}u)` : `${r.S - 1}u`;
+  const row = (x: string) => `
+  let r${x} = rt + ${Number(x || 0) * BRt}u;
+  let i${x} = blk * ${t.BR}u + r${x};
+  let iv${x} = min(i${x}, ${r.Tq - 1}u);
+  let lim${x} = ${r.causal ? `min(i${x} + ${r.S - r.Tq}u, ${r.S - 1}u)` : `${r.S - 1}u`};`;
+  const names = rows === 0 ? [""] : Array.from({ length: rows }, (_, q) => `${q}`);
   return `  let lin = wg.x + wg.y * ${gridX}u;
   if (lin >= ${NB * r.BH}u) { return; }
   let bh = lin / ${NB}u;
   let blk = ${blk};
-  let r = lid % ${t.BR}u;
-  let sp = lid / ${t.BR}u;
-  let i = blk * ${t.BR}u + r;
-  let iv = min(i, ${r.Tq - 1}u);
-  let lim = ${lim};
+  let rt = lid % ${BRt}u;
+  let sp = lid / ${BRt}u;${names.map(row).join("")}
   let ntiles = (${last}) / ${t.BC}u + 1u;`;
 }
 
 /** Cooperative load of key tile `j0` of K and V into kt, vt (zeros past S). */
-export function loadKvTile(r: ResolvedSpec, t: RowTile, kName: string, vName: string): string {
+export function loadKvTile(
+  r: ResolvedSpec,
+  t: RowTile,
+  kName: string,
+  vName: string,
+  threads = t.BR * t.NS,
+): string {
   const D4 = r.D / 4;
-  return `    for (var e = lid; e < ${t.BC * D4}u; e += ${t.BR * t.NS}u) {
+  return `    for (var e = lid; e < ${t.BC * D4}u; e += ${threads}u) {
       let j = j0 + e / ${D4}u;
       let d = e % ${D4}u;
       var kx = vec4<f32>(0.0);

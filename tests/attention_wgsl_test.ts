@@ -306,15 +306,21 @@ Deno.test(
 );
 
 Deno.test(
-  "attention: odd tile overrides (partial tiles everywhere), split 1 and 4",
+  "attention: odd tile overrides (partial tiles everywhere), split 1/4, 2-3 rows per thread",
   opts,
   async () => {
     const base: AttentionSpec = { batchHeads: 2, Tq: 20, S: 37, D: 64, causal: true, dropout: 0.1 };
-    await checkCase({ ...base, tiles: { forward: [16, 8], dkdv: [8, 4], dq: [8, 8], split: 1 } }, {
+    await checkCase({
+      ...base,
+      tiles: { forward: [16, 8], forwardRows: 2, dkdv: [8, 4], dq: [8, 8], split: 1 },
+    }, {
       seed: 8,
       p: 0.1,
     });
-    await checkCase({ ...base, tiles: { forward: [7, 5], dkdv: [9, 3], dq: [6, 1], split: 4 } }, {
+    await checkCase({
+      ...base,
+      tiles: { forward: [9, 5], forwardRows: 3, dkdv: [9, 3], dq: [6, 1], split: 4 },
+    }, {
       seed: 8,
       p: 0.1,
     });
