@@ -23,12 +23,17 @@ export class EnvError extends Error {
 
 /** Options for {@link ensurePython}. */
 export interface PythonOptions {
-  /** Interpreter to use; default env JOWA_PYTHON, else `.venv/bin/python` or `python3`. */
-  python?: string;
+  /**
+   * Interpreter to use; default env JOWA_PYTHON, else `.venv/bin/python` or `python3`.
+   * `null` ignores JOWA_PYTHON.
+   */
+  python?: string | null;
   /** Directory for the virtual environment created on first use (default: repo `.venv`). */
   venvDir?: string;
   /** Allow creating the venv and running pip (default true). */
   install?: boolean;
+  /** Base interpreter probed last and used to create the venv (default `python3`). */
+  basePython?: string;
 }
 
 const cache = new Map<string, string>();
@@ -63,21 +68,27 @@ export async function hasBridgePackages(python: string): Promise<boolean> {
  *
  * Order: `opts.python`, env JOWA_PYTHON (used as is, never installed into), an existing
  * project `.venv`, `python3`; when none has the packages, creates `.venv` with `python3`
- * and pip-installs {@link PYTHON_REQUIREMENTS}. Throws {@link EnvError} with one clear
+ * (`opts.basePython`) and pip-installs {@link PYTHON_REQUIREMENTS}. Throws {@link EnvError} with one clear
  * message when there is no python3 or the install fails.
  */
 export async function ensurePython(opts: PythonOptions = {}): Promise<string> {
-  const named = opts.python ?? Deno.env.get("JOWA_PYTHON");
+  const named = opts.python === null ? undefined : (opts.python ?? Deno.env.get("JOWA_PYTHON"));
   const venv = opts.venvDir ?? join(projectRoot(), ".venv");
-  const key = `${named}|${venv}`;
+  const base = opts.basePython ?? "python3";
+  const key = `${named}|${venv}|${base}`;
   const hit = cache.get(key);
   if (hit) return hit;
-  const found = await locate(named, venv, opts.install ?? true);
+  const found = await locate(named, venv, base, opts.install ?? true);
   cache.set(key, found);
   return found;
 }
 
-async function locate(named: string | undefined, venv: string, install: boolean) {
+async function locate(
+  named: string | undefined,
+  venv: string,
+  base: string,
+  install: boolean,
+): Promise<string> {
   if (named) {
     if (await hasBridgePackages(named)) return named;
     const r = await run(named, ["--version"]);
@@ -89,15 +100,15 @@ async function locate(named: string | undefined, venv: string, install: boolean)
   }
   const venvPython = join(venv, "bin", "python");
   if (existsSync(venvPython) && await hasBridgePackages(venvPython)) return venvPython;
-  const sys = await run("python3", ["--version"]);
+  const sys = await run(base, ["--version"]);
   if (sys.code === -1) {
-    throw new EnvError("python3 was not found; install Python 3 or set JOWA_PYTHON");
+    throw new EnvError(`${base} was not found; install Python 3 or set JOWA_PYTHON`);
   }
-  if (await hasBridgePackages("python3")) return "python3";
+  if (await hasBridgePackages(base)) return base;
   if (!install) throw new EnvError(`no Python with ${PYTHON_REQUIREMENTS.join(", ")} found`);
   console.error(`Setting up ${venv} with ${PYTHON_REQUIREMENTS.join(" ")} (first use)...`);
   if (!existsSync(venvPython)) {
-    const mk = await run("python3", ["-m", "venv", venv]);
+    const mk = await run(base, ["-m", "venv", venv]);
     if (mk.code !== 0) throw new EnvError(`creating ${venv} failed:\n${tail(mk.out)}`);
   }
   const pip = await run(venvPython, ["-m", "pip", "install", "-q", ...PYTHON_REQUIREMENTS]);
