@@ -46,10 +46,10 @@ const UNARY_DOMAIN: Record<string, [number, number, number]> = {
 };
 
 for (const [name, [lo, hi, away]] of Object.entries(UNARY_DOMAIN)) {
-  Deno.test(`unary ${name}: forward and gradient on rank 0..3`, async () => {
+  Deno.test(`unary ${name}: forward and gradient on rank 0..4`, async () => {
     const f = UNARY_REF[name];
     const gpu = ([x]: Tensor[]) => op.unary(name as op.UnaryOp, x);
-    for (const [i, shape] of [[], [7], [3, 13], [2, 1, 5]].entries()) {
+    for (const [i, shape] of [[], [7], [3, 13], [2, 1, 5], [2, 1, 3, 2]].entries()) {
       await checkOp(name, gpu, ([x]) => x.map(f), [input(shape, 10 + i, lo, hi, away)], {
         gradAtol: 2e-4,
       });

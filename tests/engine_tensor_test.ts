@@ -223,6 +223,13 @@ Deno.test("errors before dispatch: tensor(), disposed tensors, backward, item", 
   assertThrowsBeforeDispatch(() => op.permute(x, [0]), /use of a disposed tensor/);
   assertThrowsBeforeDispatch(() => op.concat([y, x], 0), /use of a disposed tensor/);
   await assert.rejects(() => x.read(), /use of a disposed tensor/);
+  // Outside tidy too, a failed op allocates nothing.
+  const used = bytesInUse();
+  for (const f of [() => op.exp(x), () => op.sum(x, 0), () => op.slice(x, 0, 0, 1)]) {
+    assert.throws(f, /use of a disposed tensor/);
+  }
+  assert.throws(() => op.concat([y, x], 0), /use of a disposed tensor/);
+  assert.equal(bytesInUse(), used, "a failed op leaked its output");
   await assert.rejects(() => y.item(), /item\(\) needs a tensor of one element, got \[2\]/);
   const p = param([1, 2]);
   const twice = op.mulScalar(p, 2);

@@ -48,6 +48,7 @@ function gatherCopy(
   srcOffset: number,
   ranges?: readonly [number, number][],
 ): Tensor {
+  void x.buffer; // a disposed input throws before the output is allocated
   const out = Tensor.empty(outShape, x.dtype);
   if (out.size === 0) return out;
   const outStrides = stridesOf(outShape);
@@ -157,7 +158,7 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
       );
     }
   }
-  // A disposed part must fail before the parts ahead of it are copied.
+  // A disposed part must fail before the output is allocated and earlier parts are copied.
   for (const t of xs) void t.buffer;
   const total = xs.reduce((a, t) => a + t.shape[ax], 0);
   const outShape = xs[0].shape.map((d, k) => (k === ax ? total : d));

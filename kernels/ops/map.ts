@@ -65,6 +65,8 @@ export function mapKernel(
   prelude = "",
 ): Tensor {
   const shape = outShape ?? broadcastShapes(label, ...inputs.map((t) => t.shape));
+  // A disposed input throws here, before the output is allocated (nothing leaks).
+  for (const t of inputs) void t.buffer;
   const out = Tensor.empty(shape, outDtype);
   if (out.size === 0) return out;
   const decls = inputs.map((t, k) => binding(k, `in${k}`, t.dtype));

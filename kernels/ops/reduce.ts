@@ -50,6 +50,7 @@ export function reduceKernel(x: Tensor, axis: number, kind: ReduceKind, keepDims
   const outDtype = kind === "argmax" ? "i32" : "f32";
   // Checked before allocating, so a failed call leaks no buffer.
   if (R === 0 && outer * inner > 0) throw new Error(`${kind}: cannot reduce an empty axis`);
+  void x.buffer; // a disposed input throws before the output is allocated
   const out = Tensor.empty(outShape, outDtype);
   if (out.size === 0) return out;
   const { init, step } = combine(kind);
