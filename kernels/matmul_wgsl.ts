@@ -147,47 +147,69 @@ function tileCount(spec: MatmulSpec, t: MatmulTile): number {
   return Math.ceil(spec.M / t.TM) * Math.ceil(spec.N / t.TN) * spec.batch;
 }
 
-/** A tile more than twice the matrix in either dimension is mostly padding. */
+/** A tile more than twice the matrix in either dimension is mostly padding (16 is the least). */
 function sensible(spec: MatmulSpec, t: MatmulTile): boolean {
-  return t.TM <= 2 * spec.M && t.TN <= 2 * spec.N;
+  return (t.TM <= 2 * spec.M || t.TM <= 16) && (t.TN <= 2 * spec.N || t.TN <= 16);
 }
 
-/** Picks a tile for the shape (no split-K). */
+/**
+ * Relative per-workgroup-slot throughput by outputs per thread: bigger register blocks do more
+ * math per shared-memory read. Rough guesses, to be recalibrated with bench on a GPU.
+ */
+function efficiency(t: MatmulTile): number {
+  const block = t.RM * t.RN;
+  return block >= 64 ? 1 : block >= 32 ? 0.8 : 0.5;
+}
+
+/**
+ * Estimated cost (arbitrary units) of a tile split `parts` ways: padded work divided by
+ * efficiency and by how much of the GPU the workgroups occupy; a split pays a little for the
+ * scratch round trip.
+ */
+function estimate(spec: MatmulSpec, t: MatmulTile, parts: number): number {
+  const padded = Math.ceil(spec.M / t.TM) * t.TM * Math.ceil(spec.N / t.TN) * t.TN;
+  const occupancy = Math.min(1, (tileCount(spec, t) * parts) / TARGET_WORKGROUPS);
+  return (padded / (efficiency(t) * occupancy)) * (parts > 1 ? 1.05 : 1);
+}
+
+/** Picks a tile for the shape (no split-K): the lowest estimated cost, larger tiles on ties. */
 export function chooseTile(spec: MatmulSpec, limits: MatmulLimits): MatmulTile {
   const candidates = candidatesFor(spec, limits);
-  for (const t of candidates) {
-    if (sensible(spec, t) && tileCount(spec, t) >= TARGET_WORKGROUPS) return t;
-  }
-  // Nothing fills the GPU: take the tile with the most workgroups (the smallest).
-  return candidates[candidates.length - 1];
+  const usable = candidates.filter((t) => sensible(spec, t));
+  let best = usable[0] ?? candidates[candidates.length - 1];
+  for (const t of usable) if (estimate(spec, t, 1) < estimate(spec, best, 1)) best = t;
+  return best;
 }
 
 /** Split-K worth doing only when each part keeps at least this many k-slices. */
 const MIN_SLICES_PER_PART = 8;
 const MAX_PARTS = 16;
+/** Below both (about 10 us of math or of memory traffic on a big GPU) split-K never pays. */
+const SPLIT_MIN_FLOPS = 2 ** 28;
+const SPLIT_MIN_BYTES = 32 * 2 ** 20;
 
 /**
- * For `splitK: "auto"`: when the plain tiling leaves the GPU underfilled and K is long, the
- * largest tile whose split reaches the workgroup target, and the number of parts.
+ * For `splitK: "auto"`: the tile and number of K parts with the lowest estimated cost, or null
+ * when not splitting is best (or the problem is too small for a second dispatch to pay).
  */
 export function chooseSplit(
   spec: MatmulSpec,
   limits: MatmulLimits,
 ): { tile: MatmulTile; parts: number } | null {
-  // Largest tile first: a big tile split a few ways beats a small unsplit tile (the scratch
-  // traffic is small next to the math when K is long).
-  let fallback: { tile: MatmulTile; parts: number } | null = null;
+  const flops = 2 * spec.M * spec.N * spec.K * spec.batch;
+  const bytes = 4 * spec.K * (spec.M + spec.N) * spec.batch;
+  if (flops < SPLIT_MIN_FLOPS && bytes < SPLIT_MIN_BYTES) return null;
+  const plain = chooseTile(spec, limits);
+  let best = { tile: plain, parts: 1, cost: estimate(spec, plain, 1) };
   for (const t of candidatesFor(spec, limits)) {
     if (!sensible(spec, t)) continue;
-    const count = tileCount(spec, t);
     const most = Math.min(MAX_PARTS, Math.floor(spec.K / (MIN_SLICES_PER_PART * t.TK)));
-    const parts = Math.min(most, Math.ceil(TARGET_WORKGROUPS / count));
-    if (count >= TARGET_WORKGROUPS) return null;
-    if (parts >= 2 && count * parts >= TARGET_WORKGROUPS) return { tile: t, parts };
-    // Small outputs never reach the target: the smallest tile, split as far as allowed.
-    if (parts >= 2) fallback = { tile: t, parts };
+    for (let parts = 2; parts <= most; parts++) {
+      const cost = estimate(spec, t, parts);
+      if (cost < best.cost) best = { tile: t, parts, cost };
+    }
   }
-  return fallback;
+  return best.parts > 1 ? { tile: best.tile, parts: best.parts } : null;
 }
 
 /** Validates a spec; throws with a readable message. */

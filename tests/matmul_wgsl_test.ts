@@ -326,6 +326,18 @@ Deno.test("matmul: planner picks big tiles for big shapes, skinny for decode", (
     undefined,
   );
   assert.equal(planMatmul(mm(512, 2048, 18944, true, false), limits).splitK, undefined);
+  // Bias gradient as ones[1, R]·G[R, N]: little math but 155 MB to stream, so it splits.
+  assert.equal(
+    planMatmul(mm(1, 2048, 18944, false, false, { splitK: "auto" }), limits).splitK
+      ?.parts,
+    16,
+  );
+  // Too small for a second dispatch to pay off.
+  assert.equal(
+    planMatmul(mm(32, 32, 300, true, false, { splitK: "auto" }), limits).splitK,
+    undefined,
+  );
+  assert.throws(() => planMatmul(mm(4, 4, 4, false, false, { splitK: 0 }), limits), /splitK/);
 });
 
 Deno.test("matmul: split-K (forced and auto) with bias and accumulate", GPU_TEST, async () => {
@@ -346,9 +358,12 @@ Deno.test("matmul: split-K (forced and auto) with bias and accumulate", GPU_TEST
       spec: mm(24, 44, 300, tA, tB, { splitK: 3, bias: true, accumulate: true, batch: 2 }),
     });
   }
-  // Auto: a 32x32 output with K = 300 leaves one tile, so the planner splits it.
-  const auto = await check({ spec: mm(32, 32, 300, true, false, { splitK: "auto" }) });
-  assert.ok(auto.splitK, "auto should split a one-tile output with long K");
+  // The big tile, as "auto" picks it for weight gradients.
+  const big = await check({
+    spec: mm(130, 128, 200, true, false, { splitK: 3, bias: true }),
+    tile: MATMUL_TILES[0],
+  });
+  assert.equal(big.splitK?.parts, 3);
 });
 
 Deno.test("matmul: the reference check rejects a wrong kernel", GPU_TEST, async () => {
