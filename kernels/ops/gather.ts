@@ -13,7 +13,11 @@ import { zeros } from "./elementwise.ts";
 
 const WG = 256;
 
-function checkIndices(op: string, idx: Tensor, limit: number): void {
+/**
+ * Throw (naming `op`) unless `idx` is an integer tensor whose known value range lies in
+ * [0, limit). Ops that dispatch other kernels before indexing call it first.
+ */
+export function checkIndices(op: string, idx: Tensor, limit: number): void {
   if (idx.dtype !== "i32" && idx.dtype !== "u32") {
     throw new Error(`${op}: indices must be i32 or u32, got ${idx.dtype}`);
   }
