@@ -228,6 +228,15 @@ Deno.test("compare: all six ops with broadcasting and ties", async () => {
       { noGrad: true, atol: 0, rtol: 0 },
     );
   }
+  // Integer operands compare exactly, also beyond f32's 2^24.
+  for (const dtype of ["i32", "u32"] as const) {
+    const x = tensor([16777217, 16777216, 3000000001 % 2147483647, 7], [4], dtype);
+    const y = tensor([16777216, 16777217, 3000000001 % 2147483647, 8], [4], dtype);
+    const [eq, gt] = [op.compare("eq", x, y), op.compare("gt", x, y)];
+    assert.deepEqual([...await eq.read()], [0, 0, 1, 0], `eq ${dtype}`);
+    assert.deepEqual([...await gt.read()], [1, 0, 0, 0], `gt ${dtype}`);
+    for (const t of [x, y, eq, gt]) t.dispose();
+  }
 });
 
 Deno.test("cast: f32 -> i32 truncates, i32 -> f32, u32, f16 round trip", async () => {
@@ -245,6 +254,13 @@ Deno.test("cast: f32 -> i32 truncates, i32 -> f32, u32, f16 round trip", async (
   assert.ok(ru instanceof Uint32Array);
   assert.deepEqual([...ru], [0, 3, 4e9]);
   for (const t of [x, i, back, viaI32, u]) t.dispose();
+  // Integers beyond 2^24 convert between i32 and u32 exactly.
+  const big = tensor([16777217, 2147483647, 5], [3], "i32");
+  const bu = op.cast(big, "u32");
+  const bi = op.cast(bu, "i32");
+  assert.deepEqual([...await bu.read()], [16777217, 2147483647, 5]);
+  assert.deepEqual([...await bi.read()], [16777217, 2147483647, 5]);
+  for (const t of [big, bu, bi]) t.dispose();
 
   if (!runtime().ctx.hasF16) return; // shader-f16 is optional
   const data = randArray(37, 9, -70, 70);

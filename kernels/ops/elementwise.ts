@@ -177,12 +177,15 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
 /** Comparisons give 1.0 / 0.0 (no gradient). */
 export function compare(op: "gt" | "ge" | "lt" | "le" | "eq" | "ne", a: Tensor, b: Tensor): Tensor {
   const sym = { gt: ">", ge: ">=", lt: "<", le: "<=", eq: "==", ne: "!=" }[op];
-  return mapKernel(op, [a, b], `select(0.0, 1.0, a ${sym} b)`);
+  // Two integer operands of one dtype compare exactly (as f32, 2^24 + 1 == 2^24).
+  const ints = a.dtype === b.dtype && (a.dtype === "i32" || a.dtype === "u32");
+  return mapKernel(op, [a, b], `select(0.0, 1.0, a ${sym} b)`, "f32", undefined, "", ints);
 }
 
 /** Convert to another dtype (f32 <-> f16, float -> int truncates). Gradient passes as f32. */
 export function cast(x: Tensor, dtype: DType): Tensor {
-  const out = mapKernel(`cast.${dtype}`, [x], "a", dtype);
+  // Integers convert directly (not through f32, which rounds beyond 2^24).
+  const out = mapKernel(`cast.${dtype}`, [x], "a", dtype, undefined, "", true);
   return record(out, "cast", [x], (g) => [mapKernel("cast.grad", [g], "a", "f32")]);
 }
 

@@ -53,7 +53,9 @@ function inputIndex(inShape: readonly number[], outShape: readonly number[]): st
 
 /**
  * Elementwise `expr` over broadcast `inputs` into a new tensor of `outDtype`; `prelude` holds
- * WGSL helper functions the expression calls.
+ * WGSL helper functions the expression calls. Inputs load as f32, except integer inputs of the
+ * output's dtype, and every integer input when `exactInts` is set (then `expr` must type-check
+ * with them: f32 holds integers exactly only up to 2^24).
  * No gradient is recorded here: callers attach their own rule.
  */
 export function mapKernel(
@@ -63,6 +65,7 @@ export function mapKernel(
   outDtype: DType = "f32",
   outShape?: readonly number[],
   prelude = "",
+  exactInts = false,
 ): Tensor {
   const shape = outShape ?? broadcastShapes(label, ...inputs.map((t) => t.shape));
   // A disposed input throws here, before the output is allocated (nothing leaks).
@@ -74,7 +77,8 @@ export function mapKernel(
   const loads = inputs.map((t, k) => {
     const raw = `in${k}[${inputIndex(t.shape, shape)}]`;
     // Integer data copied to the same dtype stays exact (no round trip through f32).
-    const exact = t.dtype === outDtype && (outDtype === "i32" || outDtype === "u32");
+    const isInt = t.dtype === "i32" || t.dtype === "u32";
+    const exact = isInt && (t.dtype === outDtype || exactInts);
     return `  let ${NAMES[k]} = ${exact ? raw : `f32(${raw})`};`;
   });
   const groups = Math.ceil(out.size / WG);
