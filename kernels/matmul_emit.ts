@@ -131,7 +131,12 @@ function emitShare(op: Operand, kLen: number, buf: string | null, indent: string
  * `sh_b` (vec4 rows [k][m/4], [k][n/4]) into accumulators `c<r>_<j>`, for thread `ty`, `tx`.
  * Shared with the implicit-GEMM convolution kernels (conv_emit.ts).
  */
-export function emitCompute(tile: MatmulTile, steps: number, buf: string | null, indent: string): string {
+export function emitCompute(
+  tile: MatmulTile,
+  steps: number,
+  buf: string | null,
+  indent: string,
+): string {
   const sa = buf === null ? "sh_a" : `sh_a[${buf}]`;
   const sb = buf === null ? "sh_b" : `sh_b[${buf}]`;
   const { TM, TN, RM, RN } = tile;
