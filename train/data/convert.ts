@@ -10,6 +10,7 @@ import { DataError, exists } from "./fs_util.ts";
 import { convertGame } from "./converter.ts";
 import { MINIMAL_ACTIONS, minimalActionsOf } from "./minimal_actions.ts";
 import { fmtBytes, ProgressBar } from "./progress.ts";
+import { gameOfTaskId, taskIdOf } from "./task_ids.ts";
 
 const HELP = `Convert DQN-Replay (gzip'd .npy checkpoints) into JOWA per-game stores.
 
@@ -104,9 +105,26 @@ async function main(): Promise<void> {
   // Which (game, directory) pairs to convert.
   let jobs: { game: string; dir: string }[];
   const requested = values.games?.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const g of requested ?? []) {
+    try {
+      taskIdOf(g);
+    } catch (e) {
+      fail(`--games: ${(e as Error).message}`, 2);
+    }
+  }
   if (isGameDir(src)) {
     const game = requested?.[0] ?? path.basename(path.resolve(src));
     if (requested && requested.length > 1) fail("--src is one game's directory; give one game", 2);
+    const base = path.basename(path.resolve(src));
+    let baseGame: string | null = null;
+    try {
+      baseGame = gameOfTaskId(taskIdOf(base));
+    } catch {
+      // directory not named after a game: trust --games
+    }
+    if (baseGame && baseGame !== gameOfTaskId(taskIdOf(game))) {
+      fail(`${src}: directory is named ${base} but --games says ${game}`);
+    }
     jobs = [{ game, dir: src }];
   } else {
     const games = requested ??
