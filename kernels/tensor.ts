@@ -83,6 +83,7 @@ export class Tensor {
 
   /** A tensor sharing this storage with another shape of the same size (no copy, no grad). */
   view(shape: readonly number[]): Tensor {
+    validateShape(shape); // before taking a reference the constructor would then leak
     const n = shape.reduce((a, b) => a * b, 1);
     if (n !== this.size) {
       throw new Error(
@@ -145,6 +146,7 @@ export function tensor(
   shape: readonly number[] = [data.length],
   dtype: DType = "f32",
 ): Tensor {
+  validateShape(shape); // before uploading: [-1, -2] would otherwise "fit" two values
   const n = shape.reduce((a, b) => a * b, 1);
   if (data.length !== n) {
     throw new Error(`tensor(): ${data.length} values do not fill shape [${shape}] (${n})`);

@@ -213,6 +213,13 @@ Deno.test("errors before dispatch: tensor(), disposed tensors, backward, item", 
   assertThrowsBeforeDispatch(() => tensor([1.5], [1], "i32"), /value 1.5 is not a valid i32/);
   assertThrowsBeforeDispatch(() => tensor([-1], [1], "u32"), /value -1 is not a valid u32/);
   assertThrowsBeforeDispatch(() => Tensor.empty([2, -1]), /invalid shape \[2,-1\]/);
+  const used0 = bytesInUse();
+  assert.throws(() => tensor([1, 2], [-1, -2]), /invalid shape \[-1,-2\]/);
+  assert.throws(() => tensor([1, 2], [2.5]), /invalid shape \[2.5\]/);
+  const w = tensor([1, 2]);
+  assert.throws(() => w.view([-1, -2]), /invalid shape \[-1,-2\]/);
+  w.dispose();
+  assert.equal(bytesInUse(), used0, "bad shapes leaked a buffer");
   const x = tensor([1, 2]);
   x.name = "weights";
   x.dispose();
@@ -246,6 +253,19 @@ Deno.test("errors before dispatch: tensor(), disposed tensors, backward, item", 
   seed.dispose();
   assert.equal(p.grad, null);
   for (const t of [y, p, twice]) t.dispose();
+});
+
+Deno.test("a grid over the per-dimension limit throws naming the op, before dispatch", () => {
+  const before = runtime().dispatchCount;
+  assert.throws(
+    () =>
+      runtime().dispatch(
+        { code: "@compute @workgroup_size(1) fn main() {}", label: "huge-op", workgroups: [70000] },
+        [],
+      ),
+    /op 'huge-op': grid 70000x1x1 exceeds 65535/,
+  );
+  assert.equal(runtime().dispatchCount, before);
 });
 
 Deno.test("a shader error rejects flush() with a ShaderError naming the op", async () => {
