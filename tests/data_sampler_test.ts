@@ -222,3 +222,25 @@ Deno.test("data sampler: token stores give tokens [B, L, 36] uint16", async () =
     stores.forEach((x) => x.close());
   });
 });
+
+const SCORES = "/work/shared/reference/scores.json";
+let haveScores = false;
+try {
+  haveScores = Deno.statSync(SCORES).isFile;
+} catch {
+  // reference not mounted (e.g. CI): the test below is skipped, not faked
+}
+
+Deno.test({
+  name: "data tables: built-in minimal action sets equal scores.json's",
+  ignore: !haveScores,
+  fn() {
+    const games = JSON.parse(Deno.readTextFileSync(SCORES)).games;
+    assertEquals(Object.keys(MINIMAL_ACTIONS).sort(), Object.keys(games).sort());
+    for (const [g, v] of Object.entries(games)) {
+      const want = (v as { minimalActions: number[] }).minimalActions;
+      assertEquals([...MINIMAL_ACTIONS[g]], want, g);
+      assertEquals(want.length, (v as { validActions: number }).validActions, g);
+    }
+  },
+});
