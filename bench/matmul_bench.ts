@@ -165,14 +165,14 @@ async function main(): Promise<void> {
   if (!/^(off|auto|both|\d+)$/.test(splitMode)) throw new Error(`bad --split ${splitMode}`);
   for (const c of combos) if (!/^[nt][nt]$/.test(c)) throw new Error(`bad --trans entry "${c}"`);
 
+  const shapes = sizes.map(parseShape); // fail on a typo before touching the GPU
   const ctx = await gpu();
   console.log(`adapter: ${describeAdapter(ctx)}`);
   console.log(`timestamps: ${ctx.device.features.has("timestamp-query") ? "yes" : "no"}`);
   console.log(`iters per submit: ${iters}`);
   const header = "shape (MxNxK)         trans  tile                ms/disp  GFLOP/s";
   console.log(`${header}  (gpu timestamps GFLOP/s)`);
-  for (const size of sizes) {
-    const [M, N, K] = parseShape(size);
+  for (const [M, N, K] of shapes) {
     for (const combo of combos) {
       const transA = combo[0] === "t", transB = combo[1] === "t";
       const spec: MatmulSpec = {
@@ -211,4 +211,11 @@ async function main(): Promise<void> {
   }
 }
 
-if (import.meta.main) await main();
+if (import.meta.main) {
+  try {
+    await main();
+  } catch (e) {
+    console.error(`matmul_bench: ${(e as Error).message}\n\n${HELP}`);
+    Deno.exit(2);
+  }
+}
