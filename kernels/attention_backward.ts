@@ -42,6 +42,8 @@ interface ColTile {
   BC: number;
   BR: number;
   NS: number;
+  /** Keys per thread. */
+  RK: number;
 }
 
 function colTileBytes(t: ColTile, D: number): number {
@@ -50,19 +52,28 @@ function colTileBytes(t: ColTile, D: number): number {
 
 function chooseColTile(r: ResolvedSpec, limits: AttentionLimits): ColTile {
   const NS = r.tiles.split ?? headSplit(r.D);
+  const RK = r.tiles.dkdvCols ?? 1;
   const fits = (t: ColTile) =>
-    t.BC * NS <= limits.maxComputeInvocationsPerWorkgroup &&
+    t.BC % RK === 0 &&
+    (t.BC / RK) * NS <= limits.maxComputeInvocationsPerWorkgroup &&
     colTileBytes(t, r.D) <= limits.maxComputeWorkgroupStorageSize;
   if (r.tiles.dkdv) {
-    const t = { BC: r.tiles.dkdv[0], BR: r.tiles.dkdv[1], NS };
-    if (!fits(t)) throw new Error(`attention: dK/dV tile ${r.tiles.dkdv} exceeds device limits`);
+    const t = { BC: r.tiles.dkdv[0], BR: r.tiles.dkdv[1], NS, RK };
+    if (!fits(t)) {
+      throw new Error(
+        `attention: dK/dV tile ${r.tiles.dkdv} exceeds device limits (or ${RK} keys per ` +
+          `thread do not divide ${t.BC})`,
+      );
+    }
     return t;
   }
   const capBC = blockCap(r.S);
   const capBR = blockCap(r.Tq);
   const candidates = [[64, 16], [32, 16], [32, 8], [16, 8], [8, 8], [4, 4]];
   for (const [BC0, BR0] of candidates) {
-    const t = { BC: Math.min(BC0, capBC), BR: Math.min(BR0, capBR), NS };
+    // Round the key block up to a multiple of RK (surplus keys are masked like any past S).
+    const BC = Math.ceil(Math.min(BC0, capBC) / RK) * RK;
+    const t = { BC, BR: Math.min(BR0, capBR), NS, RK };
     if (fits(t)) return t;
   }
   throw new Error(`attention: no dK/dV tile fits D=${r.D} in the device limits`);
@@ -108,11 +119,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 `;
 }
 
+/**
+ * dK/dV kernel. Each thread owns RK keys (c0, c1, ...; BC/RK apart) and D/NS dims of each, so
+ * every q or dO vec4 read from workgroup memory feeds RK keys (register blocking).
+ */
 function dkdvCode(r: ResolvedSpec, t: ColTile, gridX: number): string {
-  const { BC, BR, NS } = t;
+  const { BC, BR, NS, RK } = t;
   const D4 = r.D / 4;
   const DH4 = D4 / NS;
-  const NT = BC * NS;
+  const BCt = BC / RK;
+  const NT = BCt * NS;
   const PR = BR + 1; // padded partial row (no bank conflicts)
   const NKB = Math.ceil(r.S / BC);
   const NQT = Math.ceil(r.Tq / BR);
@@ -135,11 +151,12 @@ function dkdvCode(r: ResolvedSpec, t: ColTile, gridX: number): string {
   const t0 = r.causal
     ? `select(0u, (blk * ${BC}u - ${OFF}u) / ${BR}u, blk * ${BC}u > ${OFF}u)`
     : "0u";
-  const sum = (arr: string, rr: string) =>
-    lines(NS, (s) => `${arr}[${s * BC * PR}u + c * ${PR}u + ${rr}]`, " + ");
+  const keys = (f: (x: number) => string, sep = "\n") => lines(RK, f, sep);
+  const sum = (arr: string, x: number) =>
+    lines(NS, (s) => `${arr}[${s * BC * PR}u + c${x} * ${PR}u + rr]`, " + ");
   return `// ${
     attentionLabel(r, "backward dK/dV")
-  }; ${BC} keys x ${BR}-query tiles, ${NS} threads per key
+  }; ${BC} keys x ${BR}-query tiles, ${NS} threads per key, ${RK} keys per thread
 ${decl.join("\n")}
 ${dropoutWgsl(paramsBinding)}
 ${rowFn("q", tensorAddr(r, "q"), r.H)}
@@ -163,15 +180,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   if (lin >= ${NKB * r.BH}u) { return; }
   let bh = lin / ${NKB}u;
   let blk = lin % ${NKB}u;
-  let c = lid % ${BC}u;
-  let sp = lid / ${BC}u;
-  let j = blk * ${BC}u + c;
-  let jv = min(j, ${r.S - 1}u);
-  let kb = k_row(bh, jv) + sp * ${DH4}u;
-  let vb = v_row(bh, jv) + sp * ${DH4}u;
-${lines(DH4, (k) => `  let k${k} = ${kN}[kb + ${k}u] * ${f32Lit(r.scale * Math.LOG2E)};`)}
-${lines(DH4, (k) => `  let v${k} = ${vN}[vb + ${k}u];`)}
-${lines(DH4, (k) => `  var dk${k} = vec4<f32>(0.0);\n  var dv${k} = vec4<f32>(0.0);`)}
+  let ct = lid % ${BCt}u;
+  let sp = lid / ${BCt}u;
+${
+    keys((x) =>
+      `  let c${x} = ct + ${x * BCt}u;
+  let j${x} = blk * ${BC}u + c${x};
+  let kb${x} = k_row(bh, min(j${x}, ${r.S - 1}u)) + sp * ${DH4}u;
+  let vb${x} = v_row(bh, min(j${x}, ${r.S - 1}u)) + sp * ${DH4}u;
+${lines(DH4, (k) => `  let k${x}_${k} = ${kN}[kb${x} + ${k}u] * ${f32Lit(r.scale * Math.LOG2E)};`)}
+${lines(DH4, (k) => `  let v${x}_${k} = ${vN}[vb${x} + ${k}u];`)}
+${lines(DH4, (k) => `  var dk${x}_${k} = vec4<f32>(0.0);\n  var dv${x}_${k} = vec4<f32>(0.0);`)}`
+    )
+  }
 ${
     r.dropout
       ? `  let thr = drop_threshold();
@@ -203,34 +224,61 @@ ${
     // This thread's share of k·q and v·dO for every query of the tile.
     for (var rr = 0u; rr < ${BR}u; rr++) {
       let xb = rr * ${D4}u + sp * ${DH4}u;
-      let pi = (sp * ${BC}u + c) * ${PR}u + rr;
-      ps[pi] = ${lines(DH4, (k) => `dot(k${k}, qt[xb + ${k}u])`, " + ")};
-      pg[pi] = ${lines(DH4, (k) => `dot(v${k}, gt[xb + ${k}u])`, " + ")};
+${lines(DH4, (k) => `      let qv${k} = qt[xb + ${k}u];\n      let gv${k} = gt[xb + ${k}u];`)}
+${
+    keys((x) =>
+      `      ps[(sp * ${BC}u + c${x}) * ${PR}u + rr] = ${
+        lines(DH4, (k) => `dot(k${x}_${k}, qv${k})`, " + ")
+      };
+      pg[(sp * ${BC}u + c${x}) * ${PR}u + rr] = ${
+        lines(DH4, (k) => `dot(v${x}_${k}, gv${k})`, " + ")
+      };`
+    )
+  }
     }
     workgroupBarrier();
     for (var rr = 0u; rr < ${BR}u; rr++) {
       let ii = i0 + rr;
-      let ok = ii < ${r.Tq}u && j <= ${lim};
-      let p = select(0.0, exp2(${sum("ps", "rr")} - lt[rr]), ok);
-      let g = ${sum("pg", "rr")};
+      let lim = ${lim};
+      let lr = lt[rr];
+      let dr = dt[rr];
+${r.dropout ? "      let rh = rht[rr];" : ""}
 ${
-    r.dropout
-      ? `      let km = keep_mult(rht[rr], j, thr, inv);
-      let w = p * km;
-      let ds = p * (g * km - dt[rr]);`
-      : `      let w = p;
-      let ds = p * (g - dt[rr]);`
+    keys((x) =>
+      `      let ok${x} = ii < ${r.Tq}u && j${x} <= lim;
+      let p${x} = select(0.0, exp2(${sum("ps", x)} - lr), ok${x});
+      let g${x} = ${sum("pg", x)};
+${
+        r.dropout
+          ? `      let km${x} = keep_mult(rh, j${x}, thr, inv);
+      let w${x} = p${x} * km${x};
+      let ds${x} = p${x} * (g${x} * km${x} - dr);`
+          : `      let w${x} = p${x};
+      let ds${x} = p${x} * (g${x} - dr);`
+      }`
+    )
   }
       let xb = rr * ${D4}u + sp * ${DH4}u;
-${lines(DH4, (k) => `      dv${k} += w * gt[xb + ${k}u];\n      dk${k} += ds * qt[xb + ${k}u];`)}
+${
+    lines(DH4, (k) =>
+      `      {
+        let qv = qt[xb + ${k}u];
+        let gv = gt[xb + ${k}u];
+${keys((x) => `        dv${x}_${k} += w${x} * gv;\n        dk${x}_${k} += ds${x} * qv;`)}
+      }`)
+  }
     }
     workgroupBarrier();
   }
-  if (j < ${r.S}u) {
-    let ob = dk_row(bh, j) + sp * ${DH4}u;
-    let vo = dv_row(bh, j) + sp * ${DH4}u;
-${lines(DH4, (k) => `    ${dkN}[ob + ${k}u] = dk${k} * ${f32Lit(r.scale)};`)}
-${lines(DH4, (k) => `    ${dvN}[vo + ${k}u] = dv${k};`)}
+${
+    keys((x) =>
+      `  if (j${x} < ${r.S}u) {
+    let ob = dk_row(bh, j${x}) + sp * ${DH4}u;
+    let vo = dv_row(bh, j${x}) + sp * ${DH4}u;
+${lines(DH4, (k) => `    ${dkN}[ob + ${k}u] = dk${x}_${k} * ${f32Lit(r.scale)};`)}
+${lines(DH4, (k) => `    ${dvN}[vo + ${k}u] = dv${x}_${k};`)}
+  }`
+    )
   }
 }
 `;

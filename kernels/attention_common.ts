@@ -58,6 +58,8 @@ export interface AttentionTiles {
   split?: number;
   /** Forward: query rows per thread (register blocking); must divide the row block. Default 1. */
   forwardRows?: number;
+  /** Backward dK/dV: keys per thread (register blocking); must divide the key block. Default 1. */
+  dkdvCols?: number;
 }
 
 /** A generated kernel and how to dispatch it. */
@@ -133,7 +135,7 @@ export function resolveSpec(spec: AttentionSpec): ResolvedSpec {
   }
   const tiles = spec.tiles ?? {};
   const sizes = [...(tiles.forward ?? []), ...(tiles.dkdv ?? []), ...(tiles.dq ?? [])];
-  for (const v of [...sizes, tiles.forwardRows ?? 1]) {
+  for (const v of [...sizes, tiles.forwardRows ?? 1, tiles.dkdvCols ?? 1]) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`attention: bad tile size ${v}`);
   }
   if (tiles.split !== undefined && (!Number.isInteger(tiles.split) || (D / 4) % tiles.split)) {
