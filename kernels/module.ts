@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { byteSize } from "./dtype.ts";
 import { runtime } from "./runtime.ts";
 import { keep, readAll, type Tensor, tensor } from "./tensor.ts";
 
@@ -117,10 +118,16 @@ export function assignValues(t: Tensor, data: Float32Array): void {
   src.dispose();
 }
 
-/** Record a copy of `src` into `dst` (same size and dtype). */
+/**
+ * Record a copy of `src` into `dst` (same size and dtype). An integer `dst` takes `src`'s
+ * known value range, so indexing ops keep checking (not clamping) the values it now holds.
+ */
 export function copyTensor(src: Tensor, dst: Tensor): void {
   if (src.size !== dst.size || src.dtype !== dst.dtype) {
     throw new Error(`copyTensor: ${src} into ${dst}`);
   }
-  runtime().copy(src.buffer, dst.buffer, src.size * 4);
+  // copyBufferToBuffer needs a multiple of 4 bytes; pool buffers are 256-byte multiples.
+  const bytes = Math.ceil((src.size * byteSize(src.dtype)) / 4) * 4;
+  runtime().copy(src.buffer, dst.buffer, bytes);
+  dst.intRange = src.intRange;
 }
