@@ -132,6 +132,18 @@ Deno.test("matmul: fused bias in every layout", async () => {
   await check([2, K, M], [2, N, K], { transA: true, transB: true, bias: true });
 });
 
+Deno.test("matmul: one tensor as both operands (x · x^T) gets both gradients summed", async () => {
+  for (const shape of [[3, 5], [2, 3, 4]]) {
+    await checkOp(
+      `matmul x x^T [${shape}]`,
+      ([x]) => op.matmul(x, x, { transB: true }),
+      ([x]) => matmulRef({ data: x, shape }, { data: x, shape, trans: true }).data,
+      [{ data: randArray(numel(shape), seed++), shape }],
+      { gradAtol: 2e-4 },
+    );
+  }
+});
+
 Deno.test("matmul: bad shapes and dtypes throw before dispatch", () => {
   const t = (shape: number[]) => tensor(new Float32Array(numel(shape)), shape);
   assertThrowsBeforeDispatch(() => op.matmul(t([3]), t([3, 2])), /matmul: operands need rank >= 2/);

@@ -5,11 +5,11 @@
  * reach every descendant; Linear/LayerNorm/Embedding compute what they claim.
  */
 import assert from "node:assert/strict";
-import { Module, type ParameterValues } from "../kernels/module.ts";
+import { copyTensor, Module, type ParameterValues } from "../kernels/module.ts";
 import { Embedding, InitRng, LayerNorm, Linear } from "../kernels/nn.ts";
 import { initRuntime } from "../kernels/runtime.ts";
 import { readAll, type Tensor, tensor } from "../kernels/tensor.ts";
-import "../kernels/ops/mod.ts";
+import * as op from "../kernels/ops/mod.ts";
 import { assertClose, randArray } from "./helpers/reference.ts";
 import { indexSelectRef, layerNormRef, matmulRef } from "./helpers/cpu_nn.ts";
 
@@ -223,4 +223,20 @@ Deno.test("Linear, LayerNorm, Embedding: forward matches float64", async () => {
   for (const t of [x, idx, y, z, e, ...lin.parameters(), ...ln.parameters(), ...emb.parameters()]) {
     t.dispose();
   }
+});
+
+Deno.test("copyTensor: f16 copies exactly its bytes; an index tensor takes the source's range", async () => {
+  // 128 halves fill a 256-byte pool buffer exactly: copying 4 bytes per element would overrun.
+  const values = Array.from({ length: 128 }, (_, i) => (i - 64) * 0.5);
+  const src16 = tensor(values, [2, 64], "f16");
+  const dst16 = tensor(new Float32Array(128), [2, 64], "f16");
+  copyTensor(src16, dst16);
+  assert.deepEqual(Array.from(await dst16.read()), values);
+  // Indices copied in keep their checked range: out-of-range ones still throw, not clamp.
+  const table = tensor(new Float32Array(15), [5, 3]);
+  const idx = tensor([0, 1], [2], "i32");
+  const wide = tensor([9, 4], [2], "i32");
+  copyTensor(wide, idx);
+  assert.throws(() => op.indexSelect(table, idx), /indexSelect: index range \[4, 9\] outside/);
+  for (const t of [src16, dst16, table, idx, wide]) t.dispose();
 });

@@ -362,3 +362,62 @@ Deno.test("nn ops: wrong shapes and dtypes throw before dispatch", () => {
   assertThrowsBeforeDispatch(() => op.logsumexp(tensor([], [2, 0])), /logsumexp: empty last axis/);
   x.dispose();
 });
+
+Deno.test("softmax family: -Infinity entries (masking) get probability 0 and no gradient", async () => {
+  const C = 7;
+  const x = input([3, C], 12, -2, 2);
+  for (const i of [0, 3, 4, 8, 20]) x.data[i] = -Infinity;
+  await checkOp("softmax, masked", ([t]) => op.softmax(t), ([v]) => softmaxRef(v, C), [x]);
+  await checkOp("logsumexp, masked", ([t]) => op.logsumexp(t), ([v]) => logsumexpRef(v, C), [x]);
+  const t = tensor(Float32Array.from(x.data), [3, C]);
+  const y = op.logSoftmax(t);
+  const got = await y.read();
+  const ref = logSoftmaxRef(x.data, C);
+  ref.forEach((r, i) => {
+    if (r === -Infinity) assert.equal(got[i], -Infinity, `logSoftmax element ${i}`);
+    else assert.ok(Math.abs(got[i] - r) < 1e-5, `logSoftmax element ${i}: ${got[i]} vs ${r}`);
+  });
+  t.dispose();
+  y.dispose();
+});
+
+Deno.test("softmax / logsumexp / layerNorm: more than 65535 rows (2-D grid), 1-D input", async () => {
+  const rows = 70_000;
+  const x = input([rows, 2], 13, -2, 2);
+  await checkOp("softmax 70000 rows", ([t]) => op.softmax(t), ([v]) => softmaxRef(v, 2), [x], {
+    noGrad: true,
+  });
+  await checkOp("logsumexp 70000 rows", ([t]) => op.logsumexp(t), ([v]) => logsumexpRef(v, 2), [
+    x,
+  ], { noGrad: true });
+  await checkOp(
+    "layerNorm 70000 rows",
+    ([t, w, b]) => op.layerNorm(t, w, b),
+    ([t, w, b]) => layerNormRef(t, w, b, 2),
+    [x, input([2], 14), input([2], 15)],
+    { noGrad: true, atol: 1e-4 },
+  );
+  await checkOp(
+    "logsumexp [5] -> []",
+    ([t]) => {
+      const y = op.logsumexp(t);
+      assert.deepEqual(y.shape, []);
+      return y;
+    },
+    ([v]) => logsumexpRef(v, 5),
+    [input([5], 16)],
+  );
+});
+
+Deno.test("layerNorm: rows with a large common offset (two-pass variance)", async () => {
+  const C = 64;
+  const x = input([3, C], 17, -1, 1);
+  x.data.forEach((v, i) => (x.data[i] = Math.fround(v + 1000)));
+  await checkOp(
+    "layerNorm offset 1000",
+    ([t, w, b]) => op.layerNorm(t, w, b),
+    ([t, w, b]) => layerNormRef(t, w, b, C),
+    [x, input([C], 18), input([C], 19)],
+    { noGrad: true, atol: 2e-3, rtol: 2e-3 },
+  );
+});
