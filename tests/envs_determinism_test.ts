@@ -46,8 +46,39 @@ Deno.test("envs determinism: identical across runs and 1 vs 2 processes, golden 
   for (const e of a.episodes.filter((e) => e.truncated)) {
     assert(e.frames >= 1200 && e.frames < 1204, `truncated at ${e.frames} frames`);
   }
-  console.log(`golden ${a.hash}, ${a.episodes.length} episodes`);
   assertEquals(a.hash, GOLDEN);
 });
 
 const GOLDEN = "fa7e39863cc52aa0d60fb9bfa9611cab219d7429d3a46f3fca1cad29e08d1df7";
+
+async function trace(seed: number, stickyActionProb: number): Promise<string> {
+  await using env = await AtariVectorEnv.create({ game: "Pong", stickyActionProb });
+  const rand = prng(3);
+  const parts = [(await env.reset([seed])).obs];
+  for (let t = 0; t < 150; t++) parts.push((await env.step([Math.floor(rand() * 18)])).obs);
+  const all = new Uint8Array(parts.length * 7056);
+  parts.forEach((p, i) => all.set(p, i * 7056));
+  return await sha256(all);
+}
+
+Deno.test("envs determinism: sticky actions follow the seed", async () => {
+  const a = await trace(1, 0.25);
+  assertEquals(await trace(1, 0.25), a, "same seed, same trajectory");
+  assert(a !== await trace(2, 0.25), "another seed changes sticky draws");
+  assert(a !== await trace(1, 0), "sticky actions change the trajectory");
+});
+
+Deno.test("envs determinism: partial reset keeps the other environments running", async () => {
+  await using env = await AtariVectorEnv.create({ game: "Pong", numEnvs: 2 });
+  await env.reset([1, 2]);
+  let s = await env.step([1, 1]);
+  for (let t = 0; t < 30; t++) s = await env.step([3, 4]);
+  const r = await env.reset([null, 7]);
+  assertEquals(r.obs.subarray(0, 7056), s.obs.subarray(0, 7056), "env 0 unchanged");
+  assertEquals(Array.from(r.noops), [-1, 0]);
+  await using fresh = await AtariVectorEnv.create({ game: "Pong" });
+  assertEquals(r.obs.subarray(7056), (await fresh.reset([7])).obs, "env 1 as if new");
+  const a = await env.step([0, 0]);
+  const b = await fresh.step([0]);
+  assertEquals(a.obs.subarray(7056), b.obs);
+});

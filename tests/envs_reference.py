@@ -5,18 +5,19 @@ screen of every emulator frame, and rebuilds each agent step from those raw fram
 reward = sum over the step's frames, observation = max of the step's last two raw
 frames (the final frame when the game ends early), area-downscaled to 84x84.
 
-Area downscaling here is the textbook definition, done exactly in integers:
-replicate every pixel 2x vertically and 21x horizontally (210x160 -> 420x3360), then
-average 5x40 blocks (-> 84x84).  The mean is a rational S/200; where it ends in
-exactly .5 OpenCV's float32 arithmetic may round either way, so the reference emits
+Area downscaling here is the textbook definition, done exactly in integers: split
+every source pixel into 84x84 equal cells and average the cells falling in each output
+pixel (separably: integer overlap matrices, S = Wy @ img @ Wx^T, mean = S / (H*W)).
+Where the mean ends in exactly .5 OpenCV's float32 arithmetic may round either way, so the reference emits
 `lo` (ties down) and `hi` (ties up): a correct result lies in [lo, hi], and equals
 both everywhere else.  With --cv2 it also emits cv2.resize(INTER_AREA) of the same
 pooled frames (needs opencv-python-headless; not installed in CI).
 
-Input: one JSON argument {rom, seed, actions, frameSkip, maxSteps, cv2}.
+Input: one JSON argument {rom, seed, actions, frameSkip, noops, maxPool, cv2}.
 Output (stdout): one msgpack map of raw bytes / lists.
 """
 
+import functools
 import json
 import sys
 
@@ -26,11 +27,20 @@ from pathlib import Path
 from ale_py import ALEInterface, LoggerMode, roms
 
 
-def area_exact(img: np.ndarray):
-    up = np.repeat(np.repeat(img.astype(np.int64), 2, axis=0), 21, axis=1)  # 420x3360
-    s = up.reshape(84, 5, 84, 40).sum(axis=(1, 3))  # S, mean = S / 200
-    lo = (2 * s + 199) // 400  # ties down: floor(S/200 + 1/2 - eps)
-    hi = (2 * s + 200) // 400  # ties up
+@functools.lru_cache(maxsize=None)
+def axis_weights(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in] integer overlaps: split every source pixel into n_out equal cells;
+    output pixel o covers cells [o*n_in, (o+1)*n_in)."""
+    fine = np.repeat(np.eye(n_in, dtype=np.int64), n_out, axis=0)  # [n_in*n_out, n_in]
+    return fine.reshape(n_out, n_in, n_in).sum(axis=1)
+
+
+def area_exact(img: np.ndarray, out_h: int = 84, out_w: int = 84):
+    h, w = img.shape
+    s = axis_weights(h, out_h) @ img.astype(np.int64) @ axis_weights(w, out_w).T
+    d = h * w  # mean = S / d exactly
+    lo = (2 * s + d - 1) // (2 * d)  # ties rounded down
+    hi = (2 * s + d) // (2 * d)  # ties rounded up
     return lo.astype(np.uint8), hi.astype(np.uint8)
 
 
@@ -42,7 +52,11 @@ def main() -> None:
     ale.setFloat("repeat_action_probability", 0.0)
     ale.loadROM(str(Path(roms.__file__).parent / f"{args['rom']}.bin"))
     ale.reset_game()
+    for _ in range(int(args.get("noops", 0))):  # no-op start frames, count given by the bridge
+        ale.act(0)
+    lives0 = ale.lives()
     skip = int(args.get("frameSkip", 4))
+    max_pool = bool(args.get("maxPool", True))
     first = ale.getScreenGrayscale().copy()
     lo0, hi0 = area_exact(first)
     los, his, pooled_all = [lo0], [hi0], [first]
@@ -55,8 +69,8 @@ def main() -> None:
             over = ale.game_over(with_truncation=False)
             if over:
                 break
-        pooled = frames[-1] if (over and len(frames) < skip) or skip == 1 else np.maximum(
-            frames[-1], frames[-2])
+        single = (over and len(frames) < skip) or skip == 1 or not max_pool
+        pooled = frames[-1] if single else np.maximum(frames[-1], frames[-2])
         lo, hi = area_exact(pooled)
         los.append(lo)
         his.append(hi)
@@ -72,6 +86,7 @@ def main() -> None:
         "rewards": rewards,
         "terminals": terminals,
         "lives": lives,
+        "lives0": lives0,
         "minimalActions": [int(x.value) for x in ale.getMinimalActionSet()],
     }
     if args.get("cv2"):
