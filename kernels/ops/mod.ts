@@ -18,5 +18,6 @@ export * from "./topk.ts";
 export * from "./matmul.ts";
 export * from "./loss.ts";
 export * from "./attention.ts";
+export * from "./conv.ts";
 
 registerTapeOps({ add, ones });

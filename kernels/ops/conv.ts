@@ -1,0 +1,89 @@
+/**
+ * 2-D convolution on the tape (NCHW input, OIHW weights, PyTorch's conventions), over the
+ * implicit-GEMM kernels of conv_wgsl.ts. Backward: the input gradient is a transposed
+ * convolution and the weight gradient a GEMM over N*OH*OW, both implicit GEMMs too; the bias
+ * gradient sums the output gradient over batch and pixels.
+ */
+import { record } from "../autograd.ts";
+import { type ConvGeometry, convOutputSize, planConv } from "../conv_wgsl.ts";
+import { runtime } from "../runtime.ts";
+import { Tensor } from "../tensor.ts";
+import { sum } from "./reduce.ts";
+
+/** Options of `conv2d`. */
+export interface Conv2dOptions {
+  /** Same stride along both axes. Default 1. */
+  stride?: number;
+  /** Zero padding: one value for all sides, or [top, bottom, left, right]. Default 0. */
+  padding?: number | [number, number, number, number];
+}
+
+/** Geometry of a convolution of `x` by `w`; validates shapes. */
+export function convGeometry(
+  x: Tensor,
+  w: Tensor,
+  opts: Conv2dOptions = {},
+): ConvGeometry {
+  if (x.rank !== 4 || w.rank !== 4 || x.shape[1] !== w.shape[1]) {
+    throw new Error(`conv2d: input [${x.shape}] and weight [${w.shape}] must be NCHW and OIHW`);
+  }
+  if (x.dtype !== "f32" || w.dtype !== "f32") throw new Error("conv2d: f32 tensors only");
+  const p = opts.padding ?? 0;
+  const pad: [number, number, number, number] = typeof p === "number" ? [p, p, p, p] : [...p];
+  const [N, C, H, W] = x.shape;
+  const [O, , kh, kw] = w.shape;
+  const g = { N, C, H, W, O, kh, kw, stride: opts.stride ?? 1, pad };
+  convOutputSize(g);
+  return g;
+}
+
+/** y = conv(x [N, C, H, W], w [O, C, kh, kw]) (+ bias [O]) -> [N, O, OH, OW]. */
+export function conv2d(
+  x: Tensor,
+  w: Tensor,
+  bias?: Tensor | null,
+  opts: Conv2dOptions = {},
+): Tensor {
+  const g = convGeometry(x, w, opts);
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== g.O)) {
+    throw new Error(`conv2d: bias [${bias.shape}] must be [${g.O}]`);
+  }
+  const [OH, OW] = convOutputSize(g);
+  const rt = runtime();
+  const y = Tensor.empty([g.N, g.O, OH, OW]);
+  const plan = planConv(g, "forward", rt.ctx.limits, { bias: !!bias });
+  const bufs = [w.buffer, x.buffer, y.buffer];
+  if (bias) bufs.push(bias.buffer);
+  rt.dispatch(plan, bufs);
+  const inputs = bias ? [x, w, bias] : [x, w];
+  return record(y, "conv2d", inputs, (gy) => {
+    const dx = x.requiresGrad ? convInputGrad(g, w, gy) : null;
+    const dw = w.requiresGrad ? convWeightGrad(g, x, gy) : null;
+    const db = bias?.requiresGrad ? sum(sum(gy.view([g.N, g.O, OH * OW]), 2), 0) : null;
+    return bias ? [dx, dw, db] : [dx, dw];
+  });
+}
+
+/** dx: the transposed convolution of the output gradient. */
+export function convInputGrad(g: ConvGeometry, w: Tensor, gy: Tensor): Tensor {
+  const rt = runtime();
+  const dx = Tensor.empty([g.N, g.C, g.H, g.W]);
+  const plan = planConv(g, "input", rt.ctx.limits);
+  rt.dispatch(plan, [w.buffer, gy.buffer, dx.buffer]);
+  return dx;
+}
+
+/** dw: output gradient times the im2col view of the input (split over K when it pays). */
+export function convWeightGrad(g: ConvGeometry, x: Tensor, gy: Tensor): Tensor {
+  const rt = runtime();
+  const plan = planConv(g, "weight", rt.ctx.limits, { splitK: "auto" });
+  const shape = [g.O, g.C, g.kh, g.kw];
+  const out = Tensor.empty(plan.parts > 1 ? [plan.parts, g.O * g.C * g.kh * g.kw] : shape);
+  rt.dispatch(plan, [gy.buffer, x.buffer, out.buffer]);
+  if (plan.parts === 1) return out;
+  const summed = sum(out, 0);
+  const dw = summed.view(shape);
+  summed.dispose();
+  out.dispose();
+  return dw;
+}
