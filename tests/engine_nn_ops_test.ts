@@ -358,9 +358,25 @@ Deno.test("nn ops: wrong shapes and dtypes throw before dispatch", () => {
     () => op.crossEntropy(x, i([0, 1, 2]), tensor([1, 1])),
     /crossEntropy: weights \[2\] must have shape \[3\]/,
   );
+  // The f32-only kernels must refuse other dtypes rather than reinterpret their bits.
+  const h = tensor([1, 2, 3, 4], [1, 4], "f16");
+  const n = tensor([1, 2, 3, 4], [1, 4], "i32");
+  assertThrowsBeforeDispatch(() => op.softmax(h), /softmax: f32 input only, got f16/);
+  assertThrowsBeforeDispatch(() => op.logSoftmax(n), /logsoftmax: f32 input only, got i32/);
+  assertThrowsBeforeDispatch(() => op.logsumexp(h), /logsumexp: f32 input only/);
+  assertThrowsBeforeDispatch(
+    () => op.layerNorm(h, tensor([1, 1, 1, 1]), tensor([0, 0, 0, 0])),
+    /layerNorm: f32 tensors only, got f16, f32 and f32/,
+  );
+  assertThrowsBeforeDispatch(() => op.gatherLast(n, i([3], [1])), /gatherLast: f32 input only/);
+  assertThrowsBeforeDispatch(() => op.dropout(h, 0.5, 1), /dropout: f32 input only/);
+  assertThrowsBeforeDispatch(() => op.topk(n, 2), /topk: f32 input only/);
+  assertThrowsBeforeDispatch(() => op.crossEntropy(h, i([3], [1])), /f32 input only, got f16/);
+  assertThrowsBeforeDispatch(() => op.topk(tensor([1], []), 1), /topk: needs at least one axis/);
+  assertThrowsBeforeDispatch(() => op.gatherLast(tensor([1], []), i([0], [])), /gatherLast: needs/);
   assertThrowsBeforeDispatch(() => op.softmax(tensor([1], [])), /softmax: needs at least one axis/);
   assertThrowsBeforeDispatch(() => op.logsumexp(tensor([], [2, 0])), /logsumexp: empty last axis/);
-  x.dispose();
+  for (const t of [x, h, n]) t.dispose();
 });
 
 Deno.test("softmax family: -Infinity entries (masking) get probability 0 and no gradient", async () => {

@@ -60,6 +60,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  */
 export function dropout(x: Tensor, p: number, seed: number): Tensor {
   if (!(p >= 0 && p < 1)) throw new Error(`dropout: p must be in [0, 1), got ${p}`);
+  // The kernel binds array<f32>: another dtype's bits would be read as garbage.
+  if (x.dtype !== "f32") throw new Error(`dropout: f32 input only, got ${x.dtype}`);
   if (p === 0) return x;
   const out = maskKernel("dropout", x, seed, p);
   return record(out, "dropout", [x], (g) => [maskKernel("dropout.grad", g, seed, p)]);

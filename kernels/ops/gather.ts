@@ -97,6 +97,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 /** out[...] = x[..., idx[...]]: one element per row of the last axis. */
 export function gatherLast(x: Tensor, idx: Tensor): Tensor {
+  if (x.rank === 0) throw new Error("gatherLast: needs at least one axis");
+  // The kernel binds array<f32>: another dtype's bits would be read as garbage.
+  if (x.dtype !== "f32") throw new Error(`gatherLast: f32 input only, got ${x.dtype}`);
   const C = x.shape[x.rank - 1];
   const rowsShape = x.shape.slice(0, -1);
   if (idx.shape.join() !== rowsShape.join()) {

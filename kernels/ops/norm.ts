@@ -28,6 +28,13 @@ const TREE = (wg: number) => `
 /** y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis (biased variance). */
 export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
   const C = x.shape[x.rank - 1];
+  // The kernels bind array<f32>: another dtype's bits would be read as garbage.
+  if (x.dtype !== "f32" || weight.dtype !== "f32" || bias.dtype !== "f32") {
+    throw new Error(
+      `layerNorm: f32 tensors only, got ${x.dtype}, ${weight.dtype} and ${bias.dtype}`,
+    );
+  }
+  if (x.rank === 0) throw new Error("layerNorm: needs at least one axis");
   if (weight.rank !== 1 || weight.shape[0] !== C || bias.rank !== 1 || bias.shape[0] !== C) {
     throw new Error(
       `layerNorm: weight [${weight.shape}] and bias [${bias.shape}] must be [${C}] for input [${x.shape}]`,

@@ -30,6 +30,8 @@ function treeReduce(wg: number, op: string): string {
 
 function forwardKernel(x: Tensor, mode: Mode): Tensor {
   if (x.rank === 0) throw new Error(`${mode}: needs at least one axis`);
+  // The kernel binds array<f32>: another dtype's bits would be read as garbage.
+  if (x.dtype !== "f32") throw new Error(`${mode}: f32 input only, got ${x.dtype}`);
   const C = x.shape[x.rank - 1];
   if (C === 0) throw new Error(`${mode}: empty last axis`);
   const rows = x.size / C;

@@ -13,6 +13,9 @@ const WG = 64;
  * index first on ties). No gradient (used for planning and sampling).
  */
 export function topk(x: Tensor, k: number): { values: Tensor; indices: Tensor } {
+  if (x.rank === 0) throw new Error("topk: needs at least one axis");
+  // The kernel binds array<f32>: another dtype's bits would be read as garbage.
+  if (x.dtype !== "f32") throw new Error(`topk: f32 input only, got ${x.dtype}`);
   const C = x.shape[x.rank - 1];
   if (!Number.isInteger(k) || k < 1 || k > 32 || k > C) {
     throw new Error(`topk: k must be an integer in [1, min(32, ${C})], got ${k}`);
