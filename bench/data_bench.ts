@@ -167,4 +167,31 @@ for (const [workers, prefetch] of [[0, 1], [1, 4], [2, 4]]) {
       `${((bps * B * L * 7056) / 1e6).toFixed(0)} | ${(1000 / bps).toFixed(1)} |`,
   );
 }
+
+// What training sees: a consumer busy `step` ms per batch (GPU work is async, so the thread
+// is idle meanwhile) should find the next batch ready.
+console.log(`\n## Consumer wait in next() with a simulated training step (workers 1, prefetch 4)`);
+console.log("| step ms | batches | mean wait ms | max wait ms |");
+console.log("|---:|---:|---:|---:|");
+for (const step of [50, 100]) {
+  const s = await openSampler(path.join(dir, "stores"), {
+    batchSize: B,
+    segmentLength: L,
+    seed: 2,
+  });
+  await s.next(); // first batch includes worker start-up
+  await new Promise((r) => setTimeout(r, step));
+  const waits: number[] = [];
+  for (let i = 0; i < Math.min(NB, 20); i++) {
+    const t = performance.now();
+    await s.next();
+    waits.push(performance.now() - t);
+    await new Promise((r) => setTimeout(r, step));
+  }
+  s.close();
+  const mean = waits.reduce((a, b) => a + b, 0) / waits.length;
+  console.log(
+    `| ${step} | ${waits.length} | ${mean.toFixed(2)} | ${Math.max(...waits).toFixed(2)} |`,
+  );
+}
 if (!values.dir) fs.rmSync(dir, { recursive: true, force: true });
