@@ -6,7 +6,7 @@
  *
  *   deno run -A bench/attention_bench.ts            # full sizes (a real GPU)
  *   deno run -A bench/attention_bench.ts --quick    # small batch, for lavapipe
- *   deno run -A bench/attention_bench.ts --tiles=forward:64x16,rows:2,dkdv:64x16,cols:2,dq:64x16,split:2
+ *   deno run -A bench/attention_bench.ts --tiles=forward:64x16,rows:2,dkdv:64x16,cols:2,dq:64x16,dqrows:2,split:2
  *                                                   # tile overrides, for tuning on a GPU
  *
  * @module
@@ -32,7 +32,7 @@ import {
 const quick = Deno.args.includes("--quick");
 const tiles = parseTiles(Deno.args.find((a) => a.startsWith("--tiles="))?.slice(8));
 
-/** "forward:64x16,rows:2,dkdv:64x16,cols:2,dq:64x16,split:2" -> AttentionTiles. */
+/** "forward:64x16,rows:2,dkdv:64x16,cols:2,dq:64x16,dqrows:2,split:2" -> AttentionTiles. */
 function parseTiles(arg: string | undefined): AttentionTiles | undefined {
   if (!arg) return undefined;
   const out: AttentionTiles = {};
@@ -41,6 +41,7 @@ function parseTiles(arg: string | undefined): AttentionTiles | undefined {
     if (key === "split") out.split = Number(val);
     else if (key === "rows") out.forwardRows = Number(val);
     else if (key === "cols") out.dkdvCols = Number(val);
+    else if (key === "dqrows") out.dqRows = Number(val);
     else if (key === "forward" || key === "dkdv" || key === "dq") {
       const [a, b] = val.split("x").map(Number);
       out[key] = [a, b];

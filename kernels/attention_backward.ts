@@ -284,10 +284,15 @@ ${lines(DH4, (k) => `    ${dvN}[vo + ${k}u] = dv${x}_${k};`)}
 `;
 }
 
-function dqCode(r: ResolvedSpec, t: RowTile, gridX: number): string {
+/**
+ * dQ kernel: like the forward, each thread owns RQ query rows (BR/RQ apart) and D/NS dims of
+ * each; loops over key tiles and accumulates dQ += dS K.
+ */
+function dqCode(r: ResolvedSpec, t: RowTile, RQ: number, gridX: number): string {
   const { BR, BC, NS } = t;
   const D4 = r.D / 4;
   const DH4 = D4 / NS;
+  const threads = (BR / RQ) * NS;
   const PS = BC + 1;
   const packed = r.layout === "packed_qkv";
   const [qN, kN, vN] = packed ? ["qkv", "qkv", "qkv"] : ["q", "k", "v"];
@@ -300,8 +305,12 @@ function dqCode(r: ResolvedSpec, t: RowTile, gridX: number): string {
   const paramsBinding = b++;
   const dqN = packed ? "dqkv" : "dQ";
   decl.push(`@group(0) @binding(${b++}) var<storage, read_write> ${dqN}: array<vec4<f32>>;`);
-  const sum = (arr: string) => lines(NS, (s) => `${arr}[${s * BR * PS}u + r * ${PS}u + c]`, " + ");
-  return `// ${attentionLabel(r, "backward dQ")}; tile ${BR}x${BC}, ${NS} threads per row
+  const rows = (f: (x: number) => string, sep = "\n") => lines(RQ, f, sep);
+  const sum = (arr: string, x: number) =>
+    lines(NS, (s) => `${arr}[${s * BR * PS}u + r${x} * ${PS}u + c]`, " + ");
+  return `// ${
+    attentionLabel(r, "backward dQ")
+  }; tile ${BR}x${BC}, ${NS} threads per row, ${RQ} rows per thread
 ${decl.join("\n")}
 ${dropoutWgsl(paramsBinding)}
 ${rowFn("q", tensorAddr(r, "q"), r.H)}
@@ -315,50 +324,77 @@ var<workgroup> vt: array<vec4<f32>, ${BC * D4}>;
 var<workgroup> ps: array<f32, ${NS * BR * PS}>;
 var<workgroup> pg: array<f32, ${NS * BR * PS}>;
 
-@compute @workgroup_size(${BR * NS})
+@compute @workgroup_size(${threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-${rowPrelude(r, t, gridX)}
-  let qb = q_row(bh, iv) + sp * ${DH4}u;
-  let gb = do_row(bh, iv) + sp * ${DH4}u;
-${lines(DH4, (k) => `  let q${k} = ${qN}[qb + ${k}u] * ${f32Lit(r.scale * Math.LOG2E)};`)}
-${lines(DH4, (k) => `  let g${k} = dO[gb + ${k}u];`)}
-${lines(DH4, (k) => `  var dq${k} = vec4<f32>(0.0);`)}
-  let li = lse[bh * ${r.Tq}u + iv] * ${LOG2E};
-  let di = delta[bh * ${r.Tq}u + iv];
+${rowPrelude(r, t, gridX, RQ)}
+${
+    rows((x) =>
+      `  let qb${x} = q_row(bh, iv${x}) + sp * ${DH4}u;
+  let gb${x} = do_row(bh, iv${x}) + sp * ${DH4}u;
+${lines(DH4, (k) => `  let q${x}_${k} = ${qN}[qb${x} + ${k}u] * ${f32Lit(r.scale * Math.LOG2E)};`)}
+${lines(DH4, (k) => `  let g${x}_${k} = dO[gb${x} + ${k}u];`)}
+${lines(DH4, (k) => `  var dq${x}_${k} = vec4<f32>(0.0);`)}
+  let li${x} = lse[bh * ${r.Tq}u + iv${x}] * ${LOG2E};
+  let di${x} = delta[bh * ${r.Tq}u + iv${x}];${
+        r.dropout ? `\n  let rh${x} = row_hash(bh, i${x});` : ""
+      }`
+    )
+  }
 ${
     r.dropout
-      ? `  let rh = row_hash(bh, i);
-  let thr = drop_threshold();
+      ? `  let thr = drop_threshold();
   let inv = 1.0 / (1.0 - params.p);`
       : `  _ = params.seed; // keep the binding in the layout`
   }
   for (var tile = 0u; tile < ntiles; tile++) {
     let j0 = tile * ${BC}u;
-${loadKvTile(r, t, kN, vN)}
+${loadKvTile(r, t, kN, vN, threads)}
     for (var c = 0u; c < ${BC}u; c++) {
       let xb = c * ${D4}u + sp * ${DH4}u;
-      let pi = (sp * ${BR}u + r) * ${PS}u + c;
-      ps[pi] = ${lines(DH4, (k) => `dot(q${k}, kt[xb + ${k}u])`, " + ")};
-      pg[pi] = ${lines(DH4, (k) => `dot(g${k}, vt[xb + ${k}u])`, " + ")};
+${lines(DH4, (k) => `      let kv${k} = kt[xb + ${k}u];\n      let vv${k} = vt[xb + ${k}u];`)}
+${
+    rows((x) =>
+      `      ps[(sp * ${BR}u + r${x}) * ${PS}u + c] = ${
+        lines(DH4, (k) => `dot(q${x}_${k}, kv${k})`, " + ")
+      };
+      pg[(sp * ${BR}u + r${x}) * ${PS}u + c] = ${
+        lines(DH4, (k) => `dot(g${x}_${k}, vv${k})`, " + ")
+      };`
+    )
+  }
     }
     workgroupBarrier();
     for (var c = 0u; c < ${BC}u; c++) {
       let j = j0 + c;
-      let p = select(0.0, exp2(${sum("ps")} - li), j <= lim);
-      let g = ${sum("pg")};
 ${
-    r.dropout
-      ? `      let ds = p * (g * keep_mult(rh, j, thr, inv) - di);`
-      : `      let ds = p * (g - di);`
+    rows((x) =>
+      `      let p${x} = select(0.0, exp2(${sum("ps", x)} - li${x}), j <= lim${x});
+      let gd${x} = ${sum("pg", x)};
+${
+        r.dropout
+          ? `      let ds${x} = p${x} * (gd${x} * keep_mult(rh${x}, j, thr, inv) - di${x});`
+          : `      let ds${x} = p${x} * (gd${x} - di${x});`
+      }`
+    )
   }
       let xb = c * ${D4}u + sp * ${DH4}u;
-${lines(DH4, (k) => `      dq${k} += ds * kt[xb + ${k}u];`)}
+${
+    lines(DH4, (k) =>
+      `      {
+        let kv = kt[xb + ${k}u];
+${rows((x) => `        dq${x}_${k} += ds${x} * kv;`)}
+      }`)
+  }
     }
     workgroupBarrier();
   }
-  if (i < ${r.Tq}u) {
-    let ob = dq_row(bh, i) + sp * ${DH4}u;
-${lines(DH4, (k) => `    ${dqN}[ob + ${k}u] = dq${k} * ${f32Lit(r.scale)};`)}
+${
+    rows((x) =>
+      `  if (i${x} < ${r.Tq}u) {
+    let ob = dq_row(bh, i${x}) + sp * ${DH4}u;
+${lines(DH4, (k) => `    ${dqN}[ob + ${k}u] = dq${x}_${k} * ${f32Lit(r.scale)};`)}
+  }`
+    )
   }
 }
 `;
@@ -414,7 +450,8 @@ export function planAttentionBackward(
     ]),
   ];
 
-  const rt = chooseRowTile(r, limits, 2, r.tiles.dq);
+  const RQ = r.tiles.dqRows ?? 1;
+  const rt = chooseRowTile(r, limits, 2, r.tiles.dq, RQ);
   const dqGrid = foldGrid(Math.ceil(r.Tq / rt.BR) * r.BH, maxWg);
   const dqNames = [...inputs, "dO", "lse", "delta", "params", packed ? "dqkv" : "dQ"];
 
@@ -434,7 +471,7 @@ export function planAttentionBackward(
       bindingBytes: pick(dkdvNames),
     },
     {
-      code: dqCode(r, rt, dqGrid[0]),
+      code: dqCode(r, rt, RQ, dqGrid[0]),
       workgroups: dqGrid,
       label: attentionLabel(r, "backward dQ"),
       bindings: dqNames,

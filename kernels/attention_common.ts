@@ -60,6 +60,8 @@ export interface AttentionTiles {
   forwardRows?: number;
   /** Backward dK/dV: keys per thread (register blocking); must divide the key block. Default 1. */
   dkdvCols?: number;
+  /** Backward dQ: query rows per thread (register blocking); must divide the row block. */
+  dqRows?: number;
 }
 
 /** A generated kernel and how to dispatch it. */
@@ -135,7 +137,8 @@ export function resolveSpec(spec: AttentionSpec): ResolvedSpec {
   }
   const tiles = spec.tiles ?? {};
   const sizes = [...(tiles.forward ?? []), ...(tiles.dkdv ?? []), ...(tiles.dq ?? [])];
-  for (const v of [...sizes, tiles.forwardRows ?? 1, tiles.dkdvCols ?? 1]) {
+  const blocking = [tiles.forwardRows ?? 1, tiles.dkdvCols ?? 1, tiles.dqRows ?? 1];
+  for (const v of [...sizes, ...blocking]) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`attention: bad tile size ${v}`);
   }
   if (tiles.split !== undefined && (!Number.isInteger(tiles.split) || (D / 4) % tiles.split)) {

@@ -73,32 +73,31 @@ export function attentionLabel(r: ResolvedSpec, what: string): string {
 }
 
 /**
- * WGSL prelude common to the query-major kernels: the linear workgroup id and row indices.
- * Defines bh, blk (query block), sp (dim slice), ntiles (key tiles the whole block needs;
- * workgroup-uniform) and per row: r (row in block), i (query row), iv (i clamped into range),
- * lim (last key the row may see). With `rows` = 0 one row per thread and plain names; with
- * rows >= 1 each thread owns rows r0, r1, ... (BR / rows apart) and the names get the suffix.
+ * WGSL prelude common to the query-major kernels (forward, dQ): the linear workgroup id and
+ * row indices. Defines bh, blk (query block), sp (dim slice), ntiles (key tiles the whole
+ * block needs; workgroup-uniform) and, for each of the thread's `rows` rows x = 0, 1, ...
+ * (BR / rows apart): rx (row in block), ix (query row), ivx (ix clamped into range), limx
+ * (last key the row may see).
  */
-export function rowPrelude(r: ResolvedSpec, t: RowTile, gridX: number, rows = 0): string {
+export function rowPrelude(r: ResolvedSpec, t: RowTile, gridX: number, rows: number): string {
   const NB = Math.ceil(r.Tq / t.BR);
-  const BRt = t.BR / Math.max(1, rows);
+  const BRt = t.BR / rows;
   // Causal blocks near the end of the sequence do the most work: start them first.
   const blk = r.causal ? `${NB - 1}u - lin % ${NB}u` : `lin % ${NB}u`;
   const last = r.causal
     ? `min(blk * ${t.BR}u + ${t.BR - 1}u, ${r.Tq - 1}u) + ${r.S - r.Tq}u`
     : `${r.S - 1}u`;
-  const row = (x: string) => `
-  let r${x} = rt + ${Number(x || 0) * BRt}u;
+  const row = (x: number) => `
+  let r${x} = rt + ${x * BRt}u;
   let i${x} = blk * ${t.BR}u + r${x};
   let iv${x} = min(i${x}, ${r.Tq - 1}u);
   let lim${x} = ${r.causal ? `min(i${x} + ${r.S - r.Tq}u, ${r.S - 1}u)` : `${r.S - 1}u`};`;
-  const names = rows === 0 ? [""] : Array.from({ length: rows }, (_, q) => `${q}`);
   return `  let lin = wg.x + wg.y * ${gridX}u;
   if (lin >= ${NB * r.BH}u) { return; }
   let bh = lin / ${NB}u;
   let blk = ${blk};
   let rt = lid % ${BRt}u;
-  let sp = lid / ${BRt}u;${names.map(row).join("")}
+  let sp = lid / ${BRt}u;${lines(rows, row, "")}
   let ntiles = (${last}) / ${t.BC}u + 1u;`;
 }
 

@@ -312,14 +312,30 @@ Deno.test(
     const base: AttentionSpec = { batchHeads: 2, Tq: 20, S: 37, D: 64, causal: true, dropout: 0.1 };
     await checkCase({
       ...base,
-      tiles: { forward: [16, 8], forwardRows: 2, dkdv: [8, 4], dkdvCols: 2, dq: [8, 8], split: 1 },
+      tiles: {
+        forward: [16, 8],
+        forwardRows: 2,
+        dkdv: [8, 4],
+        dkdvCols: 2,
+        dq: [8, 8],
+        dqRows: 2,
+        split: 1,
+      },
     }, {
       seed: 8,
       p: 0.1,
     });
     await checkCase({
       ...base,
-      tiles: { forward: [9, 5], forwardRows: 3, dkdv: [9, 3], dkdvCols: 3, dq: [6, 1], split: 4 },
+      tiles: {
+        forward: [9, 5],
+        forwardRows: 3,
+        dkdv: [9, 3],
+        dkdvCols: 3,
+        dq: [6, 1],
+        dqRows: 3,
+        split: 4,
+      },
     }, {
       seed: 8,
       p: 0.1,
