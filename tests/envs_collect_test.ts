@@ -150,3 +150,21 @@ Deno.test("envs collect CLI: Ctrl-C (SIGINT) finishes valid stores", async () =>
     store.close();
   });
 });
+
+Deno.test("envs collect: a given policy is followed (epsilon 0) and recorded", async () => {
+  await tempDir(async (dir) => {
+    await collect({
+      out: dir,
+      games: ["Pong"],
+      steps: 50,
+      envsPerGame: 2,
+      policy: ({ games }) => games.map((_, i) => (i === 0 ? 11 : 12)),
+      epsilon: 0,
+    });
+    const store = openStore(join(dir, "Pong"));
+    assertEquals(new Set(store.actions), new Set([11, 12]));
+    assertEquals(store.manifest.source.policy, "epsilon-greedy");
+    assertEquals(store.manifest.source.epsilon, 0);
+    store.close();
+  });
+});
