@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
+import process from "node:process";
 import { encodeNpyHeader, type NpyDtype } from "../train/data/npy.ts";
 import { convertGame } from "../train/data/converter.ts";
 import { openSampler } from "../train/data/sampler.ts";
@@ -146,8 +147,9 @@ for (const fraction of [0.1, 1]) {
 console.log(
   `\n## Sampler (B=${B}, L=${L}, frames; store of ${transitions} rows, page-cache warm)`,
 );
-console.log("| workers | prefetch | batches/s | frames MB/s | ms/batch |");
-console.log("|---:|---:|---:|---:|---:|");
+// CPU time per batch (all threads) does not depend on what else loads the machine.
+console.log("| workers | prefetch | batches/s | frames MB/s | ms/batch | CPU ms/batch |");
+console.log("|---:|---:|---:|---:|---:|---:|");
 for (const [workers, prefetch] of [[0, 1], [1, 4], [2, 4]]) {
   const s = await openSampler(path.join(dir, "stores"), {
     batchSize: B,
@@ -157,14 +159,15 @@ for (const [workers, prefetch] of [[0, 1], [1, 4], [2, 4]]) {
     seed: 1,
   });
   for (let i = 0; i < 3; i++) await s.next(); // warm-up
-  const t = performance.now();
+  const t = performance.now(), c0 = process.cpuUsage();
   for (let i = 0; i < NB; i++) await s.next();
-  const dt = (performance.now() - t) / 1000;
+  const dt = (performance.now() - t) / 1000, c = process.cpuUsage(c0);
   s.close();
   const bps = NB / dt;
   console.log(
     `| ${workers} | ${workers ? prefetch : "-"} | ${bps.toFixed(1)} | ` +
-      `${((bps * B * L * 7056) / 1e6).toFixed(0)} | ${(1000 / bps).toFixed(1)} |`,
+      `${((bps * B * L * 7056) / 1e6).toFixed(0)} | ${(1000 / bps).toFixed(1)} | ` +
+      `${((c.user + c.system) / 1000 / NB).toFixed(1)} |`,
   );
 }
 
