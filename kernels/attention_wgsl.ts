@@ -1,6 +1,8 @@
 /**
  * WGSL generators for fused (flash-style) self-attention, forward and backward: the public
- * entry points. The kernels live in attention_forward.ts and attention_backward.ts.
+ * entry points. The kernels live in attention_forward.ts, attention_backward.ts (delta and
+ * the plan), attention_dkdv.ts and attention_dq.ts; attention_reference.ts is the float64 CPU
+ * reference and attention_dispatch.ts minimal raw-WebGPU plumbing for tests and benchmarks.
  *
  * Forward (one kernel): a workgroup owns BR query rows of one head; NS threads share a row,
  * each holding D/NS dims of q and of the output accumulator as separate vec4 variables.
@@ -20,7 +22,9 @@
  *
  * Hot loops over the head dimension and over a tile are unrolled in the generated text with
  * named vec4 variables: naga clamps dynamic indices into private arrays, which would move
- * them out of registers.
+ * them out of registers. Tiles are picked to fit the device limits; `spec.tiles` overrides
+ * them for tuning, including register blocking (several query rows or keys per thread, so
+ * each workgroup-memory read feeds several accumulators), off by default.
  *
  * @module
  */
