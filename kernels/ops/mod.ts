@@ -20,5 +20,8 @@ export * from "./loss.ts";
 export * from "./attention.ts";
 export * from "./c51.ts";
 export * from "./conv.ts";
+export * from "./upsample.ts";
+export * from "./group_norm.ts";
+export * from "./vq.ts";
 
 registerTapeOps({ add, ones });
