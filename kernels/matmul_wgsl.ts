@@ -11,8 +11,12 @@
  * workgroup memory as `vec4` rows indexed [k][m/4] and [k][n/4]. Each thread owns RM x RN
  * outputs in "split" layout (vec4 column groups tx, tx + TN/RN, ...), so neighbouring threads
  * read neighbouring vec4s from workgroup memory (no bank conflicts on the hot reads).
- * Interior tiles take unguarded loads and stores; only edge tiles test M and N, and only the
- * final partial k-slice tests K.
+ * Bounds: a dimension that is a multiple of its tile has no tests at all; otherwise each load
+ * tests a per-thread flag computed once before the k-loop, and stores take an unguarded path in
+ * interior tiles and a guarded one only in edge tiles. Only the final partial k-slice tests K.
+ * Global loads for the next k-slice are issued before the math on the current one, and
+ * workgroup memory is double-buffered when the limit allows (one barrier per slice).
+ * `splitK` (an extension) spreads long-K products with few output tiles over more workgroups.
  *
  * @module
  */
