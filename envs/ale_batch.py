@@ -19,6 +19,7 @@ from ale_py import ALEInterface, LoggerMode, roms
 
 from area_resize import AreaResizer
 
+
 class UserError(Exception):
     """An error caused by the caller's input (reported without a traceback)."""
 
@@ -28,23 +29,28 @@ def bundled_rom_dir() -> Path:
 
 
 def valid_rom_ids(rom_dir: Path | None) -> list[str]:
+    """Supported ROM ids, or those of them present as <id>.bin in `rom_dir`.
+
+    ALE identifies a ROM by md5 or else by file name, and exits the process on a file
+    it cannot identify, so only supported names may be loaded.
+    """
+    supported = roms.get_all_rom_ids()
     if rom_dir is None:
-        return sorted(roms.get_all_rom_ids())
-    return sorted(p.stem for p in rom_dir.glob("*.bin"))
+        return sorted(supported)
+    return sorted(set(supported) & {p.stem for p in rom_dir.glob("*.bin")})
 
 
 def rom_path(rom: str, rom_dir: str | None) -> Path:
-    """Path of the ROM file; bypasses ale-py's md5 check so older ROM dumps load too."""
+    """Path of the ROM file; bypasses ale-py's md5 check so older ROM dumps load too
+    (ALE also recognises a game by its file name)."""
     base = Path(rom_dir) if rom_dir else bundled_rom_dir()
     if rom_dir and not base.is_dir():
         raise UserError(f"ROM directory {base} does not exist")
+    known = valid_rom_ids(base if rom_dir else None)
     path = base / f"{rom}.bin"
-    if rom_dir is None and rom not in roms.get_all_rom_ids():
-        path = Path("/nonexistent")
-    if not path.is_file():
-        names = ", ".join(valid_rom_ids(base if rom_dir else None))
+    if rom not in known or not path.is_file():
         where = f" in {base}" if rom_dir else ""
-        raise UserError(f"unknown game '{rom}'{where}; valid names: {names}")
+        raise UserError(f"unknown game '{rom}'{where}; valid names: {', '.join(known)}")
     return path
 
 

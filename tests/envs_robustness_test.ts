@@ -86,18 +86,34 @@ Deno.test("envs robustness: protocol version is checked at start", async () => {
   }
 });
 
-Deno.test("envs robustness: ROM directory option loads user ROMs and reports md5", async () => {
+Deno.test("envs robustness: ROM directory loads other ROM dumps and reports their md5", async () => {
   const dir = await Deno.makeTempDir();
   try {
     await using bundled = await AtariVectorEnv.create({ game: "Pong" });
-    await Deno.copyFile(bundled.envs[0].romPath, join(dir, "pong.bin"));
+    assertEquals(bundled.envs[0].md5, "60e0ea3cbe0913d39803477945e9e5ec"); // ale-py md5.json
+    // A different dump: one byte changed, so ale-py's md5 list does not know it.
+    const rom = await Deno.readFile(bundled.envs[0].romPath);
+    rom[100] ^= 0xff;
+    await Deno.writeFile(join(dir, "pong.bin"), rom);
+    await Deno.writeFile(join(dir, "not_a_game.bin"), rom);
+    const md5 = (await new Deno.Command(PYTHON, {
+      args: [
+        "-c",
+        `import hashlib;print(hashlib.md5(open('${dir}/pong.bin','rb').read()).hexdigest())`,
+      ],
+      stdout: "piped",
+    }).output()).stdout;
     await using env = await AtariVectorEnv.create({ game: "Pong", romDir: dir });
     assertEquals(env.envs[0].romPath, join(dir, "pong.bin"));
-    assertEquals(env.envs[0].md5, bundled.envs[0].md5);
-    assertEquals(env.envs[0].md5, "60e0ea3cbe0913d39803477945e9e5ec"); // ale-py 0.12.1 md5.json
+    assertEquals(env.envs[0].md5, new TextDecoder().decode(md5).trim());
+    assert(env.envs[0].md5 !== bundled.envs[0].md5);
+    assertEquals(env.envs[0].minimalActions, bundled.envs[0].minimalActions);
+    await env.reset([0]);
+    await env.step([1]);
+    // Only supported names are offered: ALE would exit on an unidentifiable ROM.
     await rejects(
-      AtariVectorEnv.create({ game: "Breakout", romDir: dir }),
-      /unknown game 'breakout' in .*; valid names: pong$/,
+      AtariVectorEnv.create({ game: "not_a_game", romDir: dir }),
+      /unknown game 'not_a_game' in .*; valid names: pong$/,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
