@@ -107,11 +107,23 @@ export class Runtime {
     let group = this.#bindGroups.get(key);
     if (!group) {
       if (this.#bindGroups.size > 50_000) this.#bindGroups.clear();
+      // A bind group of an invalid pipeline fails too; the shader error itself surfaces at
+      // flush (naming the op), so this scope only keeps the console quiet. A genuine binding
+      // mistake (too few buffers, a buffer too small) is reported at flush the same way.
+      this.device.pushErrorScope("validation");
       group = this.device.createBindGroup({
         layout: p.pipeline.getBindGroupLayout(0),
         entries: buffers.map((b, i) => ({ binding: i, resource: { buffer: b.buffer } })),
         label: kernel.label,
       });
+      const label = kernel.label;
+      this.#pendingChecks.push(
+        this.device.popErrorScope().then((err) => {
+          if (err && this.#pipelines.has(kernel.code)) {
+            throw new ShaderError(`bind group for op '${label}' is invalid: ${err.message}`);
+          }
+        }),
+      );
       this.#bindGroups.set(key, group);
     }
     for (const b of buffers) b.lastUseEpoch = this.#epoch;
