@@ -1,0 +1,255 @@
+/**
+ * Attention against a key/value cache, for incremental decoding (no gradient).
+ *
+ * A layer's cache is one f32 tensor [2, N, H, capacity, D]: keys (half 0) and values
+ * (half 1) of N sequences, H heads, `capacity` positions. All sequences of a cache hold the
+ * same number of positions. The current position is read at run time from a small uniform,
+ * so one pipeline serves every decoding step (sizes N, t, H, D, capacity are baked in).
+ *
+ * - `appendKv`: write the keys and values of t new tokens (from the packed QKV projection
+ *   [N, t, 3 * H * D], the layout of models/transformer.ts) at positions start..start+t-1.
+ * - `cachedAttention`: queries of the new tokens attend the cached keys 0..start+i (causal
+ *   with offset: new token i sits at absolute position start + i).
+ * - `gatherCache`: a new cache whose sequence m copies sequence parents[m] (positions
+ *   < length only): beam-search branching without recomputing the shared prefix.
+ *
+ * The attention kernel runs one workgroup per (sequence, head, query): scores of up to
+ * `capacity` keys live in workgroup memory, then a softmax and a weighted sum of values split
+ * across threads. Decoding is memory-bound on reading the cache, which this reads once per
+ * query.
+ *
+ * @module
+ */
+import { runtime } from "../runtime.ts";
+import { Tensor } from "../tensor.ts";
+import { f32 } from "../wgsl.ts";
+import { checkIndices } from "./gather.ts";
+
+const WG = 64;
+const MAX_X = 32768;
+
+/** Grid for `count` workgroups; shaders rebuild the id from num_workgroups (count-free code). */
+function dynGrid(count: number): [number, number, number] {
+  const x = Math.min(Math.max(count, 1), MAX_X);
+  return [x, Math.ceil(count / x), 1];
+}
+
+const LINEAR_ID = "(wid.x + wid.y * nwg.x)";
+const BUILTINS =
+  "@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, " +
+  "@builtin(local_invocation_index) lid: u32";
+const PARAMS = `struct Params { start: u32, length: u32, p2: u32, p3: u32 }`;
+
+/** Upload {start, length} as a uniform block. */
+function paramsBuffer(start: number, length: number) {
+  return runtime().upload(new Uint32Array([start, length, 0, 0]));
+}
+
+/** Shape [2, N, H, capacity, D] of a layer's cache; throws when `cache` does not have it. */
+function cacheDims(op: string, cache: Tensor) {
+  if (cache.rank !== 5 || cache.shape[0] !== 2 || cache.dtype !== "f32") {
+    throw new Error(`${op}: cache [${cache.shape}] must be f32 [2, N, H, capacity, D]`);
+  }
+  const [, N, H, cap, D] = cache.shape;
+  if (D % 4 !== 0) throw new Error(`${op}: head size ${D} must be a multiple of 4`);
+  return { N, H, cap, D, D4: D / 4 };
+}
+
+function checkQkv(op: string, qkv: Tensor, N: number, H: number, D: number): number {
+  if (qkv.rank !== 3 || qkv.shape[0] !== N || qkv.shape[2] !== 3 * H * D) {
+    throw new Error(`${op}: qkv [${qkv.shape}] must be [${N}, t, ${3 * H * D}]`);
+  }
+  return qkv.shape[1];
+}
+
+function checkRange(op: string, start: number, t: number, cap: number): void {
+  if (!Number.isInteger(start) || start < 0 || start + t > cap) {
+    throw new Error(`${op}: positions [${start}, ${start + t}) exceed the capacity ${cap}`);
+  }
+}
+
+/** Write the keys and values of `qkv` [N, t, 3HD] into `cache` at positions start.. . */
+export function appendKv(qkv: Tensor, cache: Tensor, start: number): void {
+  const { N, H, cap, D, D4 } = cacheDims("appendKv", cache);
+  const t = checkQkv("appendKv", qkv, N, H, D);
+  checkRange("appendKv", start, t, cap);
+  const total = N * t * H * D4;
+  if (total === 0) return;
+  const code = `${PARAMS}
+@group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> cache: array<vec4<f32>>;
+@group(0) @binding(2) var<uniform> prm: Params;
+@compute @workgroup_size(${WG})
+fn main(${BUILTINS}) {
+  let e = ${LINEAR_ID} * ${WG}u + lid;
+  if (e >= ${total}u) { return; }
+  let c = e % ${D4}u;
+  let h = (e / ${D4}u) % ${H}u;
+  let i = (e / ${H * D4}u) % ${t}u;
+  let n = e / ${t * H * D4}u;
+  let src = (n * ${t}u + i) * ${3 * H * D4}u + h * ${D4}u + c;
+  let dst = ((n * ${H}u + h) * ${cap}u + prm.start + i) * ${D4}u + c;
+  cache[dst] = qkv[src + ${H * D4}u];
+  cache[dst + ${N * H * cap * D4}u] = qkv[src + ${2 * H * D4}u];
+}
+`;
+  const rt = runtime();
+  const prm = paramsBuffer(start, start + t);
+  rt.dispatch({ code, label: "appendKv", workgroups: dynGrid(Math.ceil(total / WG)) }, [
+    qkv.buffer,
+    cache.buffer,
+    prm,
+  ]);
+  rt.pool.release(prm);
+}
+
+/**
+ * Causal attention of the t new tokens in `qkv` [N, t, 3HD] (at positions start..start+t-1)
+ * over `cache` (which must already hold them: call `appendKv` first). Returns [N, t, H*D].
+ */
+export function cachedAttention(
+  qkv: Tensor,
+  cache: Tensor,
+  start: number,
+  scale?: number,
+): Tensor {
+  const { N, H, cap, D, D4 } = cacheDims("cachedAttention", cache);
+  const t = checkQkv("cachedAttention", qkv, N, H, D);
+  checkRange("cachedAttention", start, t, cap);
+  if (D4 > WG) throw new Error(`cachedAttention: head size ${D} above ${4 * WG}`);
+  const out = Tensor.empty([N, t, H * D]);
+  const rows = N * H * t;
+  if (rows === 0) return out;
+  const G = Math.floor(WG / D4); // key groups in the value pass
+  const s = scale ?? 1 / Math.sqrt(D);
+  const qLoads: string[] = [];
+  const dot: string[] = [];
+  for (let c = 0; c < D4; c++) {
+    qLoads.push(`  let q${c} = qkv[qb + ${c}u];`);
+    dot.push(`dot(q${c}, kv[kb + ${c}u])`);
+  }
+  const code = `${PARAMS}
+@group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> kv: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(3) var<uniform> prm: Params;
+var<workgroup> sc: array<f32, ${cap}>;
+var<workgroup> red: array<f32, ${WG}>;
+var<workgroup> part: array<vec4<f32>, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(${BUILTINS}) {
+  let row = ${LINEAR_ID};
+  let valid = row < ${rows}u;
+  let r = min(row, ${rows - 1}u);
+  let i = r % ${t}u;
+  let h = (r / ${t}u) % ${H}u;
+  let n = r / ${t * H}u;
+  let keys = select(0u, prm.start + i + 1u, valid);
+  let qb = (n * ${t}u + i) * ${3 * H * D4}u + h * ${D4}u;
+${qLoads.join("\n")}
+  let head = (n * ${H}u + h) * ${cap * D4}u;
+  var m = -3.0e38;
+  for (var j = lid; j < keys; j += ${WG}u) {
+    let kb = head + j * ${D4}u;
+    let v = (${dot.join(" + ")}) * ${f32(s)};
+    sc[j] = v;
+    m = max(m, v);
+  }
+  red[lid] = m;
+  workgroupBarrier();
+  for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
+    if (lid < w) { red[lid] = max(red[lid], red[lid + w]); }
+    workgroupBarrier();
+  }
+  let mx = red[0];
+  workgroupBarrier();
+  var l = 0.0;
+  for (var j = lid; j < keys; j += ${WG}u) {
+    let e = exp(sc[j] - mx);
+    sc[j] = e;
+    l += e;
+  }
+  red[lid] = l;
+  workgroupBarrier();
+  for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
+    if (lid < w) { red[lid] = red[lid] + red[lid + w]; }
+    workgroupBarrier();
+  }
+  let total = red[0];
+  let c = lid % ${D4}u;
+  let g = lid / ${D4}u;
+  var acc = vec4<f32>(0.0);
+  if (g < ${G}u) {
+    let vb = ${N * H * cap * D4}u + head + c;
+    for (var j = g; j < keys; j += ${G}u) {
+      acc += sc[j] * kv[vb + j * ${D4}u];
+    }
+  }
+  part[lid] = acc;
+  workgroupBarrier();
+  if (valid && g == 0u) {
+    var o = part[c];
+    for (var k = 1u; k < ${G}u; k++) { o += part[c + k * ${D4}u]; }
+    out[(n * ${t}u + i) * ${H * D4}u + h * ${D4}u + c] = o / total;
+  }
+}
+`;
+  const rt = runtime();
+  const prm = paramsBuffer(start, start + t);
+  rt.dispatch({ code, label: "cachedAttention", workgroups: dynGrid(rows) }, [
+    qkv.buffer,
+    cache.buffer,
+    out.buffer,
+    prm,
+  ]);
+  rt.pool.release(prm);
+  return out;
+}
+
+/**
+ * A new cache tensor [2, M, H, capacity, D] whose sequence m holds positions [0, length) of
+ * sequence `parents[m]` of `cache` (i32 [M]); later positions are left undefined.
+ */
+export function gatherCache(cache: Tensor, parents: Tensor, length: number): Tensor {
+  const { N, H, cap, D4 } = cacheDims("gatherCache", cache);
+  if (parents.rank !== 1) throw new Error(`gatherCache: parents [${parents.shape}] must be [M]`);
+  checkIndices("gatherCache", parents, N);
+  if (!Number.isInteger(length) || length < 0 || length > cap) {
+    throw new Error(`gatherCache: length ${length} outside [0, ${cap}]`);
+  }
+  const M = parents.shape[0];
+  const out = Tensor.empty([2, M, H, cap, cache.shape[4]]);
+  const total = 2 * M * H * length * D4;
+  if (total === 0) return out;
+  // Sized by `length` (read from the uniform), so the code does not change with it.
+  const code = `${PARAMS}
+@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> parents: array<i32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
+@group(0) @binding(3) var<uniform> prm: Params;
+@compute @workgroup_size(${WG})
+fn main(${BUILTINS}) {
+  let e = ${LINEAR_ID} * ${WG}u + lid;
+  let per = prm.length * ${D4}u;
+  if (e >= ${2 * M * H}u * per) { return; }
+  let inner = e % per;
+  let hm = e / per;
+  let h = hm % ${H}u;
+  let m = (hm / ${H}u) % ${M}u;
+  let half = hm / ${H * M}u;
+  let p = u32(clamp(parents[m], 0, ${N - 1}));
+  dst[((half * ${M}u + m) * ${H}u + h) * ${cap * D4}u + inner] =
+    src[((half * ${N}u + p) * ${H}u + h) * ${cap * D4}u + inner];
+}
+`;
+  const rt = runtime();
+  const prm = paramsBuffer(0, length);
+  rt.dispatch({ code, label: "gatherCache", workgroups: dynGrid(Math.ceil(total / WG)) }, [
+    cache.buffer,
+    parents.buffer,
+    out.buffer,
+    prm,
+  ]);
+  rt.pool.release(prm);
+  return out;
+}
