@@ -192,14 +192,20 @@ Deno.test("matmul: all transpose combos on awkward shapes", GPU_TEST, async () =
 });
 
 Deno.test("matmul: every tile on edges in M, N and K", GPU_TEST, async () => {
-  // Each tile once with vec4 paths and once with scalar paths, cycling transposes.
+  // General tiles with vec4 and with scalar paths; skinny tiles (same code, other sizes)
+  // alternate between the two. Transposes cycle.
   let i = 0;
-  for (const tile of MATMUL_TILES) {
-    const [tA, tB] = COMBOS[i++ % 4];
+  for (const [t, tile] of MATMUL_TILES.entries()) {
+    const general = tile.TM >= 32 && tile.TN >= 32;
     const M = tile.TM + 4, N = tile.TN + 8;
-    await check({ spec: mm(M, N, 2 * tile.TK + 4, tA, tB), tile });
-    const [uA, uB] = COMBOS[i++ % 4];
-    await check({ spec: mm(M + 1, N - 3, tile.TK + 3, uA, uB), tile });
+    if (general || t % 2 === 0) {
+      const [tA, tB] = COMBOS[i++ % 4];
+      await check({ spec: mm(M, N, 2 * tile.TK + 4, tA, tB), tile });
+    }
+    if (general || t % 2 === 1) {
+      const [uA, uB] = COMBOS[i++ % 4];
+      await check({ spec: mm(M + 1, N - 3, tile.TK + 3, uA, uB), tile });
+    }
   }
 });
 
@@ -257,6 +263,8 @@ Deno.test("matmul: accumulate and bias epilogues", GPU_TEST, async () => {
   for (const [tA, tB] of COMBOS) {
     await check({ spec: mm(45, 40, 20, tA, tB, { accumulate: true }) });
     await check({ spec: mm(45, 41, 20, tA, tB, { bias: true }) });
+  }
+  for (const [tA, tB] of [COMBOS[0], COMBOS[3]]) {
     await check({ spec: mm(33, 64, 17, tA, tB, { batch: 2, accumulate: true, bias: true }) });
   }
 });
@@ -340,14 +348,13 @@ Deno.test("matmul: planner picks big tiles for big shapes, skinny for decode", (
   assert.throws(() => planMatmul(mm(4, 4, 4, false, false, { splitK: 0 }), limits), /splitK/);
 });
 
-Deno.test("matmul: split-K (forced and auto) with bias and accumulate", GPU_TEST, async () => {
+Deno.test("matmul: split-K partials, reduce, bias, accumulate", GPU_TEST, async () => {
   // Even split, uneven split with a tail in the last range, and a last range merged away.
-  const cases: [number, number, number, number][] = [[40, 36, 256, 4], [33, 20, 197, 3], [
-    17,
-    9,
-    70,
-    4,
-  ]];
+  const cases: [number, number, number, number][] = [
+    [40, 36, 256, 4],
+    [33, 20, 197, 3],
+    [17, 9, 70, 4],
+  ];
   for (const [i, [M, N, K, parts]] of cases.entries()) {
     const [tA, tB] = COMBOS[i % 4];
     const plan = await check({ spec: mm(M, N, K, tA, tB, { splitK: parts }) });
