@@ -1,6 +1,8 @@
 /**
  * A float64 CPU forward of models/transformer.ts's Gpt (no dropout), written independently
- * from the GPU code: the reference for the engine's end-to-end gradient test.
+ * from the GPU code: the reference for the engine's end-to-end gradient test. Its pieces
+ * (linear, layer norm, GELU, one pre-LN block) are exported for other model references
+ * (tests/helpers/cpu_wam.ts).
  */
 
 /** Parameters by dotted name, as float64. */
@@ -14,7 +16,8 @@ export interface CpuGptConfig {
   heads: number;
 }
 
-function linear(
+/** y = x W^T + b for `rows` rows, W stored [dout, din]. */
+export function linear(
   x: Float64Array,
   rows: number,
   w: Float64Array,
@@ -33,7 +36,14 @@ function linear(
   return y;
 }
 
-function layerNorm(x: Float64Array, rows: number, d: number, w: Float64Array, b: Float64Array) {
+/** Layer norm over rows of d (eps 1e-5). */
+export function layerNorm(
+  x: Float64Array,
+  rows: number,
+  d: number,
+  w: Float64Array,
+  b: Float64Array,
+) {
   const y = new Float64Array(x.length);
   for (let r = 0; r < rows; r++) {
     let m = 0;
@@ -48,7 +58,8 @@ function layerNorm(x: Float64Array, rows: number, d: number, w: Float64Array, b:
   return y;
 }
 
-const gelu = (x: number) =>
+/** GPT-2's tanh GELU. */
+export const gelu = (x: number): number =>
   0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
 
 /** Masked mean next-token cross-entropy of the model on ids [B, T]. */
@@ -62,56 +73,19 @@ export function cpuGptLoss(
   T: number,
 ): number {
   const { d, heads: H, vocab: V } = cfg;
-  const D = d / H;
   const get = (n: string) => {
     const v = p.get(n);
     if (!v) throw new Error(`reference: no parameter ${n}`);
     return v;
   };
   const N = B * T;
-  let x = new Float64Array(N * d);
+  let x: Float64Array = new Float64Array(N * d);
   const tok = get("tokens.weight");
   const pos = get("positions.weight");
   for (let n = 0; n < N; n++) {
     for (let i = 0; i < d; i++) x[n * d + i] = tok[ids[n] * d + i] + pos[(n % T) * d + i];
   }
-  for (let l = 0; l < cfg.layers; l++) {
-    const pre = `blocks.${l}.`;
-    const h = layerNorm(x, N, d, get(pre + "ln1.weight"), get(pre + "ln1.bias"));
-    const qkv = linear(h, N, get(pre + "attn.qkv.weight"), get(pre + "attn.qkv.bias"), d, 3 * d);
-    const att = new Float64Array(N * d);
-    for (let b = 0; b < B; b++) {
-      for (let hd = 0; hd < H; hd++) {
-        for (let i = 0; i < T; i++) {
-          const q = (b * T + i) * 3 * d + hd * D;
-          const scores: number[] = [];
-          for (let j = 0; j <= i; j++) {
-            const k = (b * T + j) * 3 * d + d + hd * D;
-            let s = 0;
-            for (let c = 0; c < D; c++) s += qkv[q + c] * qkv[k + c];
-            scores.push(s / Math.sqrt(D));
-          }
-          const m = Math.max(...scores);
-          const e = scores.map((s) => Math.exp(s - m));
-          const z = e.reduce((a, c) => a + c, 0);
-          for (let j = 0; j <= i; j++) {
-            const v = (b * T + j) * 3 * d + 2 * d + hd * D;
-            for (let c = 0; c < D; c++) {
-              att[(b * T + i) * d + hd * D + c] += (e[j] / z) * qkv[v + c];
-            }
-          }
-        }
-      }
-    }
-    const proj = linear(att, N, get(pre + "attn.proj.weight"), get(pre + "attn.proj.bias"), d, d);
-    x = x.map((v, i) => v + proj[i]);
-    const h2 = layerNorm(x, N, d, get(pre + "ln2.weight"), get(pre + "ln2.bias"));
-    const f1 = linear(h2, N, get(pre + "mlp.fc1.weight"), get(pre + "mlp.fc1.bias"), d, 4 * d).map(
-      gelu,
-    );
-    const f2 = linear(f1, N, get(pre + "mlp.fc2.weight"), get(pre + "mlp.fc2.bias"), 4 * d, d);
-    x = x.map((v, i) => v + f2[i]);
-  }
+  for (let l = 0; l < cfg.layers; l++) x = cpuBlock(get, `blocks.${l}.`, x, B, T, d, H);
   const hf = layerNorm(x, N, d, get("ln_f.weight"), get("ln_f.bias"));
   const logits = linear(hf, N, get("head.weight"), undefined, d, V);
   let loss = 0;
@@ -126,4 +100,53 @@ export function cpuGptLoss(
     wsum += mask[n];
   }
   return loss / wsum;
+}
+
+/** One causal pre-LN block (models/transformer.ts `Block`) on x [B, T, d]; returns the new x. */
+export function cpuBlock(
+  get: (name: string) => Float64Array,
+  pre: string,
+  x: Float64Array,
+  B: number,
+  T: number,
+  d: number,
+  H: number,
+): Float64Array {
+  const N = B * T;
+  const D = d / H;
+  const h = layerNorm(x, N, d, get(pre + "ln1.weight"), get(pre + "ln1.bias"));
+  const qkv = linear(h, N, get(pre + "attn.qkv.weight"), get(pre + "attn.qkv.bias"), d, 3 * d);
+  const att = new Float64Array(N * d);
+  for (let b = 0; b < B; b++) {
+    for (let hd = 0; hd < H; hd++) {
+      for (let i = 0; i < T; i++) {
+        const q = (b * T + i) * 3 * d + hd * D;
+        const scores: number[] = [];
+        for (let j = 0; j <= i; j++) {
+          const k = (b * T + j) * 3 * d + d + hd * D;
+          let s = 0;
+          for (let c = 0; c < D; c++) s += qkv[q + c] * qkv[k + c];
+          scores.push(s / Math.sqrt(D));
+        }
+        const m = Math.max(...scores);
+        const e = scores.map((s) => Math.exp(s - m));
+        const z = e.reduce((a, c) => a + c, 0);
+        for (let j = 0; j <= i; j++) {
+          const v = (b * T + j) * 3 * d + 2 * d + hd * D;
+          for (let c = 0; c < D; c++) {
+            att[(b * T + i) * d + hd * D + c] += (e[j] / z) * qkv[v + c];
+          }
+        }
+      }
+    }
+  }
+  const proj = linear(att, N, get(pre + "attn.proj.weight"), get(pre + "attn.proj.bias"), d, d);
+  x = x.map((v, i) => v + proj[i]);
+  const h2 = layerNorm(x, N, d, get(pre + "ln2.weight"), get(pre + "ln2.bias"));
+  const f1 = linear(h2, N, get(pre + "mlp.fc1.weight"), get(pre + "mlp.fc1.bias"), d, 4 * d).map(
+    gelu,
+  );
+  const f2 = linear(f1, N, get(pre + "mlp.fc2.weight"), get(pre + "mlp.fc2.bias"), 4 * d, d);
+  x = x.map((v, i) => v + f2[i]);
+  return x;
 }
