@@ -27,6 +27,8 @@ export interface GpuContext {
   device: GPUDevice;
   adapterInfo: { description: string; vendor: string; architecture: string; fallback: boolean };
   hasF16: boolean;
+  /** Whether "timestamp-query" was enabled (GPU-side timing in benchmarks). */
+  hasTimestamps: boolean;
   limits: Record<(typeof REQUESTED_LIMITS)[number], number>;
   /** Set once the device is lost; every later operation throws with this reason. */
   lostReason: string | null;
@@ -64,7 +66,11 @@ async function createContext(): Promise<GpuContext> {
     if (typeof value === "number") requiredLimits[name] = value;
   }
   const hasF16 = adapter.features.has("shader-f16");
-  const requiredFeatures: GPUFeatureName[] = hasF16 ? ["shader-f16"] : [];
+  const hasTimestamps = adapter.features.has("timestamp-query");
+  const requiredFeatures: GPUFeatureName[] = [];
+  if (hasF16) requiredFeatures.push("shader-f16");
+  // Benchmarks time kernels with timestamp queries when the adapter offers them.
+  if (hasTimestamps) requiredFeatures.push("timestamp-query");
   let device: GPUDevice;
   try {
     device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
@@ -81,6 +87,7 @@ async function createContext(): Promise<GpuContext> {
       fallback: (info as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
     },
     hasF16,
+    hasTimestamps,
     limits: requiredLimits as GpuContext["limits"],
     lostReason: null,
   };

@@ -19,6 +19,11 @@ export interface MatmulOptions {
   transB?: boolean;
   /** Add a bias [N] to every output row (fused). */
   bias?: Tensor;
+  /**
+   * Split long K over more workgroups ("auto" lets the planner decide): for weight gradients,
+   * whose outputs are small and whose K is the whole batch of tokens.
+   */
+  splitK?: "auto" | number;
 }
 
 /** op(A) · op(B) over the last two axes; leading axes are batch (equal, or B 2-D). */
@@ -76,14 +81,25 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     };
   }
   spec.bias = !!opts.bias;
+  if (opts.splitK) spec.splitK = opts.splitK;
   const out = Tensor.empty(outShape, "f32");
   if (out.size > 0) {
     if (K === 0) throw new Error("matmul: empty inner dimension");
     const rt = runtime();
     const plan = planMatmul(spec, rt.ctx.limits);
-    const bufs = [a.buffer, b.buffer, out.buffer];
-    if (opts.bias) bufs.push(opts.bias.buffer);
-    rt.dispatch(plan, bufs);
+    if (plan.splitK) {
+      // Partial products per K range into scratch, then a fixed-order sum (deterministic).
+      const scratch = rt.pool.acquire(plan.splitK.scratchBytes);
+      rt.dispatch(plan, [a.buffer, b.buffer, scratch]);
+      const reduceBufs = [scratch, out.buffer];
+      if (opts.bias) reduceBufs.push(opts.bias.buffer);
+      rt.dispatch(plan.splitK.reduce, reduceBufs);
+      rt.pool.release(scratch);
+    } else {
+      const bufs = [a.buffer, b.buffer, out.buffer];
+      if (opts.bias) bufs.push(opts.bias.buffer);
+      rt.dispatch(plan, bufs);
+    }
   }
   const inputs = opts.bias ? [a, b, opts.bias] : [a, b];
   return record(out, "matmul", inputs, (g) => {
@@ -123,7 +139,9 @@ function gradB(g: Tensor, a: Tensor, b: Tensor, transA: boolean, transB: boolean
     const K = a.shape[a.rank - 1];
     const a2 = a.view([a.size / K, K]);
     const g2 = g.view([g.size / g.shape[g.rank - 1], g.shape[g.rank - 1]]);
-    return transB ? matmul(g2, a2, { transA: true }) : matmul(a2, g2, { transA: true });
+    return transB
+      ? matmul(g2, a2, { transA: true, splitK: "auto" })
+      : matmul(a2, g2, { transA: true, splitK: "auto" });
   }
   const full = transB
     ? matmul(g, a, { transA: true, transB: transA })
@@ -133,7 +151,7 @@ function gradB(g: Tensor, a: Tensor, b: Tensor, transA: boolean, transB: boolean
 
 function sumRows(g: Tensor, N: number): Tensor {
   const ones = full([1, g.size / N], 1);
-  const out = matmul(ones, g.view([g.size / N, N])).view([N]);
+  const out = matmul(ones, g.view([g.size / N, N]), { splitK: "auto" }).view([N]);
   ones.dispose();
   return out;
 }
