@@ -2,8 +2,13 @@
  * Benchmark: agent steps per second through the ALE bridge for N = 1, 16, 64 with 1 and 2
  * bridge processes, beside a plain Python loop over ale-py doing the same preprocessing
  * in one process (bench/envs_plain_loop.py).
+ *
+ * Two rates per row: wall-clock steps/s, and steps per CPU-second (CPU time of the bridge
+ * processes plus the Deno process), which is what "per core" means and which stays
+ * meaningful when other programs share the machine.
  * @module
  */
+import process from "node:process";
 import { parseArgs } from "node:util";
 import { AtariVectorEnv } from "../envs/vector_env.ts";
 import { ensurePython } from "../envs/python_env.ts";
@@ -13,8 +18,10 @@ import { romId } from "../envs/games.ts";
 const HELP = `Usage: deno run -A bench/envs_bench.ts [--game Pong] [--seconds 3] [--envs 1,16,64]
         [--procs 1,2]
 
-Measures agent steps/s (N environments x steps / wall time) through the bridge and a plain
-single-process Python loop with the same preprocessing.`;
+Agent steps/s (N environments x steps / time) through the bridge, and a plain
+single-process Python loop over ale-py with the same preprocessing.
+Columns: wall steps/s; steps per CPU-second (bridges + Deno); the plain loop's
+steps per CPU-second; the ratio bridge / plain per CPU-second ("per core").`;
 
 const { values } = parseArgs({
   options: {
@@ -37,7 +44,21 @@ if (![seconds, ...sizes, ...procCounts].every((x) => Number.isFinite(x) && x > 0
   Deno.exit(1);
 }
 
-async function bridge(n: number, procs: number): Promise<number> {
+const TICK = 100; // Linux USER_HZ: /proc/<pid>/stat times are in 1/100 s
+
+/** CPU seconds used so far by the given child pids plus this Deno process. */
+function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
+  }
+  const self = process.cpuUsage();
+  return ticks / TICK + (self.user + self.system) / 1e6;
+}
+
+async function bridge(n: number, procs: number): Promise<{ wall: number; cpu: number }> {
   await using env = await AtariVectorEnv.create({
     game: values.game,
     numEnvs: n,
@@ -50,18 +71,20 @@ async function bridge(n: number, procs: number): Promise<number> {
     Array.from({ length: n }, (_, i) => randomValidAction(env.validActionMasks, i, rand));
   for (let i = 0; i < 10; i++) await env.step(act());
   let steps = 0;
+  const c0 = cpuSeconds(env.pids);
   const t0 = performance.now();
   while (performance.now() - t0 < seconds * 1000) {
     await env.step(act());
     steps++;
   }
-  return (n * steps) / ((performance.now() - t0) / 1000);
+  const wall = (performance.now() - t0) / 1000;
+  const cpu = cpuSeconds(env.pids) - c0;
+  return { wall: (n * steps) / wall, cpu: (n * steps) / cpu };
 }
 
-async function plain(n: number): Promise<number> {
+async function plain(n: number): Promise<{ wall: number; cpu: number }> {
   const python = await ensurePython();
-  // Calibrate the step count to roughly `seconds` from the 1-env rate.
-  const steps = Math.max(20, Math.round((seconds * 1500) / n));
+  const steps = Math.max(20, Math.round((seconds * 1500) / n)); // about `seconds`
   const script = new URL("./envs_plain_loop.py", import.meta.url).pathname;
   const r = await new Deno.Command(python, {
     args: [script, romId(values.game), String(n), String(steps)],
@@ -69,25 +92,32 @@ async function plain(n: number): Promise<number> {
     stderr: "piped",
   }).output();
   if (r.code !== 0) throw new Error(new TextDecoder().decode(r.stderr));
-  return JSON.parse(new TextDecoder().decode(r.stdout)).sps;
+  const o = JSON.parse(new TextDecoder().decode(r.stdout));
+  return { wall: o.sps, cpu: o.cpu_sps };
 }
 
-const cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
-console.log(`envs bench: ${values.game}, ${navigator.hardwareConcurrency} cores (${cpu})`);
+const cpuName = Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.*)/)?.[1];
+const load = Deno.loadavg()[0].toFixed(2);
 console.log(
-  `${"N".padStart(4)} ${"procs".padStart(5)} ${"steps/s".padStart(9)} ` +
-    `${"per core".padStart(9)} ${"plain loop".padStart(10)} ${"per-core ratio".padStart(14)}`,
+  `envs bench: ${values.game}, ${navigator.hardwareConcurrency} cores (${cpuName}), load ${load}`,
 );
+const head = ["N", "procs", "wall st/s", "st/CPU-s", "plain wall", "plain/CPU-s", "per core"];
+const widths = [4, 5, 10, 9, 10, 11, 8];
+const row = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i])).join(" ");
+console.log(row(head));
 for (const n of sizes) {
   const base = await plain(n);
   for (const p of procCounts.filter((p) => p <= n)) {
-    const sps = await bridge(n, p);
-    const perCore = sps / p;
-    console.log(
-      `${String(n).padStart(4)} ${String(p).padStart(5)} ${sps.toFixed(0).padStart(9)} ` +
-        `${perCore.toFixed(0).padStart(9)} ${base.toFixed(0).padStart(10)} ` +
-        `${((perCore / base) * 100).toFixed(0).padStart(13)}%`,
-    );
+    const b = await bridge(n, p);
+    console.log(row([
+      String(n),
+      String(p),
+      b.wall.toFixed(0),
+      b.cpu.toFixed(0),
+      base.wall.toFixed(0),
+      base.cpu.toFixed(0),
+      `${((b.cpu / base.cpu) * 100).toFixed(0)}%`,
+    ]));
   }
 }
-console.log("plain loop = one Python process, no IPC; ratio = bridge per process / plain loop");
+console.log("per core = bridge steps per CPU-second / plain loop steps per CPU-second");
