@@ -1,0 +1,244 @@
+/**
+ * The two selection kernels of batched beam search (eval/beam_search.ts). Beam bookkeeping
+ * stays on the GPU as small tensors: per node a score (discounted imagined return so far), the
+ * first action of its path, and the row of its sequence in the model's state.
+ *
+ * - `beamExpand`: one thread per beam picks its top-K valid actions by Q (ties: lower action
+ *   first) and writes K children (action, parent row, first action, score so far).
+ * - `beamPrune`: one thread per environment adds the children's discounted imagined rewards,
+ *   scores each leaf by score + gamma^(depth+1) * max over valid actions of Q, keeps the K
+ *   best (ties: lower child first) and reports the best leaf's first action.
+ *
+ * Children of a beam whose game has fewer than K valid actions are "dead" (score -1e30) and
+ * never win; they repeat the best action so every index stays valid.
+ *
+ * @module
+ */
+import { runtime } from "../kernels/runtime.ts";
+import { Tensor } from "../kernels/tensor.ts";
+import { binding, f32, grid, linearWorkgroup } from "../kernels/wgsl.ts";
+
+const WG = 64;
+/** Score of a child that does not exist (fewer valid actions than the beam width). */
+export const DEAD_SCORE = -1e30;
+const NEG = "-3.4028234663852886e38";
+
+/** Children of one expansion, all [M * K]. */
+export interface Expansion {
+  /** Action of each child, i32 (full action id). */
+  actions: Tensor;
+  /** Row of the child's parent in the model state, i32. */
+  parents: Tensor;
+  /** First action of the child's path, i32. */
+  first: Tensor;
+  /** Discounted imagined return up to the parent, f32 (DEAD_SCORE for dead children). */
+  base: Tensor;
+}
+
+/** The previous depth's survivors, read through `sel` (beam -> row of the child arrays). */
+export interface BeamRows {
+  /** i32 [M]: row of each beam in `q`, `score`, `first` and the model state. */
+  sel: Tensor;
+  /** f32 [R] scores of the rows. */
+  score: Tensor;
+  /** i32 [R] first actions of the rows. */
+  first: Tensor;
+}
+
+function checkValid(op: string, valid: Tensor, A: number): number {
+  if (valid.rank !== 2 || valid.shape[1] !== A || valid.dtype !== "f32") {
+    throw new Error(`${op}: valid ${valid} must be f32 [N, ${A}]`);
+  }
+  return valid.shape[0];
+}
+
+/**
+ * Expand beams: `q` f32 [R, A] holds each row's Q values; without `prev` the beams are the
+ * rows themselves (the root, R = N, one beam per environment). With `prev`, beam m reads row
+ * `prev.sel[m]` and there are `beamsPerEnv` beams per environment. Returns K children per beam.
+ */
+export function beamExpand(
+  q: Tensor,
+  valid: Tensor,
+  k: number,
+  prev: BeamRows | null,
+  beamsPerEnv: number,
+): Expansion {
+  if (q.rank !== 2 || q.dtype !== "f32") throw new Error(`beamExpand: q ${q} must be f32 [R, A]`);
+  const [R, A] = q.shape;
+  const N = checkValid("beamExpand", valid, A);
+  if (!Number.isInteger(k) || k < 1 || k > 32) {
+    throw new Error(`beamExpand: beam width ${k} must be an integer in 1..32`);
+  }
+  const M = prev ? prev.sel.size : R;
+  if (M !== N * beamsPerEnv) {
+    throw new Error(`beamExpand: ${M} beams is not ${N} environments x ${beamsPerEnv}`);
+  }
+  const out: Expansion = {
+    actions: Tensor.empty([M * k], "i32"),
+    parents: Tensor.empty([M * k], "i32"),
+    first: Tensor.empty([M * k], "i32"),
+    base: Tensor.empty([M * k], "f32"),
+  };
+  out.actions.intRange = [0, A - 1];
+  out.first.intRange = [0, A - 1];
+  out.parents.intRange = [0, R - 1];
+  const groups = Math.ceil(M / WG);
+  const row = prev ? `u32(clamp(sel[m], 0, ${R - 1}))` : "m";
+  const code = `${binding(0, "q", "f32")}
+${binding(1, "valid", "f32")}
+${binding(2, "acts", "i32", true)}
+${binding(3, "parents", "i32", true)}
+${binding(4, "firsts", "i32", true)}
+${binding(5, "base", "f32", true)}
+${
+    prev
+      ? `${binding(6, "sel", "i32")}\n${binding(7, "score", "f32")}\n${binding(8, "first", "i32")}`
+      : ""
+  }
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let m = ${linearWorkgroup(groups)} * ${WG}u + lid;
+  if (m >= ${M}u) { return; }
+  let n = m / ${beamsPerEnv}u;
+  let row = ${row};
+  var bv: array<f32, ${k}>;
+  var bi: array<i32, ${k}>;
+  for (var j = 0u; j < ${k}u; j++) { bv[j] = ${NEG}; bi[j] = -1; }
+  for (var a = 0u; a < ${A}u; a++) {
+    if (valid[n * ${A}u + a] == 0.0) { continue; }
+    let v = q[row * ${A}u + a];
+    // Strictly greater keeps the lower action first on ties (like topk).
+    if (bi[${k - 1}] >= 0 && v <= bv[${k - 1}]) { continue; }
+    var j = ${k - 1};
+    loop {
+      if (j == 0 || !(v > bv[j - 1] || bi[j - 1] < 0)) { break; }
+      bv[j] = bv[j - 1]; bi[j] = bi[j - 1];
+      j--;
+    }
+    bv[j] = v; bi[j] = i32(a);
+  }
+  let b0 = ${prev ? "score[row]" : "0.0"};
+  for (var j = 0u; j < ${k}u; j++) {
+    let o = m * ${k}u + j;
+    var act = bi[j];
+    var b = b0;
+    if (act < 0) { act = max(bi[0], 0); b = ${f32(DEAD_SCORE)}; }
+    acts[o] = act;
+    parents[o] = i32(row);
+    firsts[o] = ${prev ? "first[row]" : "act"};
+    base[o] = b;
+  }
+}
+`;
+  const bufs = [q, valid, out.actions, out.parents, out.first, out.base].map((t) => t.buffer);
+  if (prev) bufs.push(prev.sel.buffer, prev.score.buffer, prev.first.buffer);
+  runtime().dispatch({ code, label: `beamExpand(${k})`, workgroups: grid(groups) }, bufs);
+  return out;
+}
+
+/** Result of pruning one depth's children. */
+export interface Pruned {
+  /** f32 [N * C]: discounted imagined return of each child's path. */
+  score: Tensor;
+  /** i32 [N * K]: rows (global child indices) of the K best children of each environment. */
+  sel: Tensor;
+  /** i32 [N]: first action of each environment's best leaf. */
+  best: Tensor;
+  /** i32 [N]: row of each environment's best leaf. */
+  bestRow: Tensor;
+  /** f32 [N]: value of each environment's best leaf. */
+  bestValue: Tensor;
+}
+
+/**
+ * Score the C = children / N children of each environment at `depth` (0-based):
+ * score = base + gamma^depth * reward, leaf = score + gamma^(depth+1) * max_valid q.
+ */
+export function beamPrune(
+  base: Tensor,
+  reward: Tensor,
+  q: Tensor,
+  first: Tensor,
+  valid: Tensor,
+  k: number,
+  depth: number,
+  gamma: number,
+): Pruned {
+  const A = q.shape[1];
+  const N = checkValid("beamPrune", valid, A);
+  const total = base.size;
+  if (total % N !== 0 || reward.size !== total || q.shape[0] !== total || first.size !== total) {
+    throw new Error(
+      `beamPrune: base ${base}, reward ${reward}, q ${q}, first ${first} disagree (N = ${N})`,
+    );
+  }
+  const C = total / N;
+  if (!Number.isInteger(k) || k < 1 || k > Math.min(32, C)) {
+    throw new Error(`beamPrune: keep ${k} of ${C} children`);
+  }
+  const out: Pruned = {
+    score: Tensor.empty([total], "f32"),
+    sel: Tensor.empty([N * k], "i32"),
+    best: Tensor.empty([N], "i32"),
+    bestRow: Tensor.empty([N], "i32"),
+    bestValue: Tensor.empty([N], "f32"),
+  };
+  out.sel.intRange = [0, total - 1];
+  out.bestRow.intRange = [0, total - 1];
+  out.best.intRange = [0, A - 1];
+  const groups = Math.ceil(N / WG);
+  const code = `${binding(0, "base", "f32")}
+${binding(1, "reward", "f32")}
+${binding(2, "q", "f32")}
+${binding(3, "first", "i32")}
+${binding(4, "valid", "f32")}
+${binding(5, "score", "f32", true)}
+${binding(6, "sel", "i32", true)}
+${binding(7, "best", "i32", true)}
+${binding(8, "bestRow", "i32", true)}
+${binding(9, "bestValue", "f32", true)}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let n = ${linearWorkgroup(groups)} * ${WG}u + lid;
+  if (n >= ${N}u) { return; }
+  var bv: array<f32, ${k}>;
+  var bi: array<i32, ${k}>;
+  for (var j = 0u; j < ${k}u; j++) { bv[j] = ${NEG}; bi[j] = -1; }
+  for (var c = 0u; c < ${C}u; c++) {
+    let g = n * ${C}u + c;
+    let s = base[g] + ${f32(gamma ** depth)} * reward[g];
+    score[g] = s;
+    var mq = ${NEG};
+    var any = false;
+    for (var a = 0u; a < ${A}u; a++) {
+      if (valid[n * ${A}u + a] == 0.0) { continue; }
+      mq = max(mq, q[g * ${A}u + a]);
+      any = true;
+    }
+    var v = s;
+    if (any) { v = s + ${f32(gamma ** (depth + 1))} * mq; }
+    if (bi[${k - 1}] >= 0 && v <= bv[${k - 1}]) { continue; }
+    var j = ${k - 1};
+    loop {
+      if (j == 0 || !(v > bv[j - 1] || bi[j - 1] < 0)) { break; }
+      bv[j] = bv[j - 1]; bi[j] = bi[j - 1];
+      j--;
+    }
+    bv[j] = v; bi[j] = i32(c);
+  }
+  for (var j = 0u; j < ${k}u; j++) { sel[n * ${k}u + j] = i32(n * ${C}u) + bi[j]; }
+  let top = i32(n * ${C}u) + bi[0];
+  best[n] = first[top];
+  bestRow[n] = top;
+  bestValue[n] = bv[0];
+}
+`;
+  const bufs = [base, reward, q, first, valid, out.score, out.sel, out.best, out.bestRow];
+  bufs.push(out.bestValue);
+  runtime().dispatch(
+    { code, label: `beamPrune(${k}/${C})`, workgroups: grid(groups) },
+    bufs.map((t) => t.buffer),
+  );
+  return out;
+}
