@@ -76,8 +76,9 @@ const BASE = {
 } as const;
 
 /**
- * Named configurations. `tiny` uses a 512-token observation vocabulary (the tiny tokenizer
- * must use the same `obsVocab`) and a 2-member Q ensemble so tests exercise the averaging.
+ * Named configurations. `tiny` uses a 64-token observation vocabulary, the codebook of the
+ * tiny tokenizer (models/tokenizer_config.ts TINY_TOKENIZER.vocab; the two must agree), and
+ * a 2-member Q ensemble so tests exercise the averaging.
  */
 export const CONFIGS: Readonly<Record<"tiny" | "40M" | "70M" | "150M", WorldActionConfig>> = {
   tiny: {
@@ -86,7 +87,7 @@ export const CONFIGS: Readonly<Record<"tiny" | "40M" | "70M" | "150M", WorldActi
     layers: 2,
     d: 32,
     heads: 2,
-    obsVocab: 512,
+    obsVocab: 64,
     qHidden: 48,
     qEnsemble: 2,
   },

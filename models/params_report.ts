@@ -1,0 +1,115 @@
+/**
+ * `deno task params`: parameter counts of every world-action configuration by part
+ * (embeddings, backbone, each head, target Q head) from the shape spec that the model's
+ * constructor checks itself against, so nothing large is allocated. The tokenizer is counted
+ * by constructing models/tokenizer.ts's `Tokenizer` (a few million parameters) when that
+ * module is present.
+ *
+ * Usage: deno run -A models/params_report.ts [--json]
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { CONFIGS, type WorldActionConfig } from "./configs.ts";
+import {
+  countByPart,
+  countParams,
+  targetQSpec,
+  worldActionParamSpec,
+} from "./world_action_model_spec.ts";
+
+/** One configuration's counts. */
+export interface ParamsRow {
+  config: string;
+  embeddings: number;
+  backbone: number;
+  head_obs: number;
+  head_reward: number;
+  head_end: number;
+  head_q: number;
+  /** World-action model total (trainable). */
+  total: number;
+  /** Target Q head (a copy, not trained). */
+  target_q: number;
+}
+
+/** Counts of one configuration from its shape spec. */
+export function paramsRow(c: WorldActionConfig): ParamsRow {
+  const spec = worldActionParamSpec(c);
+  return {
+    config: c.name,
+    ...countByPart(spec),
+    total: countParams(spec),
+    target_q: countParams(targetQSpec(c)),
+  };
+}
+
+/** Tokenizer parameter counts by config name, or a reason why there are none. */
+async function tokenizerCounts(): Promise<Record<string, number> | string> {
+  // A computed specifier: the report still runs (and type-checks) without the module.
+  const spec = "./tokenizer.ts";
+  let mod: Record<string, unknown>;
+  try {
+    mod = await import(spec);
+  } catch (e) {
+    return `models/tokenizer.ts not available (${(e as Error).message.split("\n")[0]})`;
+  }
+  const { initRuntime } = await import("../kernels/runtime.ts");
+  await initRuntime();
+  const Tok = mod.Tokenizer as new (cfg: unknown) => { parameterCount(): number };
+  const cfgs = mod.TOKENIZER_CONFIGS as Record<string, unknown>;
+  const out: Record<string, number> = {};
+  for (const [name, cfg] of Object.entries(cfgs)) out[name] = new Tok(cfg).parameterCount();
+  return out;
+}
+
+const fmt = (n: number) => n.toLocaleString("en-US");
+
+if (import.meta.main) {
+  const { values } = parseArgs({ options: { json: { type: "boolean" } } });
+  const rows = Object.values(CONFIGS).map(paramsRow);
+  const tok = await tokenizerCounts();
+  if (values.json) {
+    console.log(JSON.stringify({ worldAction: rows, tokenizer: tok }, null, 2));
+  } else {
+    const cols = [
+      "config",
+      "embeddings",
+      "backbone",
+      "head_obs",
+      "head_reward",
+      "head_end",
+      "head_q",
+      "total",
+      "target_q",
+    ] as const;
+    const table = [
+      [...cols],
+      ...rows.map((r) => cols.map((c) => (c === "config" ? r.config : fmt(r[c] as number)))),
+    ];
+    const widths = cols.map((_, i) => Math.max(...table.map((row) => row[i].length)));
+    for (const row of table) {
+      console.log(
+        row.map((v, i) => (i === 0 ? v.padEnd(widths[i]) : v.padStart(widths[i])))
+          .join("  "),
+      );
+    }
+    console.log("\ntotal = trainable world-action parameters; target_q is a non-trained copy.");
+    if (typeof tok === "string") console.log(`tokenizer: ${tok}`);
+    else {
+      for (const [name, n] of Object.entries(tok)) {
+        console.log(`tokenizer (${name}): ${fmt(n)} (frozen after stage 1; not in total)`);
+      }
+      const paper = tok.paper;
+      if (paper !== undefined) {
+        for (const r of rows.filter((r) => r.config !== "tiny")) {
+          console.log(
+            `JOWA-${r.config}: world-action ${fmt(r.total)} + tokenizer ${fmt(paper)} = ${
+              fmt(r.total + paper)
+            }`,
+          );
+        }
+      }
+    }
+  }
+}
