@@ -284,3 +284,16 @@ export function nextObservationRows(c: WorldActionConfig, timesteps: number): nu
   }
   return out;
 }
+
+/**
+ * Interleave observation tokens [B, L, obsTokens] and actions [B, L] (i32 tensors, on the
+ * GPU) into the model's token rows [B, L * (obsTokens + 1)].
+ */
+export function interleave(obs: Tensor, actions: Tensor): Tensor {
+  const [B, L, K] = obs.shape;
+  if (obs.rank !== 3 || actions.shape.join() !== `${B},${L}` || obs.dtype !== actions.dtype) {
+    throw new Error(`interleave: obs ${obs} and actions ${actions} must be [B, L, K] and [B, L]`);
+  }
+  const rows = concat([obs, reshape(actions, [B, L, 1])], 2);
+  return reshape(rows, [B, L * (K + 1)]);
+}

@@ -15,7 +15,7 @@ import {
   countParams,
   worldActionParamSpec,
 } from "../models/world_action_model_spec.ts";
-import { nextObservationRows, WorldActionModel } from "../models/world_action_model.ts";
+import { interleave, nextObservationRows, WorldActionModel } from "../models/world_action_model.ts";
 import { assertClose, rng } from "./helpers/reference.ts";
 
 await initRuntime();
@@ -54,6 +54,18 @@ Deno.test("layout: head rows of a full timestep and of a decoding step", () => {
   assert.equal(tok.length, 73);
   assert.equal(tok[36], 9);
   assert.equal(tok[37], 36);
+});
+
+Deno.test("interleave: obs [B, L, 36] and actions [B, L] on the GPU", async () => {
+  const c = CONFIGS.tiny;
+  const obs = Int32Array.from({ length: 2 * 2 * 36 }, (_, i) => i % 60);
+  const acts = Int32Array.from([1, 2, 3, 4]);
+  const got = await interleave(tensor(obs, [2, 2, 36], "i32"), tensor(acts, [2, 2], "i32")).read();
+  const want = [
+    ...interleaveTokens(c, obs.subarray(0, 72), acts.subarray(0, 2)),
+    ...interleaveTokens(c, obs.subarray(72), acts.subarray(2)),
+  ];
+  assert.deepEqual([...got], want);
 });
 
 Deno.test("target Q head: a copy at start, unchanged by training, equal again after updateTarget", async () => {
