@@ -16,25 +16,40 @@ import { mulberry32, randomValidAction } from "../envs/policies.ts";
 import { romId } from "../envs/games.ts";
 
 const HELP = `Usage: deno run -A bench/envs_bench.ts [--game Pong] [--seconds 3] [--envs 1,16,64]
-        [--procs 1,2]
+        [--procs 1,2] [--quick]
+
+--quick: 1 second per measurement, N = 16 only.
 
 Agent steps/s (N environments x steps / time) through the bridge, and a plain
 single-process Python loop over ale-py with the same preprocessing.
 Columns: wall steps/s; steps per CPU-second (bridges + Deno); the plain loop's
 steps per CPU-second; the ratio bridge / plain per CPU-second ("per core").`;
 
-const { values } = parseArgs({
-  options: {
-    game: { type: "string", default: "Pong" },
-    seconds: { type: "string", default: "3" },
-    envs: { type: "string", default: "1,16,64" },
-    procs: { type: "string", default: "1,2" },
-    help: { type: "boolean", short: "h", default: false },
-  },
-});
+function parse() {
+  try {
+    return parseArgs({
+      options: {
+        game: { type: "string", default: "Pong" },
+        seconds: { type: "string", default: "3" },
+        envs: { type: "string", default: "1,16,64" },
+        procs: { type: "string", default: "1,2" },
+        quick: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }).values;
+  } catch (e) {
+    console.error(`envs_bench: ${(e as Error).message}`);
+    Deno.exit(2);
+  }
+}
+const values = parse();
 if (values.help) {
   console.log(HELP);
   Deno.exit(0);
+}
+if (values.quick) {
+  values.seconds = "1";
+  values.envs = "16";
 }
 const seconds = Number(values.seconds);
 const sizes = values.envs.split(",").map(Number);

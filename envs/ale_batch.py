@@ -62,6 +62,11 @@ class Env:
         self.path = rom_path(rom, rom_dir)
         self.md5 = hashlib.md5(self.path.read_bytes()).hexdigest()
         self.cfg = cfg
+        # settings read on every step, resolved once
+        self.skip = int(cfg["frameSkip"])
+        self.pool = self.skip > 1 and bool(cfg["maxPool"])
+        self.limit = int(cfg["maxEpisodeFrames"])
+        self.life_loss_ends = bool(cfg["terminalOnLifeLoss"])
         self.ale = ALEInterface()
         self.ale.setLoggerMode(LoggerMode.Error)
         self._configure(0)
@@ -107,7 +112,7 @@ class Env:
 
     def step(self, action: int, prev: np.ndarray, last: np.ndarray) -> tuple[float, bool, bool]:
         """One agent step; fills `prev`/`last` with the last two screens."""
-        ale, skip = self.ale, int(self.cfg["frameSkip"])
+        ale, skip = self.ale, self.skip
         reward = 0.0
         over = False
         for k in range(skip):
@@ -122,15 +127,15 @@ class Env:
                 ale.getScreenGrayscale(prev)
             elif k == skip - 1:
                 ale.getScreenGrayscale(last)
-        if skip == 1 or not self.cfg["maxPool"]:
+        if not self.pool:
             prev[...] = last
         self.ep_return += reward
         self.ep_steps += 1
         lives = ale.lives()
         life_lost = lives < self.lives
         self.lives = lives
-        terminal = over or (bool(self.cfg["terminalOnLifeLoss"]) and life_lost)
-        limit = int(self.cfg["maxEpisodeFrames"])
+        terminal = over or (self.life_loss_ends and life_lost)
+        limit = self.limit
         truncated = (not over) and limit > 0 and ale.getEpisodeFrameNumber() >= limit
         self.ended = over or truncated
         return reward, terminal, truncated
