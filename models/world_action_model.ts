@@ -196,8 +196,11 @@ export class WorldActionModel extends Module {
     const [N, t] = tokens.shape;
     const d = this.cfg.d;
     const tps = tokensPerStep(this.cfg);
-    const taskObs = reshape(this.taskObsEmbed.forward(tasks), [N, 1, d]);
-    const taskAct = reshape(this.taskActionEmbed.forward(tasks), [N, 1, d]);
+    // Task rows are looked up only for the kinds present (a decoding step has one kind).
+    let obsRow: Tensor | null = null;
+    let actRow: Tensor | null = null;
+    const taskObs = () => obsRow ??= reshape(this.taskObsEmbed.forward(tasks), [N, 1, d]);
+    const taskAct = () => actRow ??= reshape(this.taskActionEmbed.forward(tasks), [N, 1, d]);
     let x: Tensor;
     if (start % tps === 0 && t % tps === 0 && t > tps) {
       // Whole timesteps: split the [N, L, tps] grid once instead of one run per timestep.
@@ -207,8 +210,8 @@ export class WorldActionModel extends Module {
       const act = this.actionEmbed.forward(slice(grid, 2, tps - 1, tps));
       x = reshape(
         concat([
-          add(obs, reshape(taskObs, [N, 1, 1, d])),
-          add(act, reshape(taskAct, [N, 1, 1, d])),
+          add(obs, reshape(taskObs(), [N, 1, 1, d])),
+          add(act, reshape(taskAct(), [N, 1, 1, d])),
         ], 2),
         [N, t, d],
       );
@@ -217,8 +220,8 @@ export class WorldActionModel extends Module {
       const parts = runs.map((r) => {
         const ids = runs.length === 1 ? tokens : slice(tokens, 1, r.from, r.to);
         return r.action
-          ? add(this.actionEmbed.forward(ids), taskAct)
-          : add(this.obsEmbed.forward(ids), taskObs);
+          ? add(this.actionEmbed.forward(ids), taskAct())
+          : add(this.obsEmbed.forward(ids), taskObs());
       });
       x = parts.length === 1 ? parts[0] : concat(parts, 1);
     }
