@@ -215,12 +215,14 @@ class EnvBatch:
         ep_len = np.zeros(n, np.int32)
         ep_frames = np.zeros(n, np.int32)
         auto = bool(self.cfg["autoReset"])
+        # validate everything first: a refused step must not step any environment
         for i, env in enumerate(self.envs):
-            a = int(acts[i])
-            if a > 17:
-                raise UserError(f"step: action {a} for environment {i} is outside 0..17")
+            if acts[i] > 17:
+                raise UserError(f"step: action {acts[i]} for environment {i} is outside 0..17")
             if not env.started or env.ended:
                 raise UserError(f"step: environment {i} needs reset() first")
+        for i, env in enumerate(self.envs):
+            a = int(acts[i])
             r, term, trunc = env.step(a, self.prev[i], self.last[i])
             rewards[i], terms[i], truncs[i] = r, term, trunc
             if env.ended:

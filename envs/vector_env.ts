@@ -110,7 +110,12 @@ export class AtariVectorEnv implements AsyncDisposable {
   #ranges: [number, number][];
   #timeoutMs: number;
   #strict: boolean;
+  #autoReset: boolean;
   #closed = false;
+  // 1 where an environment must be reset before stepping; checked here so that a
+  // refused step never leaves some bridges stepped and others not.
+  #needsReset: Uint8Array;
+  #everReset: Uint8Array;
 
   private constructor(
     procs: BridgeProcess[],
@@ -127,6 +132,9 @@ export class AtariVectorEnv implements AsyncDisposable {
     this.config = config;
     this.#timeoutMs = opts.timeoutMs ?? 60_000;
     this.#strict = opts.rejectInvalidActions ?? false;
+    this.#autoReset = opts.autoReset ?? false;
+    this.#needsReset = new Uint8Array(envs.length).fill(1);
+    this.#everReset = new Uint8Array(envs.length);
     this.pids = procs.map((p) => p.pid);
     this.validActionMasks = new Uint8Array(this.numEnvs * NUM_FULL_ACTIONS);
     envs.forEach((e, i) => this.validActionMasks.set(validActionMask(e.minimalActions), i * 18));
@@ -207,8 +215,17 @@ export class AtariVectorEnv implements AsyncDisposable {
       if (s !== null && !(Number.isInteger(s) && s >= 0 && s < 2 ** 31 - 1)) {
         throw new EnvError(`reset: seed ${s} for environment ${i} is not an integer in 0..2^31-2`);
       }
+      if (s === null && !this.#started(i)) {
+        throw new EnvError(`reset: environment ${i} has never been reset; give a seed`);
+      }
     });
     const replies = await this.#all((lo, hi) => ({ op: "reset", seeds: list.slice(lo, hi) }));
+    list.forEach((s, i) => {
+      if (s !== null) {
+        this.#needsReset[i] = 0;
+        this.#everReset[i] = 1;
+      }
+    });
     const [h, w] = this.obsShape;
     const out: ResetResult = {
       obs: new Uint8Array(n * h * w),
@@ -222,6 +239,10 @@ export class AtariVectorEnv implements AsyncDisposable {
       out.noops.set(new Int32Array(copyBytes(r.noops as Uint8Array).buffer), lo);
     });
     return out;
+  }
+
+  #started(i: number): boolean {
+    return this.#everReset[i] === 1;
   }
 
   #checkActions(actions: ArrayLike<number>): Uint8Array {
@@ -242,6 +263,13 @@ export class AtariVectorEnv implements AsyncDisposable {
         );
       }
       a[i] = v;
+    }
+    const stale = this.#needsReset.indexOf(1);
+    if (stale >= 0) {
+      throw new EnvError(
+        `step: environment ${stale} needs reset() first` +
+          (this.#started(stale) ? " (its episode ended; autoReset is off)" : ""),
+      );
     }
     return a;
   }
@@ -272,6 +300,7 @@ export class AtariVectorEnv implements AsyncDisposable {
       const frames = new Int32Array(copyBytes(r.episodeFrames as Uint8Array).buffer);
       for (let j = 0; j < hi - lo; j++) {
         if (Number.isNaN(ret[j])) continue;
+        if (!this.#autoReset) this.#needsReset[lo + j] = 1;
         out.episodes.push({
           env: lo + j,
           game: this.games[lo + j],

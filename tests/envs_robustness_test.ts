@@ -151,3 +151,26 @@ for (const mode of ["throw", "exit", "forget", "hang"]) {
     assertEquals(await waitGone(pids), [], "no bridge outlives the caller");
   });
 }
+
+Deno.test("envs robustness: a refused step steps no environment in any process", async () => {
+  await using env = await AtariVectorEnv.create({
+    game: "Pong",
+    numEnvs: 2,
+    numProcesses: 2,
+    maxEpisodeFrames: 40, // 10 agent steps
+  });
+  await rejects(env.reset([null, 1]), /environment 0 has never been reset/);
+  await env.reset([1, 2]);
+  for (let t = 0; t < 5; t++) await env.step([0, 0]);
+  await env.reset([null, 3]); // env 1 restarts: 5 steps behind env 0
+  let last = await env.step([0, 0]);
+  for (let t = 0; t < 4; t++) last = await env.step([0, 0]);
+  assertEquals(last.episodes.map((e) => [e.env, e.length, e.truncated]), [[0, 10, true]]);
+  await rejects(env.step([0, 0]), /environment 0 needs reset\(\) first \(its episode ended/);
+  await env.reset([4, null]);
+  const steps = [];
+  for (let t = 0; t < 5; t++) steps.push(await env.step([0, 0]));
+  // env 1 was not stepped by the refused call: it ends exactly at its own 10th step
+  assertEquals(steps.map((s) => s.truncations[1]), [0, 0, 0, 0, 1]);
+  assertEquals(steps[4].episodes.map((e) => [e.env, e.length]), [[1, 10]]);
+});
