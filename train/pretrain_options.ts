@@ -1,0 +1,356 @@
+/**
+ * Options of `deno task pretrain`: the resolved configuration, the presets (the embedded
+ * CPU default and the paper's settings), `--help`, and parsing with one-line errors.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { CONFIGS } from "../models/configs.ts";
+
+/** Everything a pretraining run depends on (saved as the run's config.json). */
+export interface PretrainConfig {
+  /** Run name: the run directory is `<runsDir>/<name>`. */
+  name: string;
+  runsDir: string;
+  /** Dataset root of per-game stores (frames or tokens); null: collect a small one. */
+  data: string | null;
+  /** Games to train on (default: every store under `data`, or the collected ones). */
+  games: string[] | null;
+  /** Emulator collection when `data` is null. */
+  collectGames: string[];
+  collectSteps: number;
+  /** World-action model size (models/configs.ts). */
+  model: "tiny" | "40M" | "70M" | "150M";
+  /** Tokenizer size (models/tokenizer_config.ts). */
+  tokenizer: "tiny" | "paper";
+  /** Segments per batch. */
+  batch: number;
+  /** Frames per tokenizer step in stage 1 (taken from the batch's segments). */
+  tokenizerBatch: number;
+  /** Timesteps per segment. */
+  segmentLength: number;
+  stage1Steps: number;
+  stage2Steps: number;
+  lr1: number;
+  lr2: number;
+  weightDecay: number;
+  gradClip: number;
+  beta: number;
+  alpha: number;
+  gamma: number;
+  /** Hard copy of the Q head into the target head every this many stage-2 steps. */
+  targetEvery: number;
+  /** Read losses back and write a metrics line every this many steps. */
+  logEvery: number;
+  /** Checkpoint every this many steps (rounded up to a readback). */
+  ckptEvery: number;
+  /** Complete checkpoints kept. */
+  keep: number;
+  seed: number;
+  /** Sampler worker threads (0: build batches in the training thread). */
+  workers: number;
+  /** Write report.html at the end. */
+  report: boolean;
+  /** Testing: poison the batch of this step with NaN rewards (0: never). */
+  injectNanAt: number;
+  /** Testing: checkpoint and stop after this step, as Ctrl-C would (0: never). */
+  stopAt: number;
+  /** Draw the progress bar even when stderr is not a terminal. */
+  progress: boolean;
+}
+
+/** The embedded default: small enough for ~10 minutes on a CPU adapter (lavapipe). */
+export const DEFAULT_CONFIG: PretrainConfig = {
+  name: "default",
+  runsDir: "runs",
+  data: null,
+  games: null,
+  collectGames: ["SpaceInvaders", "Phoenix", "Assault"],
+  collectSteps: 2000,
+  model: "tiny",
+  tokenizer: "tiny",
+  batch: 8,
+  tokenizerBatch: 16,
+  segmentLength: 8,
+  stage1Steps: 60,
+  stage2Steps: 60,
+  lr1: 1e-4,
+  lr2: 5e-5,
+  weightDecay: 0.01,
+  gradClip: 1.0,
+  beta: 0.1,
+  alpha: 0.1,
+  gamma: 0.99,
+  targetEvery: 1000,
+  logEvery: 10,
+  ckptEvery: 50,
+  keep: 3,
+  seed: 0,
+  workers: 1,
+  report: true,
+  injectNanAt: 0,
+  stopAt: 0,
+  progress: false,
+};
+
+/** The paper's 15 pretraining games (jowa.md, "Games"). */
+export const PAPER_GAMES = [
+  "Phoenix",
+  "Centipede",
+  "SpaceInvaders",
+  "Carnival",
+  "NameThisGame",
+  "Assault",
+  "Atlantis",
+  "DemonAttack",
+  "BeamRider",
+  "ChopperCommand",
+  "Seaquest",
+  "TimePilot",
+  "StarGunner",
+  "Berzerk",
+  "Zaxxon",
+];
+
+const paper = (model: PretrainConfig["model"]): Partial<PretrainConfig> => ({
+  name: `paper-${model}`,
+  games: PAPER_GAMES,
+  model,
+  tokenizer: "paper",
+  batch: 512,
+  tokenizerBatch: 2048,
+  stage1Steps: 250_000,
+  stage2Steps: 1_500_000,
+  logEvery: 100,
+  ckptEvery: 5000,
+  workers: 4,
+});
+
+/** Presets by name (`--preset`). */
+export const PRESETS: Record<string, Partial<PretrainConfig>> = {
+  "paper-40M": paper("40M"),
+  "paper-70M": paper("70M"),
+  "paper-150M": paper("150M"),
+};
+
+/** `--help`. */
+export const HELP =
+  `deno task pretrain — JOWA pretraining (stage 1: tokenizer + world part; stage 2: joint)
+
+With no arguments: collects a small dataset from the emulator (${
+    DEFAULT_CONFIG.collectGames.join(", ")
+  },
+${DEFAULT_CONFIG.collectSteps} uniform-random steps each), trains the tiny configs through both stages and
+writes runs/default/ (about 10 minutes on a CPU adapter).
+
+Run directory: <runs-dir>/<name>/{config.json, metrics.jsonl, checkpoints/step-XXXXXX/, report.html}
+
+Data and run:
+  --data DIR            dataset root of per-game stores (frames: both stages; tokens: the
+                        world-action model only). Default: collect a small dataset
+  --games A,B           games to use (default: all stores under --data)
+  --collect-games A,B   games to collect without --data (default ${
+    DEFAULT_CONFIG.collectGames.join(",")
+  })
+  --collect-steps N     transitions per collected game (default ${DEFAULT_CONFIG.collectSteps})
+  --name NAME           run name (default: the preset's or "${DEFAULT_CONFIG.name}")
+  --runs-dir DIR        parent of run directories (default ${DEFAULT_CONFIG.runsDir})
+  --resume DIR          continue the run in DIR from its newest complete checkpoint
+                        (schedule options may be changed: steps, log/checkpoint intervals)
+  --preset P            ${Object.keys(PRESETS).join(" | ")}: 15 games, batch 512,
+                        250k + 1.5M steps, paper tokenizer (later options override)
+Model and schedule:
+  --model M             ${Object.keys(CONFIGS).join(" | ")} (default ${DEFAULT_CONFIG.model})
+  --tokenizer T         tiny | paper (default ${DEFAULT_CONFIG.tokenizer})
+  --batch N             segments per batch (default ${DEFAULT_CONFIG.batch}; paper 512)
+  --tokenizer-batch N   frames per stage-1 tokenizer step (default ${DEFAULT_CONFIG.tokenizerBatch}; paper 2048)
+  --segment-length N    timesteps per segment (default ${DEFAULT_CONFIG.segmentLength})
+  --stage1-steps N      tokenizer + world steps (default ${DEFAULT_CONFIG.stage1Steps}; paper 250000)
+  --stage2-steps N      joint steps (default ${DEFAULT_CONFIG.stage2Steps}; paper 1500000)
+  --lr1 X, --lr2 X      learning rates (default ${DEFAULT_CONFIG.lr1}, ${DEFAULT_CONFIG.lr2})
+  --weight-decay X      AdamW weight decay (default ${DEFAULT_CONFIG.weightDecay})
+  --grad-clip X         global gradient-norm clip (default ${DEFAULT_CONFIG.gradClip})
+  --beta X              world-loss weight in the joint loss (default ${DEFAULT_CONFIG.beta})
+  --alpha X             CQL weight (default ${DEFAULT_CONFIG.alpha})
+  --gamma X             discount (default ${DEFAULT_CONFIG.gamma})
+  --target-every N      target Q head hard copy interval (default ${DEFAULT_CONFIG.targetEvery})
+  --seed N              seed of initialization, sampling and dropout (default ${DEFAULT_CONFIG.seed})
+Logging and checkpoints:
+  --log-every N         loss readback + metrics line interval (default ${DEFAULT_CONFIG.logEvery})
+  --ckpt-every N        checkpoint interval in steps (default ${DEFAULT_CONFIG.ckptEvery})
+  --keep N              complete checkpoints kept (default ${DEFAULT_CONFIG.keep})
+  --workers N           sampler threads, 0 = inline (default ${DEFAULT_CONFIG.workers})
+  --no-report           skip report.html
+  --progress            draw the progress bar even when stderr is not a terminal
+Testing:
+  --inject-nan-at N     poison step N's batch with NaN rewards (exercises the non-finite guard)
+  --stop-at N           checkpoint and stop after step N, as Ctrl-C would
+  --help                this text
+
+Ctrl-C writes a checkpoint and exits (status 130). A non-finite loss stops the run (status 3)
+with the loss part and step, keeps the last good checkpoint and writes nonfinite.json.`;
+
+/** A bad command line (printed as one line, exit status 2). */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** Options that may change when resuming (the schedule, not the model or data). */
+export const RESUMABLE_OVERRIDES: readonly (keyof PretrainConfig)[] = [
+  "stage1Steps",
+  "stage2Steps",
+  "logEvery",
+  "ckptEvery",
+  "keep",
+  "report",
+  "injectNanAt",
+  "stopAt",
+  "progress",
+  "workers",
+];
+
+/** Result of parsing the command line. */
+export interface ParsedArgs {
+  help: boolean;
+  /** Run directory to resume. */
+  resume: string | null;
+  /** Options given explicitly (after the preset). */
+  overrides: Partial<PretrainConfig>;
+}
+
+const NUM = {
+  "collect-steps": ["collectSteps", 1],
+  batch: ["batch", 1],
+  "tokenizer-batch": ["tokenizerBatch", 1],
+  "segment-length": ["segmentLength", 2],
+  "stage1-steps": ["stage1Steps", 0],
+  "stage2-steps": ["stage2Steps", 0],
+  "target-every": ["targetEvery", 1],
+  seed: ["seed", 0],
+  "log-every": ["logEvery", 1],
+  "ckpt-every": ["ckptEvery", 1],
+  keep: ["keep", 1],
+  workers: ["workers", 0],
+  "inject-nan-at": ["injectNanAt", 0],
+  "stop-at": ["stopAt", 0],
+} as const;
+
+const REAL = {
+  lr1: "lr1",
+  lr2: "lr2",
+  "weight-decay": "weightDecay",
+  "grad-clip": "gradClip",
+  beta: "beta",
+  alpha: "alpha",
+  gamma: "gamma",
+} as const;
+
+/** Parse argv (no side effects). @throws UsageError with a one-line message. */
+export function parsePretrainArgs(args: string[]): ParsedArgs {
+  const options: Record<string, { type: "string" | "boolean" }> = {
+    help: { type: "boolean" },
+    "no-report": { type: "boolean" },
+    progress: { type: "boolean" },
+  };
+  for (
+    const k of [
+      ...Object.keys(NUM),
+      ...Object.keys(REAL),
+      "data",
+      "games",
+      "collect-games",
+      "name",
+      "runs-dir",
+      "resume",
+      "preset",
+      "model",
+      "tokenizer",
+    ]
+  ) options[k] = { type: "string" };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }));
+  } catch (e) {
+    throw new UsageError((e as Error).message.split("\n")[0]);
+  }
+  const o: Partial<PretrainConfig> = {};
+  const str = (k: string) => values[k] as string | undefined;
+  if (str("preset") !== undefined) {
+    const p = PRESETS[str("preset")!];
+    if (!p) {
+      throw new UsageError(
+        `--preset must be one of ${Object.keys(PRESETS).join(", ")}, got '${str("preset")}'`,
+      );
+    }
+    Object.assign(o, p);
+  }
+  for (const [flag, [key, min]] of Object.entries(NUM)) {
+    const v = str(flag);
+    if (v === undefined) continue;
+    const n = Number(v);
+    if (v.trim() === "" || !Number.isInteger(n) || n < min) {
+      throw new UsageError(`--${flag} must be an integer >= ${min}, got '${v}'`);
+    }
+    (o as Record<string, number>)[key] = n;
+  }
+  for (const [flag, key] of Object.entries(REAL)) {
+    const v = str(flag);
+    if (v === undefined) continue;
+    const n = Number(v);
+    if (v.trim() === "" || !Number.isFinite(n) || n < 0) {
+      throw new UsageError(`--${flag} must be a number >= 0, got '${v}'`);
+    }
+    (o as Record<string, number>)[key] = n;
+  }
+  if (o.gamma !== undefined && o.gamma > 1) throw new UsageError(`--gamma must be <= 1`);
+  const list = (flag: string) => {
+    const v = str(flag);
+    if (v === undefined) return undefined;
+    const items = v.split(",").map((s) => s.trim()).filter(Boolean);
+    if (!items.length) throw new UsageError(`--${flag} needs at least one game`);
+    return items;
+  };
+  const games = list("games");
+  if (games) o.games = games;
+  const cg = list("collect-games");
+  if (cg) o.collectGames = cg;
+  if (str("data") !== undefined) o.data = str("data")!;
+  if (str("runs-dir") !== undefined) o.runsDir = str("runs-dir")!;
+  if (str("name") !== undefined) {
+    const n = str("name")!;
+    if (!/^[\w.-]+$/.test(n)) throw new UsageError(`--name may use letters, digits, . _ -`);
+    o.name = n;
+  }
+  if (str("model") !== undefined) {
+    const m = str("model")!;
+    if (!(m in CONFIGS)) {
+      throw new UsageError(`--model must be one of ${Object.keys(CONFIGS).join(", ")}, got '${m}'`);
+    }
+    o.model = m as PretrainConfig["model"];
+  }
+  if (str("tokenizer") !== undefined) {
+    const t = str("tokenizer")!;
+    if (t !== "tiny" && t !== "paper") {
+      throw new UsageError(`--tokenizer must be tiny or paper, got '${t}'`);
+    }
+    o.tokenizer = t;
+  }
+  if (values["no-report"]) o.report = false;
+  if (values.progress) o.progress = true;
+  const resume = str("resume") ?? null;
+  if (resume !== null) {
+    const fixed = (Object.keys(o) as (keyof PretrainConfig)[])
+      .filter((k) => !RESUMABLE_OVERRIDES.includes(k));
+    if (fixed.length) {
+      throw new UsageError(
+        `--resume continues a run with its saved config; cannot change: ${fixed.join(", ")}`,
+      );
+    }
+  }
+  return { help: !!values.help, resume, overrides: o };
+}
+
+/** The default config with the overrides applied. */
+export function resolveConfig(overrides: Partial<PretrainConfig>): PretrainConfig {
+  return { ...DEFAULT_CONFIG, ...overrides };
+}

@@ -1,0 +1,80 @@
+/**
+ * The tokenizer's part of pretraining, as a thin adapter over models/tokenizer.ts: stage-1
+ * loss parts on a subset of the batch's frames, token ids of every frame of a batch (on the
+ * GPU, for the world part), and the frame encoder that builds the stage-2 token stores.
+ *
+ * @module
+ */
+import { readAll, type Tensor } from "../kernels/tensor.ts";
+import { Tokenizer, TOKENIZER_CONFIGS } from "../models/tokenizer.ts";
+import { FRAME_BYTES } from "./data/mod.ts";
+import type { FrameEncoder } from "./data/mod.ts";
+
+/** A tokenizer of a named size ("tiny" | "paper") initialized from `seed`. */
+export function makeTokenizer(name: string, seed: number): Tokenizer {
+  const base = TOKENIZER_CONFIGS[name];
+  if (!base) throw new Error(`unknown tokenizer config '${name}'`);
+  return new Tokenizer({ ...base, seed });
+}
+
+/** Indices of `n` frames spread evenly over `total` (a deterministic subset). */
+export function frameSubset(total: number, n: number): number[] {
+  const k = Math.min(n, total);
+  return Array.from({ length: k }, (_, i) => Math.floor((i * total) / k));
+}
+
+/** Bytes of the chosen frames of a [F, 84, 84] uint8 array. */
+export function pickFrames(frames: Uint8Array, idx: readonly number[]): Uint8Array {
+  const out = new Uint8Array(idx.length * FRAME_BYTES);
+  idx.forEach((f, i) =>
+    out.set(frames.subarray(f * FRAME_BYTES, (f + 1) * FRAME_BYTES), i * FRAME_BYTES)
+  );
+  return out;
+}
+
+/** Scalar loss tensors of a tokenizer step. */
+export interface TokenizerLossParts {
+  total: Tensor;
+  parts: Record<string, Tensor>;
+}
+
+/**
+ * Stage-1 tokenizer losses on `tokenizerBatch` frames of a batch's `frames` [B*L, 84, 84]
+ * (all of them when the batch is no larger); also returns the ids of all frames, i32
+ * [B, L, 36], for the world part (from the same forward when it saw every frame).
+ */
+export function tokenizerStep(
+  tok: Tokenizer,
+  frames: Uint8Array,
+  B: number,
+  L: number,
+  tokenizerBatch: number,
+): { losses: TokenizerLossParts; ids: Tensor } {
+  const total = B * L;
+  const all = tokenizerBatch >= total;
+  const input = all ? frames : pickFrames(frames, frameSubset(total, tokenizerBatch));
+  const out = tok.forward(input);
+  const parts: Record<string, Tensor> = {
+    tok_recon: out.reconLoss,
+    tok_codebook: out.codebookLoss,
+    tok_commit: out.commitmentLoss,
+  };
+  if (out.perceptualLoss) parts.tok_perceptual = out.perceptualLoss;
+  const ids = (all ? out.indices : tok.encode(frames)).view([B, L, tok.tokensPerFrame]);
+  return { losses: { total: out.loss, parts }, ids };
+}
+
+/** A FrameEncoder for tokenizeStore: encodes `chunk` frames per GPU pass. */
+export function frameEncoder(tok: Tokenizer, chunk = 256): FrameEncoder {
+  return async (frames: Uint8Array, T: number) => {
+    const out = new Uint16Array(T * tok.tokensPerFrame);
+    for (let s = 0; s < T; s += chunk) {
+      const e = Math.min(T, s + chunk);
+      const ids = tok.encode(frames.subarray(s * FRAME_BYTES, e * FRAME_BYTES));
+      const [v] = await readAll([ids]);
+      ids.dispose();
+      out.set(v, s * tok.tokensPerFrame);
+    }
+    return out;
+  };
+}
