@@ -29,14 +29,20 @@ export interface GemmOperand {
   kFast: boolean;
   /**
    * Per-thread constants for one load unit: WGSL statements defining names that start with
-   * `v`, given `x` (a u32 expression, the operand's row/column; may be >= X, then unused).
+   * `v`, given `x` (a u32 expression, the operand's row/column; may be >= X, then unused) and
+   * `uk` (the unit's k offset inside every slice: k = slice start + uk).
    */
-  setup: (v: string, x: string) => string[];
+  setup: (v: string, x: string, uk: string) => string[];
   /**
-   * One element at k (a u32 expression, < K): statements (`pre`, may define names starting
-   * with `v`), the value expression, and an extra validity test (padding) or null.
+   * One element at k (a u32 expression, < K) = k0 + uk, k0 the slice start (a multiple of
+   * TK, so index math that depends only on k mod TK can live in `setup`): statements (`pre`,
+   * may define names starting with `v`), the value, and an extra validity test or null.
    */
-  load: (v: string, k: string) => { pre: string[]; value: string; cond: string | null };
+  load: (v: string, k: string, k0: string) => {
+    pre: string[];
+    value: string;
+    cond: string | null;
+  };
 }
 
 /** Everything the emitter needs besides the operands. */
@@ -79,12 +85,12 @@ function emitSetup(side: Side, TK: number, threads: number): string[] {
     // The fast dimension varies between neighbouring threads, so their loads coalesce.
     const x = op.kFast ? `${u} / ${TK}u` : `${u} % ${T}u`;
     const k = op.kFast ? `${u} % ${TK}u` : `${u} / ${T}u`;
-    out.push(`  let ${v}x = ${x};`, `  let ${v}k = ${k};`);
-    const conds = [`${x0} + ${v}x < ${op.X}u`];
+    out.push(`  let ${v}_x = ${x};`, `  let ${v}_k = ${k};`);
+    const conds = [`${x0} + ${v}_x < ${op.X}u`];
     if (units % threads !== 0) conds.push(`${u} < ${units}u`);
-    out.push(`  let ${v}ok = ${conds.join(" && ")};`);
-    out.push(...op.setup(v, `(${x0} + ${v}x)`).map((s) => "  " + s));
-    out.push(`  var ${v}r = 0.0;`);
+    out.push(`  let ${v}_ok = ${conds.join(" && ")};`);
+    out.push(...op.setup(v, `(${x0} + ${v}_x)`, `${v}_k`).map((s) => "  " + s));
+    out.push(`  var ${v}_r = 0.0;`);
   }
   return out;
 }
@@ -95,12 +101,12 @@ function emitFetch(side: Side, TK: number, threads: number, k0: string, ind: str
   const out: string[] = [];
   for (let it = 0; it < roundsOf(T, TK, threads); it++) {
     const v = `${n}${it}`;
-    const kk = `${v}kk`;
-    const { pre, value, cond } = op.load(v, kk);
-    const body = cond ? `if (${cond}) { ${v}r = ${value}; }` : `${v}r = ${value};`;
+    const kk = `${v}_kk`;
+    const { pre, value, cond } = op.load(v, kk, k0);
+    const body = cond ? `if (${cond}) { ${v}_r = ${value}; }` : `${v}_r = ${value};`;
     out.push(
-      `${ind}{ let ${kk} = ${k0} + ${v}k; ${v}r = 0.0; ` +
-        `if (${v}ok && ${kk} < k_end) { ${[...pre, body].join(" ")} } }`,
+      `${ind}{ let ${kk} = ${k0} + ${v}_k; ${v}_r = 0.0; ` +
+        `if (${v}_ok && ${kk} < k_end) { ${[...pre, body].join(" ")} } }`,
     );
   }
   return out;
@@ -113,7 +119,7 @@ function emitShare(side: Side, TK: number, threads: number, ind: string): string
   const out: string[] = [];
   for (let it = 0; it < roundsOf(T, TK, threads); it++) {
     const v = `${n}${it}`;
-    const st = `sh_${n}[${v}k][${v}x / 4u][${v}x % 4u] = ${v}r;`;
+    const st = `sh_${n}[${v}_k][${v}_x / 4u][${v}_x % 4u] = ${v}_r;`;
     out.push(
       ind + (units % threads !== 0 ? `if (lid + ${it * threads}u < ${units}u) { ${st} }` : st),
     );

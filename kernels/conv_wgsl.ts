@@ -61,6 +61,18 @@ export interface ConvPlan {
   outElems: number;
 }
 
+/**
+ * Tile for a convolution GEMM: the matmul planner's for wide outputs (M >= 64 channels);
+ * below that a tile only as tall as the channel count (8, 16 or 32), since the matmul's
+ * smallest row tile (16) would leave half of an 8-channel tile idle.
+ */
+export function chooseConvTile(mm: MatmulSpec, limits: MatmulLimits): MatmulTile {
+  if (mm.M >= 64) return chooseTile(mm, limits);
+  const TM = mm.M <= 8 ? 8 : mm.M <= 16 ? 16 : 32;
+  const TN = mm.N >= 4096 ? 128 : mm.N >= 256 ? 64 : 32;
+  return { TM, TN, TK: 16, RM: 4, RN: 4 };
+}
+
 /** Output height and width; throws when the kernel does not fit the padded input. */
 export function convOutputSize(g: ConvGeometry): [number, number] {
   const [pt, pb, pl, pr] = g.pad;
@@ -83,55 +95,52 @@ export function convLabel(g: ConvGeometry, kind: ConvKind): string {
 const decl = (i: number, name: string, write = false) =>
   `@group(0) @binding(${i}) var<storage, ${write ? "read_write" : "read"}> ${name}: array<f32>;`;
 
-/** The input pixel behind output (oy, ox) and kernel tap (ky, kx), with its padding test. */
-function tapOf(g: ConvGeometry, v: string, oy: string, ox: string, ky: string, kx: string) {
-  const [pt, , pl] = g.pad;
-  const s = g.stride;
-  const sub = (p: number) => (p ? ` - ${p}u` : "");
-  return {
-    pre: [
-      `let ${v}iy = ${oy} * ${s}u + ${ky}${sub(pt)};`,
-      `let ${v}ix = ${ox} * ${s}u + ${kx}${sub(pl)};`,
-    ],
-    cond: `${v}iy < ${g.H}u && ${v}ix < ${g.W}u`,
-  };
+/** Slice depth: a multiple of the taps per channel when they are few (tap math hoisted). */
+export function sliceDepth(taps: number): number {
+  return taps <= 16 ? taps * Math.max(1, Math.round(16 / taps)) : 16;
 }
 
 /** y[n, o, oy, ox] = sum over c, ky, kx of w[o, c, ky, kx] x[n, c, oy*s + ky - pt, ...]. */
-function forwardGemm(g: ConvGeometry, bias: boolean) {
+function forwardGemm(g: ConvGeometry, bias: boolean, TK: number) {
   const [OH, OW] = convOutputSize(g);
   const KK = g.kh * g.kw, OHW = OH * OW, HW = g.H * g.W;
+  const [pt, , pl] = g.pad;
+  const s = g.stride;
   const M = g.O, N = g.N * OHW, K = g.C * KK;
+  const hoist = TK % KK === 0;
   const a: GemmOperand = {
     X: M,
     kFast: true,
     setup: (v, x) => [`let ${v}row = ${x} * ${K}u;`],
     load: (v, k) => ({ pre: [], value: `a_g[${v}row + ${k}]`, cond: null }),
   };
+  // The tap (ky, kx) of k: fixed per load unit when TK is a multiple of KK.
+  const tap = (v: string, k: string) => [
+    `let ${v}ky = (${k} / ${g.kw}u) % ${g.kh}u;`,
+    `let ${v}kx = ${k} % ${g.kw}u;`,
+    `let ${v}iy = ${v}oy * ${s}u + ${v}ky${sub(pt)};`,
+    `let ${v}ix = ${v}ox * ${s}u + ${v}kx${sub(pl)};`,
+    `let ${v}pad = ${v}iy < ${g.H}u && ${v}ix < ${g.W}u;`,
+    `let ${v}sp = ${v}img + ${v}iy * ${g.W}u + ${v}ix;`,
+  ];
   const b: GemmOperand = {
     X: N,
     kFast: false,
-    setup: (v, x) => [
+    setup: (v, x, uk) => [
       `let ${v}pix = ${x} % ${OHW}u;`,
       `let ${v}oy = ${v}pix / ${OW}u;`,
       `let ${v}ox = ${v}pix % ${OW}u;`,
       `let ${v}img = (${x} / ${OHW}u) * ${g.C * HW}u;`,
+      ...(hoist ? [...tap(v, uk), `let ${v}c0 = ${uk} / ${KK}u;`] : []),
     ],
-    load: (v, k) => {
-      const tap = tapOf(
-        g,
-        v,
-        `${v}oy`,
-        `${v}ox`,
-        `((${k} / ${g.kw}u) % ${g.kh}u)`,
-        `(${k} % ${g.kw}u)`,
-      );
-      return {
-        pre: tap.pre,
-        value: `b_g[${v}img + (${k} / ${KK}u) * ${HW}u + ${v}iy * ${g.W}u + ${v}ix]`,
-        cond: tap.cond,
-      };
-    },
+    load: (v, k, k0) =>
+      hoist
+        ? {
+          pre: [],
+          value: `b_g[${v}sp + (${k0} / ${KK}u + ${v}c0) * ${HW}u]`,
+          cond: `${v}pad`,
+        }
+        : { pre: tap(v, k), value: `b_g[${v}sp + (${k} / ${KK}u) * ${HW}u]`, cond: `${v}pad` },
   };
   const bindings = [decl(0, "a_g"), decl(1, "b_g"), decl(2, "c_g", true)];
   if (bias) bindings.push(decl(3, "bias_g"));
@@ -142,49 +151,66 @@ function forwardGemm(g: ConvGeometry, bias: boolean) {
   return { M, N, K, a, b, bindings, store };
 }
 
+/** " - p" (or nothing) and " + p" (or nothing) in u32 WGSL. */
+const sub = (p: number) => (p ? ` - ${p}u` : "");
+const add = (p: number) => (p ? ` + ${p}u` : "");
+
 /** dx[n, c, iy, ix] = sum over o, ky, kx of w[o, c, ky, kx] dy[n, o, (iy + pt - ky) / s, ...]. */
-function inputGemm(g: ConvGeometry) {
+function inputGemm(g: ConvGeometry, TK: number) {
   const [OH, OW] = convOutputSize(g);
   const KK = g.kh * g.kw, OHW = OH * OW, HW = g.H * g.W;
   const [pt, , pl] = g.pad;
   const s = g.stride;
   const M = g.C, N = g.N * HW, K = g.O * KK;
+  const hoist = TK % KK === 0;
   const a: GemmOperand = {
     X: M,
     kFast: true,
-    setup: (v, x) => [`let ${v}c = ${x} * ${KK}u;`],
-    load: (v, k) => ({
+    setup: (v, x, uk) => [
+      `let ${v}c = ${x} * ${KK}u;`,
+      ...(hoist ? [`let ${v}r = ${uk} % ${KK}u;`, `let ${v}o0 = ${uk} / ${KK}u;`] : []),
+    ],
+    load: (v, k, k0) => ({
       pre: [],
-      value: `a_g[(${k} / ${KK}u) * ${g.C * KK}u + ${v}c + ${k} % ${KK}u]`,
+      value: hoist
+        ? `a_g[(${k0} / ${KK}u + ${v}o0) * ${g.C * KK}u + ${v}c + ${v}r]`
+        : `a_g[(${k} / ${KK}u) * ${g.C * KK}u + ${v}c + ${k} % ${KK}u]`,
       cond: null,
     }),
   };
-  const add = (p: number) => (p ? ` + ${p}u` : "");
+  // Output row oy reaches input row py = iy + pt through tap ky when oy * s + ky = py; a
+  // negative py - ky wraps around and fails the oy < OH test.
+  const tap = (v: string, k: string) => {
+    const out = [
+      `let ${v}ty = ${v}py - (${k} / ${g.kw}u) % ${g.kh}u;`,
+      `let ${v}tx = ${v}px - ${k} % ${g.kw}u;`,
+      `let ${v}oy = ${v}ty / ${s}u;`,
+      `let ${v}ox = ${v}tx / ${s}u;`,
+    ];
+    const conds = [`${v}oy < ${OH}u`, `${v}ox < ${OW}u`];
+    if (s > 1) conds.push(`${v}ty % ${s}u == 0u`, `${v}tx % ${s}u == 0u`);
+    out.push(`let ${v}hit = ${conds.join(" && ")};`);
+    out.push(`let ${v}sp = ${v}img + ${v}oy * ${OW}u + ${v}ox;`);
+    return out;
+  };
   const b: GemmOperand = {
     X: N,
     kFast: false,
-    setup: (v, x) => [
+    setup: (v, x, uk) => [
       `let ${v}pix = ${x} % ${HW}u;`,
       `let ${v}py = ${v}pix / ${g.W}u${add(pt)};`,
       `let ${v}px = ${v}pix % ${g.W}u${add(pl)};`,
       `let ${v}img = (${x} / ${HW}u) * ${g.O * OHW}u;`,
+      ...(hoist ? [...tap(v, uk), `let ${v}o0 = ${uk} / ${KK}u;`] : []),
     ],
-    load: (v, k) => {
-      // Output row oy reaches this pixel through tap ky when oy * s + ky = py (wraps if < 0).
-      const pre = [
-        `let ${v}ty = ${v}py - (${k} / ${g.kw}u) % ${g.kh}u;`,
-        `let ${v}tx = ${v}px - ${k} % ${g.kw}u;`,
-        `let ${v}oy = ${v}ty / ${s}u;`,
-        `let ${v}ox = ${v}tx / ${s}u;`,
-      ];
-      const conds = [`${v}oy < ${OH}u`, `${v}ox < ${OW}u`];
-      if (s > 1) conds.push(`${v}ty % ${s}u == 0u`, `${v}tx % ${s}u == 0u`);
-      return {
-        pre,
-        value: `b_g[${v}img + (${k} / ${KK}u) * ${OHW}u + ${v}oy * ${OW}u + ${v}ox]`,
-        cond: conds.join(" && "),
-      };
-    },
+    load: (v, k, k0) =>
+      hoist
+        ? {
+          pre: [],
+          value: `b_g[${v}sp + (${k0} / ${KK}u + ${v}o0) * ${OHW}u]`,
+          cond: `${v}hit`,
+        }
+        : { pre: tap(v, k), value: `b_g[${v}sp + (${k} / ${KK}u) * ${OHW}u]`, cond: `${v}hit` },
   };
   const bindings = [decl(0, "a_g"), decl(1, "b_g"), decl(2, "c_g", true)];
   const store = (m: string, n: string, value: string) =>
@@ -196,6 +222,8 @@ function inputGemm(g: ConvGeometry) {
 function weightGemm(g: ConvGeometry) {
   const [OH, OW] = convOutputSize(g);
   const KK = g.kh * g.kw, OHW = OH * OW, HW = g.H * g.W;
+  const [pt, , pl] = g.pad;
+  const s = g.stride;
   const M = g.O, N = g.C * KK, K = g.N * OHW;
   const a: GemmOperand = {
     X: M,
@@ -211,19 +239,19 @@ function weightGemm(g: ConvGeometry) {
     X: N,
     kFast: true,
     setup: (v, x) => [
-      `let ${v}ky = (${x} / ${g.kw}u) % ${g.kh}u;`,
-      `let ${v}kx = ${x} % ${g.kw}u;`,
+      `let ${v}ky = (${x} / ${g.kw}u) % ${g.kh}u${sub(pt)};`,
+      `let ${v}kx = ${x} % ${g.kw}u${sub(pl)};`,
       `let ${v}c = (${x} / ${KK}u) * ${HW}u;`,
     ],
-    load: (v, k) => {
-      const pix = `(${k} % ${OHW}u)`;
-      const tap = tapOf(g, v, `(${pix} / ${OW}u)`, `(${pix} % ${OW}u)`, `${v}ky`, `${v}kx`);
-      return {
-        pre: tap.pre,
-        value: `b_g[(${k} / ${OHW}u) * ${g.C * HW}u + ${v}c + ${v}iy * ${g.W}u + ${v}ix]`,
-        cond: tap.cond,
-      };
-    },
+    load: (v, k) => ({
+      pre: [
+        `let ${v}pix = ${k} % ${OHW}u;`,
+        `let ${v}iy = (${v}pix / ${OW}u) * ${s}u + ${v}ky;`,
+        `let ${v}ix = (${v}pix % ${OW}u) * ${s}u + ${v}kx;`,
+      ],
+      value: `b_g[(${k} / ${OHW}u) * ${g.C * HW}u + ${v}c + ${v}iy * ${g.W}u + ${v}ix]`,
+      cond: `${v}iy < ${g.H}u && ${v}ix < ${g.W}u`,
+    }),
   };
   const bindings = [decl(0, "a_g"), decl(1, "b_g"), decl(2, "c_g", true)];
   const store = (m: string, n: string, value: string) =>
@@ -257,10 +285,12 @@ export function planConv(
   opts: { bias?: boolean; splitK?: number | "auto"; tile?: MatmulTile } = {},
 ): ConvPlan {
   checkGeometry(g);
+  const KK = g.kh * g.kw;
+  const TK = kind === "weight" ? 16 : sliceDepth(KK);
   const gemm = kind === "forward"
-    ? forwardGemm(g, !!opts.bias)
+    ? forwardGemm(g, !!opts.bias, TK)
     : kind === "input"
-    ? inputGemm(g)
+    ? inputGemm(g, TK)
     : weightGemm(g);
   const { M, N, K } = gemm;
   const mm: MatmulSpec = {
@@ -273,13 +303,14 @@ export function planConv(
     aBatchStride: 0,
     bBatchStride: 0,
   };
-  let tile = opts.tile ?? chooseTile(mm, limits);
+  // The slice depth is the convolution's own choice, also for a forced tile.
+  let tile = { ...(opts.tile ?? chooseConvTile(mm, limits)), TK };
   let parts = 1;
   if (kind === "weight" && opts.splitK !== undefined) {
     if (opts.splitK === "auto") {
       const choice = chooseSplit(mm, limits);
       if (choice) {
-        tile = opts.tile ?? choice.tile;
+        tile = { ...(opts.tile ?? choice.tile), TK };
         parts = choice.parts;
       }
     } else parts = Math.max(1, Math.floor(opts.splitK));

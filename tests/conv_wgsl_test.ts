@@ -1,5 +1,5 @@
 /**
- * The generated implicit-GEMM convolution kernels dispatched directly: every matmul tile
+ * The generated implicit-GEMM convolution kernels dispatched directly: several matmul tiles
  * forced on the forward, and a forced split-K weight gradient (the scratch's parts summed on
  * the CPU), against float64 CPU references.
  */
@@ -37,11 +37,14 @@ const ref = conv2dRef(
   g.pad,
 );
 
-Deno.test("conv forward with every matmul tile forced", async () => {
+/** A few matmul tiles (each compiles a kernel: lavapipe is slow at that). */
+const TILES = [MATMUL_TILES[0], MATMUL_TILES[3], MATMUL_TILES[5], MATMUL_TILES.at(-1)!];
+
+Deno.test("conv forward with several matmul tiles forced", async () => {
   const xt = tensor(Float32Array.from(x), [g.N, g.C, g.H, g.W]);
   const wt = tensor(Float32Array.from(w), [g.O, g.C, 3, 3]);
   const bt = tensor(Float32Array.from(bias), [g.O]);
-  const outs = MATMUL_TILES.map((tile) => {
+  const outs = TILES.map((tile) => {
     const plan = planConv(g, "forward", rt.ctx.limits, { bias: true, tile });
     const y = Tensor.empty([g.N, g.O, OH, OW]);
     rt.dispatch(plan, [wt.buffer, xt.buffer, y.buffer, bt.buffer]);
@@ -52,7 +55,7 @@ Deno.test("conv forward with every matmul tile forced", async () => {
     assertClose(v, ref.data, {
       atol: 1e-5,
       rtol: 1e-4,
-      what: `tile ${JSON.stringify(MATMUL_TILES[i])}`,
+      what: `tile ${JSON.stringify(TILES[i])}`,
     })
   );
   [xt, wt, bt, ...outs].forEach((t) => t.dispose());
