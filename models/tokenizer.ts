@@ -60,7 +60,7 @@ import {
   vectorQuantize,
 } from "../kernels/ops/mod.ts";
 import { mapKernel } from "../kernels/ops/map.ts";
-import { Module } from "../kernels/module.ts";
+import { assignValues, Module } from "../kernels/module.ts";
 import { InitRng } from "../kernels/nn.ts";
 import { type Tensor, tensor, tidy } from "../kernels/tensor.ts";
 import { Conv2d } from "./tokenizer_layers.ts";
@@ -190,6 +190,27 @@ export class Tokenizer extends Module {
     return noGrad(() =>
       tidy(() => this.decodeRows(indexSelect(this.embedding.weight, ids.view([ids.size]))))
     );
+  }
+
+  /**
+   * Data-dependent codebook initialization (not in IRIS/JOWA; as SoundStream's k-means seed,
+   * without the k-means): every codebook row becomes a latent vector of `frames`, picked at
+   * random with a seed, so the decoder sees informative codes from the first step instead of
+   * the near-zero U(-1/vocab, 1/vocab) rows. Useful for short runs (tests, demos).
+   */
+  async seedCodebook(frames: Frames, seed = 0): Promise<void> {
+    const rows = noGrad(() => tidy(() => this.latents(this.preprocess(frames))));
+    const z = (await rows.read()) as Float32Array;
+    rows.dispose();
+    const { vocab, embedDim: E } = this.cfg;
+    const count = z.length / E;
+    const rng = new InitRng(seed);
+    const book = new Float32Array(vocab * E);
+    for (let v = 0; v < vocab; v++) {
+      const i = Math.floor(rng.uniform() * count);
+      book.set(z.subarray(i * E, (i + 1) * E), v * E);
+    }
+    assignValues(this.embedding.weight, book);
   }
 
   /** Full pass with every loss term (records the tape when parameters require grad). */

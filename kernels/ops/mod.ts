@@ -23,5 +23,6 @@ export * from "./conv.ts";
 export * from "./upsample.ts";
 export * from "./group_norm.ts";
 export * from "./vq.ts";
+export * from "./conv_pool.ts";
 
 registerTapeOps({ add, ones });
