@@ -1,0 +1,102 @@
+/**
+ * The real world-action model behind the planner's `PlanningModel` interface, with the KV
+ * cache of models/kv_cache.ts: a prefill per context, cache branching by parent index, and
+ * incremental decoding of the imagined action + 36 greedy observation tokens.
+ *
+ * An adapter (not part of models/) because the planner needs a few derived values the model
+ * API leaves to callers: the imagined reward as argmax class - 1 (f32), the greedy tokens
+ * gathered into [M, 36], and Q at the last observation token as [M, actions].
+ *
+ * @module
+ */
+import { noGrad } from "../kernels/autograd.ts";
+import { argmax, concat, reshape, slice } from "../kernels/ops/mod.ts";
+import { mapKernel } from "../kernels/ops/map.ts";
+import { type Tensor, tidy } from "../kernels/tensor.ts";
+import type { KvCache } from "../models/kv_cache.ts";
+import type { WorldActionModel, WorldActionOutputs } from "../models/world_action_model.ts";
+import type { Imagined, PlanningModel, PlanningState } from "./planning_model.ts";
+
+/** A batch of KV-cached sequences. */
+export class CachedState implements PlanningState {
+  #disposed = false;
+  constructor(readonly cache: KvCache) {}
+  /** Number of sequences. */
+  get n(): number {
+    return this.cache.n;
+  }
+  /** Release the cache. */
+  dispose(): void {
+    if (!this.#disposed) this.cache.dispose();
+    this.#disposed = true;
+  }
+}
+
+/** Q values [N, actions] at the last Q row of a block's outputs. */
+export function lastQ(out: WorldActionOutputs): Tensor {
+  if (!out.q) throw new Error("planning: the block does not end on an observation's last token");
+  const v = out.q.values; // [N, rows, actions]
+  const [N, R, A] = v.shape;
+  return reshape(R === 1 ? v : slice(v, 1, R - 1, R), [N, A]);
+}
+
+/** Imagined reward f32 [M] = argmax class - 1 of reward logits [M, 1, classes]. */
+export function imaginedReward(logits: Tensor): Tensor {
+  const [M, , C] = logits.shape;
+  const cls = argmax(reshape(logits, [M, C]), -1);
+  return mapKernel("planning.reward", [cls], "a - 1.0", "f32");
+}
+
+/** Greedy next token i32 [M] from next-observation logits [M, 1, V]. */
+export function greedyToken(logits: Tensor): Tensor {
+  const [M, , V] = logits.shape;
+  return argmax(reshape(logits, [M, V]), -1);
+}
+
+/** The KV-cached planning adapter over a world-action model (switched to eval mode). */
+export class WamPlanningModel implements PlanningModel<CachedState> {
+  readonly actions: number;
+  readonly obsTokens: number;
+  readonly timesteps: number;
+
+  constructor(readonly model: WorldActionModel) {
+    model.eval();
+    this.actions = model.cfg.actions;
+    this.obsTokens = model.cfg.obsTokens;
+    this.timesteps = model.cfg.timesteps;
+  }
+
+  prefill(tokens: Tensor, tasks: Tensor): { state: CachedState; q: Tensor } {
+    const cache = this.model.newCache(tasks);
+    const q = noGrad(() => tidy(() => lastQ(this.model.step(cache, tokens))));
+    return { state: new CachedState(cache), q };
+  }
+
+  branch(state: CachedState, parents: Tensor): CachedState {
+    return new CachedState(state.cache.branch(parents));
+  }
+
+  imagine(state: CachedState, actions: Tensor): Imagined {
+    const M = state.n;
+    const cache = state.cache;
+    return noGrad(() => {
+      const first = tidy(() => {
+        const out = this.model.step(cache, reshape(actions, [M, 1]));
+        return { reward: imaginedReward(out.rewardLogits!), tok: greedyToken(out.obsLogits!) };
+      });
+      const toks: Tensor[] = [first.tok];
+      let q: Tensor | null = null;
+      for (let j = 0; j < this.obsTokens; j++) {
+        // One token per step; only the token (and Q at the last one) outlives the step.
+        const next = tidy(() => {
+          const out = this.model.step(cache, reshape(toks[j], [M, 1]));
+          return j < this.obsTokens - 1 ? greedyToken(out.obsLogits!) : lastQ(out);
+        });
+        if (j < this.obsTokens - 1) toks.push(next);
+        else q = next;
+      }
+      const obs = concat(toks.map((t) => reshape(t, [M, 1])), 1);
+      return { reward: first.reward, obs, q: q! };
+    });
+  }
+}
