@@ -1,0 +1,190 @@
+/**
+ * Command-line options of `deno task eval` (eval/evaluate.ts): parsing, validation and the
+ * usage text. Errors are `UsageError`s with a message for the user.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { ABLATION_GAMES, ALL_GAMES, FINETUNE_GAMES, PRETRAIN_GAMES } from "./scores.ts";
+
+/** A command-line mistake (printed with a hint, exit code 2). */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** Parsed settings of an evaluation. */
+export interface EvalOptions {
+  checkpoint: string;
+  tokenizer?: string;
+  games: string[];
+  episodes: number;
+  /** Parallel environments per game (default: all episodes at once). */
+  envs: number | null;
+  processes: number | null;
+  horizon: number;
+  /** Beam width for every game; null = the paper's per-game width (scores.json). */
+  beamWidth: number | null;
+  plan: boolean;
+  epsilon: number;
+  gamma: number;
+  maxFrames: number;
+  seed: number;
+  out: string;
+  record: number;
+  recordSteps: number;
+  bootstrapReps: number;
+  label: string | null;
+  /** Use the similar pretraining game's task id for held-out games (fine-tuned checkpoints). */
+  taskProxy: boolean;
+  quiet: boolean;
+}
+
+/** The usage text. */
+export const USAGE = `deno task eval --checkpoint <path> [options]
+
+Evaluate a JOWA checkpoint on Atari (paper protocol: no sticky actions, frame skip 4,
+terminal on game over, 108k-frame cap, epsilon 0.001, 16 episodes per game, beam search
+with H = 2 and the paper's per-game beam width K).
+
+  --checkpoint <path>   checkpoint directory (world_action.safetensors + tokenizer.safetensors),
+                        a run directory (its newest checkpoint) or a world_action .safetensors
+  --tokenizer <file>    tokenizer .safetensors (default: beside the world-action file)
+  --games <list>        comma-separated names or ROM ids, or a group: pretrain (default),
+                        finetune, ablation, all
+  --episodes <n>        episodes per game (default 16)
+  --envs <n>            parallel environments per game (default: all episodes at once)
+  --processes <n>       emulator processes (default: min(envs, 4))
+  --horizon <n>         planning horizon H (default 2)
+  --beam-width <k>      beam width K for every game (default: per game from scores.json)
+  --no-plan             greedy Q policy (no planning)
+  --epsilon <p>         exploration rate, uniform over valid actions (default 0.001)
+  --gamma <g>           planning discount (default 0.99)
+  --max-frames <n>      emulator frames per episode (default 108000; 0 = no cap)
+  --seed <n>            environment and exploration seed (default 0)
+  --out <dir>           output directory (default runs/eval-<timestamp>/)
+  --record <n>          save the first n episodes of each game as GIFs (real | imagined)
+  --record-steps <n>    steps kept per recording (default 1000)
+  --bootstrap-reps <n>  bootstrap replicates for the confidence intervals (default 2000)
+  --label <text>        heading of the results table
+  --task-proxy          held-out games use a similar pretraining game's task id
+                        (Robotank->Phoenix, YarsRevenge->ChopperCommand, Gravitar->TimePilot,
+                        MsPacman->Berzerk), as fine-tuned checkpoints expect
+  --quiet               no progress output
+  -h, --help            this text
+`;
+
+const GROUPS: Record<string, readonly string[]> = {
+  pretrain: PRETRAIN_GAMES,
+  finetune: FINETUNE_GAMES,
+  ablation: ABLATION_GAMES,
+  all: ALL_GAMES,
+};
+
+/** Resolve a --games list (names, ROM ids or group names) to canonical names. */
+export function parseGames(spec: string): string[] {
+  const out: string[] = [];
+  for (const raw of spec.split(",").map((s) => s.trim()).filter(Boolean)) {
+    const group = GROUPS[raw.toLowerCase()];
+    if (group) {
+      out.push(...group);
+      continue;
+    }
+    const key = raw.replace(/[_\s-]/g, "").toLowerCase();
+    const name = ALL_GAMES.find((g) => g.toLowerCase() === key);
+    if (!name) {
+      throw new UsageError(
+        `unknown game "${raw}"; valid games: ${ALL_GAMES.join(", ")} ` +
+          `(or a group: ${Object.keys(GROUPS).join(", ")})`,
+      );
+    }
+    out.push(name);
+  }
+  if (out.length === 0) throw new UsageError("--games is empty");
+  return [...new Set(out)];
+}
+
+function int(name: string, v: string | undefined, def: number, lo: number, hi = 2 ** 31 - 1) {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < lo || n > hi) {
+    throw new UsageError(`--${name} must be an integer in ${lo}..${hi}, got "${v}"`);
+  }
+  return n;
+}
+
+function num(name: string, v: string | undefined, def: number, lo: number, hi: number) {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n) || n < lo || n > hi) {
+    throw new UsageError(`--${name} must be a number in [${lo}, ${hi}], got "${v}"`);
+  }
+  return n;
+}
+
+function timestamp(d = new Date()): string {
+  return d.toISOString().replace(/[-:]/g, "").replace(/\..*$/, "").replace("T", "-");
+}
+
+/** Parse argv; null when --help was asked. Throws UsageError on mistakes. */
+export function parseEvalArgs(argv: string[]): EvalOptions | null {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        checkpoint: { type: "string" },
+        tokenizer: { type: "string" },
+        games: { type: "string" },
+        episodes: { type: "string" },
+        envs: { type: "string" },
+        processes: { type: "string" },
+        horizon: { type: "string" },
+        "beam-width": { type: "string" },
+        "no-plan": { type: "boolean" },
+        epsilon: { type: "string" },
+        gamma: { type: "string" },
+        "max-frames": { type: "string" },
+        seed: { type: "string" },
+        out: { type: "string" },
+        record: { type: "string" },
+        "record-steps": { type: "string" },
+        "bootstrap-reps": { type: "string" },
+        label: { type: "string" },
+        "task-proxy": { type: "boolean" },
+        quiet: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const v = parsed.values;
+  if (v.help) return null;
+  if (!v.checkpoint) throw new UsageError("--checkpoint <path> is required");
+  const envs = v.envs === undefined ? null : int("envs", v.envs, 0, 1, 1024);
+  const processes = v.processes === undefined ? null : int("processes", v.processes, 0, 1, 256);
+  return {
+    checkpoint: v.checkpoint,
+    tokenizer: v.tokenizer,
+    games: parseGames(v.games ?? "pretrain"),
+    episodes: int("episodes", v.episodes, 16, 1, 100_000),
+    envs,
+    processes,
+    horizon: int("horizon", v.horizon, 2, 0, 7),
+    beamWidth: v["beam-width"] === undefined ? null : int("beam-width", v["beam-width"], 0, 1, 18),
+    plan: !v["no-plan"],
+    epsilon: num("epsilon", v.epsilon, 0.001, 0, 1),
+    gamma: num("gamma", v.gamma, 0.99, 0, 1),
+    maxFrames: int("max-frames", v["max-frames"], 108_000, 0),
+    seed: int("seed", v.seed, 0, 0, 2 ** 30),
+    out: v.out ?? `runs/eval-${timestamp()}`,
+    record: int("record", v.record, 0, 0, 100_000),
+    recordSteps: int("record-steps", v["record-steps"], 1000, 1, 1_000_000),
+    bootstrapReps: int("bootstrap-reps", v["bootstrap-reps"], 2000, 10, 1_000_000),
+    label: v.label ?? null,
+    taskProxy: v["task-proxy"] ?? false,
+    quiet: v.quiet ?? false,
+  };
+}
