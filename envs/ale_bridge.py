@@ -48,6 +48,11 @@ def main() -> int:
         proto_fd = os.dup(1)
         os.dup2(2, 1)
     out = os.fdopen(proto_fd, "wb", buffering=0)
+    try:  # a 1 MiB pipe takes a whole observation frame in one write (Linux only)
+        import fcntl
+        fcntl.fcntl(proto_fd, 1031, 1 << 20)  # F_SETPIPE_SZ
+    except (ImportError, OSError):
+        pass
     # Ctrl-C reaches the whole process group; the parent decides when we stop
     # (it closes our stdin), so a collector can still finish its last request.
     import signal
