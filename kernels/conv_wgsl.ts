@@ -7,8 +7,9 @@
  *   forward   y  = W[O, C*KK] · im2col(x)[C*KK, N*OH*OW]          (+ bias[O])
  *   input     dx = W^T-gather[C, O*KK] · col2im(dy)[O*KK, N*H*W]   (transposed convolution)
  *   weight    dw = dy[O, N*OH*OW] · im2col(x)^T[N*OH*OW, C*KK]     (split over K when few tiles)
- * The input gradient tests, per k, whether an output pixel maps onto the input pixel
- * (divisibility by the stride); for stride s about (s^2 - 1)/s^2 of its k loads are zeros.
+ * A strided input gradient is split into stride x stride phases so no zero taps are
+ * multiplied (see `inputPhaseGemm`); with stride 1 each k tests whether the output pixel
+ * exists (padding).
  * Padding tests use u32 wrap-around: a coordinate below zero wraps to a huge value, so one
  * `< H` test covers both ends.
  *
@@ -218,6 +219,90 @@ function inputGemm(g: ConvGeometry, TK: number) {
   return { M, N, K, a, b, bindings, store };
 }
 
+/**
+ * The input gradient of a strided convolution without its zero taps ("sub-pixel"
+ * decomposition). Input pixels fall into s*s phases by (iy + pt) mod s and (ix + pl) mod s;
+ * within a phase (ry, rx) only taps ky = ry + s*a, kx = rx + s*b reach the pixel, from
+ * output (jy - a, jx - b) where iy + pt = s*jy + ry. So the GEMM has K = O * ceil(kh/s) *
+ * ceil(kw/s) instead of O * kh * kw (4 instead of 64 taps for k8 s7). Its N axis holds the
+ * phases one after another, each padded to whole TN tiles so a workgroup's phase (which the
+ * weight loads depend on) is uniform.
+ */
+function inputPhaseGemm(g: ConvGeometry, TK: number, TN: number) {
+  const [OH, OW] = convOutputSize(g);
+  const [pt, , pl] = g.pad;
+  const s = g.stride;
+  const Ty = Math.ceil(g.kh / s), Tx = Math.ceil(g.kw / s), KP = Ty * Tx;
+  const Jy = Math.ceil((g.H + pt) / s), Jx = Math.ceil((g.W + pl) / s);
+  const P = g.N * Jy * Jx; // virtual pixels per phase
+  const NP = Math.ceil(P / TN) * TN;
+  const OHW = OH * OW, KK = g.kh * g.kw;
+  const M = g.C, N = s * s * NP, K = g.O * KP;
+  const hoist = TK % KP === 0;
+  // Tap (a, b) of k and the kernel position it means in this workgroup's phase.
+  const tapA = (v: string, k: string) => [
+    `let ${v}ky = ${v}ry + ${s}u * ((${k} % ${KP}u) / ${Tx}u);`,
+    `let ${v}kx = ${v}rx + ${s}u * (${k} % ${Tx}u);`,
+    `let ${v}in = ${v}ky < ${g.kh}u && ${v}kx < ${g.kw}u;`,
+    `let ${v}wo = ${v}c + ${v}ky * ${g.kw}u + ${v}kx;`,
+  ];
+  const a: GemmOperand = {
+    X: M,
+    kFast: true,
+    setup: (v, x, uk) => [
+      `let ${v}ph = n0 / ${NP}u;`,
+      `let ${v}ry = ${v}ph / ${s}u;`,
+      `let ${v}rx = ${v}ph % ${s}u;`,
+      `let ${v}c = ${x} * ${KK}u;`,
+      ...(hoist ? [...tapA(v, uk), `let ${v}o0 = ${uk} / ${KP}u;`] : []),
+    ],
+    load: (v, k, k0) => {
+      const o = hoist ? `(${k0} / ${KP}u + ${v}o0)` : `(${k} / ${KP}u)`;
+      return {
+        pre: hoist ? [] : tapA(v, k),
+        value: `a_g[${o} * ${g.C * KK}u + ${v}wo]`,
+        cond: `${v}in`,
+      };
+    },
+  };
+  // Output (jy - a, jx - b) of image img; a negative difference wraps and fails the test.
+  const tapB = (v: string, k: string) => [
+    `let ${v}oy = ${v}jy - (${k} % ${KP}u) / ${Tx}u;`,
+    `let ${v}ox = ${v}jx - ${k} % ${Tx}u;`,
+    `let ${v}hit = ${v}ok2 && ${v}oy < ${OH}u && ${v}ox < ${OW}u;`,
+    `let ${v}sp = ${v}img + ${v}oy * ${OW}u + ${v}ox;`,
+  ];
+  const b: GemmOperand = {
+    X: N,
+    kFast: false,
+    setup: (v, x, uk) => [
+      `let ${v}w = ${x} % ${NP}u;`,
+      `let ${v}ok2 = ${v}w < ${P}u;`,
+      `let ${v}jy = (${v}w / ${Jx}u) % ${Jy}u;`,
+      `let ${v}jx = ${v}w % ${Jx}u;`,
+      `let ${v}img = (${v}w / ${Jy * Jx}u) * ${g.O * OHW}u;`,
+      ...(hoist ? [...tapB(v, uk), `let ${v}o0 = ${uk} / ${KP}u;`] : []),
+    ],
+    load: (v, k, k0) => {
+      const o = hoist ? `(${k0} / ${KP}u + ${v}o0)` : `(${k} / ${KP}u)`;
+      return {
+        pre: hoist ? [] : tapB(v, k),
+        value: `b_g[${v}sp + ${o} * ${OHW}u]`,
+        cond: `${v}hit`,
+      };
+    },
+  };
+  const bindings = [decl(0, "a_g"), decl(1, "b_g"), decl(2, "c_g", true)];
+  // Virtual pixels outside the image (padding rows, tile padding) are not stored.
+  const store = (m: string, n: string, value: string) =>
+    `{ let ph = ${n} / ${NP}u; let w = ${n} % ${NP}u; ` +
+    `let iy = ${s}u * ((w / ${Jx}u) % ${Jy}u) + ph / ${s}u${sub(pt)}; ` +
+    `let ix = ${s}u * (w % ${Jx}u) + ph % ${s}u${sub(pl)}; ` +
+    `if (w < ${P}u && iy < ${g.H}u && ix < ${g.W}u) { ` +
+    `c_g[(((w / ${Jy * Jx}u) * ${M}u + ${m}) * ${g.H}u + iy) * ${g.W}u + ix] = ${value}; } }`;
+  return { M, N, K, a, b, bindings, store };
+}
+
 /** dw[o, c, ky, kx] = sum over n, oy, ox of dy[n, o, oy, ox] x[n, c, oy*s + ky - pt, ...]. */
 function weightGemm(g: ConvGeometry) {
   const [OH, OW] = convOutputSize(g);
@@ -286,14 +371,18 @@ export function planConv(
 ): ConvPlan {
   checkGeometry(g);
   const KK = g.kh * g.kw;
-  const TK = kind === "weight" ? 16 : sliceDepth(KK);
-  const gemm = kind === "forward"
-    ? forwardGemm(g, !!opts.bias, TK)
-    : kind === "input"
-    ? inputGemm(g, TK)
-    : weightGemm(g);
-  const { M, N, K } = gemm;
-  const mm: MatmulSpec = {
+  const phases = kind === "input" && g.stride > 1;
+  const taps = phases ? Math.ceil(g.kh / g.stride) * Math.ceil(g.kw / g.stride) : KK;
+  const TK = kind === "weight" ? 16 : sliceDepth(taps);
+  const gemmOf = (TN: number) =>
+    kind === "forward"
+      ? forwardGemm(g, !!opts.bias, TK)
+      : phases
+      ? inputPhaseGemm(g, TK, TN)
+      : kind === "input"
+      ? inputGemm(g, TK)
+      : weightGemm(g);
+  const mmOf = (M: number, N: number, K: number): MatmulSpec => ({
     batch: 1,
     M,
     N,
@@ -302,9 +391,16 @@ export function planConv(
     transB: false,
     aBatchStride: 0,
     bBatchStride: 0,
-  };
+  });
+  // The phase GEMM's N depends on the tile (padding); size the tile on the unpadded sizes.
+  const rough = phases
+    ? mmOf(g.C, g.N * g.H * g.W, g.O * taps)
+    : (({ M, N, K }) => mmOf(M, N, K))(gemmOf(0));
   // The slice depth is the convolution's own choice, also for a forced tile.
-  let tile = { ...(opts.tile ?? chooseConvTile(mm, limits)), TK };
+  let tile = { ...(opts.tile ?? chooseConvTile(rough, limits)), TK };
+  const gemm = gemmOf(tile.TN);
+  const { M, N, K } = gemm;
+  const mm = mmOf(M, N, K);
   let parts = 1;
   if (kind === "weight" && opts.splitK !== undefined) {
     if (opts.splitK === "auto") {
@@ -332,5 +428,6 @@ export function planConv(
     label,
   };
   const code = generateImplicitGemm(spec, gemm.a, gemm.b, tile, workgroups);
-  return { code, workgroups, label, tile, M, N, K, parts, outElems: M * N * parts };
+  const outElems = kind === "input" ? g.N * g.C * g.H * g.W : M * N * parts;
+  return { code, workgroups, label, tile, M, N, K, parts, outElems };
 }

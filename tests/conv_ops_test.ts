@@ -29,6 +29,9 @@ const CASES: Case[] = [
   { N: 2, C: 2, H: 15, W: 15, O: 3, k: 8, stride: 7, pad: [0, 1, 0, 1], bias: false },
   { N: 3, C: 5, H: 4, W: 5, O: 7, k: 1, stride: 1, pad: [0, 0, 0, 0], bias: true },
   { N: 1, C: 1, H: 9, W: 9, O: 1, k: 3, stride: 2, pad: [2, 0, 1, 0], bias: true },
+  // Input-gradient phases: stride 3 with uneven padding; 25 taps per phase (no hoisting).
+  { N: 2, C: 3, H: 11, W: 10, O: 4, k: 5, stride: 3, pad: [2, 1, 0, 2], bias: false },
+  { N: 1, C: 2, H: 12, W: 12, O: 3, k: 9, stride: 2, pad: [1, 1, 1, 1], bias: true },
 ];
 
 for (const c of CASES) {
