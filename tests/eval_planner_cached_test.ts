@@ -72,6 +72,30 @@ Deno.test("planner on the tiny world-action model: KV-cache branching equals rec
   }
 });
 
+Deno.test("planner on the tiny world-action model: batched environments decide as each alone", async () => {
+  const opts = { horizon: 2, beamWidth: 2, keepPaths: true };
+  const [a, v, p] = await plan(cached, 2, 2, opts, 21);
+  const c = contexts(2, 2, 21);
+  const rows = await readAll([c.tokens, c.tasks, c.valid]);
+  [c.tokens, c.tasks, c.valid].forEach((t) => t.dispose());
+  const t = c.tokens.shape[1];
+  for (let i = 0; i < 2; i++) {
+    const outs = tidy(() => {
+      const r = beamSearch(cached, {
+        tokens: tensor(rows[0].subarray(i * t, (i + 1) * t), [1, t], "i32"),
+        tasks: tensor(rows[1].subarray(i, i + 1), [1], "i32"),
+        valid: tensor(rows[2].subarray(i * 18, (i + 1) * 18), [1, 18]),
+      }, opts);
+      return [r.actions, r.values!, r.paths!];
+    });
+    const [a1, v1, p1] = await readAll(outs);
+    outs.forEach((x) => x.dispose());
+    assert.equal(a1[0], a[i], `env ${i}`);
+    assert.ok(Math.abs(v1[0] - v[i]) < 1e-4);
+    assert.deepEqual(Array.from(p1), Array.from(p.subarray(i * 72, (i + 1) * 72)));
+  }
+});
+
 Deno.test("planner on the tiny world-action model: K = 1 equals the greedy Q policy", async () => {
   const [a] = await plan(cached, 3, 2, { horizon: 2, beamWidth: 1, keepPaths: true }, 5);
   const g = tidy(() => {
