@@ -6,6 +6,8 @@
  * @module
  */
 import { describeAdapter } from "../kernels/device.ts";
+import { EnvError } from "../envs/python_env.ts";
+import { SafetensorsError } from "../models/checkpoint.ts";
 import { initRuntime } from "../kernels/runtime.ts";
 import { StepProgress } from "../util/progress.ts";
 import { PlanningAgent } from "./agent.ts";
@@ -143,7 +145,11 @@ if (import.meta.main) {
   try {
     await evaluate(opts);
   } catch (e) {
-    if (e instanceof CheckpointError || e instanceof UsageError) {
+    // Problems the user can fix print as one line, without a stack trace.
+    if (
+      e instanceof CheckpointError || e instanceof UsageError || e instanceof SafetensorsError ||
+      e instanceof EnvError
+    ) {
       console.error(`error: ${e.message}`);
       Deno.exit(e instanceof UsageError ? 2 : 1);
     }
