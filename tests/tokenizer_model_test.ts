@@ -6,13 +6,16 @@
  *   block per level, so the float64 finite differences stay fast): the gradient of every
  *   parameter tensor matches central differences along a random +-1 direction (a
  *   directional derivative covers every entry of the tensor at once);
- * - encode/decode shapes and consistency with forward.
+ * - encode/decode shapes and consistency with forward;
+ * - the perceptual term's wiring (a stand-in distance) and the log line without LPIPS weights.
  */
 import assert from "node:assert/strict";
 import { initRuntime } from "../kernels/runtime.ts";
 import { backward } from "../kernels/autograd.ts";
 import { readAll, tensor, tidy } from "../kernels/tensor.ts";
 import { TINY_TOKENIZER, Tokenizer, type TokenizerConfig } from "../models/tokenizer.ts";
+import { loadPerceptual } from "../models/tokenizer_train.ts";
+import { mean, mul, reshape, sub } from "../kernels/ops/mod.ts";
 import { cpuTokenizer, type Params } from "./helpers/cpu_tokenizer.ts";
 import { assertClose, rng } from "./helpers/reference.ts";
 
@@ -151,4 +154,30 @@ Deno.test("encode -> [N, 36] ids, decode -> [N, 1, 84, 84]; both agree with forw
   assert.ok(Array.from(a).every((v) => v >= 0 && v < TINY_TOKENIZER.vocab));
   assertClose(d, fr, { atol: 1e-5, rtol: 1e-5, what: "decode(encode(x)) vs forward's recon" });
   for (const t of [ids, ids2, dec, ...Object.values(out)]) t?.dispose();
+});
+
+Deno.test("a perceptual term joins the loss with weight 1; without weights that is logged", async () => {
+  const model = new Tokenizer({ ...TINY_TOKENIZER, seed: 3 });
+  const bytes = frames(2, 84, 7);
+  // A stand-in perceptual distance (LPIPS itself is tested in lpips_test.ts): mean |x - y|^2.
+  model.perceptual = {
+    distance: (x, y) => {
+      const d = sub(x, y);
+      return mean(reshape(mul(d, d), [x.shape[0], -1]), 1);
+    },
+  };
+  const out = tidy(() => model.forward(bytes));
+  const [loss, rl, cl, ml, pl] = await readAll([
+    out.loss,
+    out.reconLoss,
+    out.codebookLoss,
+    out.commitmentLoss,
+    out.perceptualLoss!,
+  ]);
+  assert.ok(pl[0] > 0);
+  assertClose([loss[0]], [rl[0] + cl[0] + ml[0] + pl[0]], { atol: 1e-6, rtol: 1e-6, what: "loss" });
+  for (const t of Object.values(out)) t?.dispose();
+  const logged: string[] = [];
+  assert.equal(await loadPerceptual(undefined, (m) => logged.push(m)), null);
+  assert.match(logged[0], /without the perceptual term/);
 });
