@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { initRuntime } from "../kernels/runtime.ts";
 import { evaluate } from "../eval/evaluate.ts";
 import { parseEvalArgs } from "../eval/eval_options.ts";
+import { resolveCheckpoint } from "../eval/checkpoint_loader.ts";
 import type { ResultsDocument } from "../eval/results_writer.ts";
 import { writeTinyCheckpoint } from "./helpers/eval_tiny_checkpoint.ts";
 
@@ -56,6 +57,31 @@ Deno.test("eval options: groups, ROM ids and defaults", () => {
   assert.equal(o.plan, true);
   assert.equal(parseEvalArgs(["--checkpoint", "c", "--no-plan"])!.plan, false);
   assert.equal(parseEvalArgs(["--checkpoint", "c"])!.games.length, 15);
+});
+
+Deno.test("eval checkpoint resolution: checkpoint dir, run dir (newest complete), file", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "jowa-eval-ckpt-" });
+  try {
+    const step = (n: string, complete: boolean) => {
+      const d = path.join(tmp, "run", "checkpoints", n);
+      Deno.mkdirSync(d, { recursive: true });
+      Deno.writeTextFileSync(path.join(d, "world_action.safetensors"), "");
+      Deno.writeTextFileSync(path.join(d, "tokenizer.safetensors"), "");
+      if (complete) Deno.writeTextFileSync(path.join(d, "state.json"), "{}");
+      return d;
+    };
+    const s2 = step("step-000002", true);
+    step("step-000004", false); // incomplete: skipped
+    const run = path.join(tmp, "run");
+    assert.equal(resolveCheckpoint(run).worldAction, path.join(s2, "world_action.safetensors"));
+    assert.equal(resolveCheckpoint(s2).tokenizer, path.join(s2, "tokenizer.safetensors"));
+    const file = path.join(s2, "world_action.safetensors");
+    assert.equal(resolveCheckpoint(file).worldAction, file);
+    assert.throws(() => resolveCheckpoint(tmp), /no checkpoint here/);
+    assert.throws(() => resolveCheckpoint(file, path.join(tmp, "none")), /none not found/);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
 });
 
 Deno.test("eval end to end: tiny checkpoint on Pong with planning writes well-formed results", async () => {
