@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { lpipsParameterShapes } from "./lpips.ts";
 import { parseArgs } from "node:util";
 import { CONFIGS, type WorldActionConfig } from "./configs.ts";
 import {
@@ -102,13 +103,19 @@ if (import.meta.main) {
       }
       const paper = tok.paper;
       if (paper !== undefined) {
+        const vgg = [...lpipsParameterShapes().values()]
+          .reduce((a, shape) => a + shape.reduce((x, y) => x * y, 1), 0);
+        console.log(`LPIPS VGG16 (frozen, only for the perceptual loss): ${fmt(vgg)}`);
         for (const r of rows.filter((r) => r.config !== "tiny")) {
+          const all = r.total + paper + vgg + r.target_q;
           console.log(
             `JOWA-${r.config}: world-action ${fmt(r.total)} + tokenizer ${fmt(paper)} = ${
               fmt(r.total + paper)
-            }`,
+            }; with LPIPS and the target Q head ${fmt(all)}`,
           );
         }
+        // The paper's size names match the last figure (37.9M, 72.2M, 146.5M) better than the
+        // trainable counts: it appears to count every network of the agent.
       }
     }
   }
