@@ -21,6 +21,7 @@ import { foldGrid } from "./matmul_grid.ts";
 import {
   chooseSplit,
   chooseTile,
+  MATMUL_TILES,
   type MatmulLimits,
   type MatmulSpec,
   type MatmulTile,
@@ -62,16 +63,39 @@ export interface ConvPlan {
   outElems: number;
 }
 
+/** Extra short-row tiles for narrow layers (8 channels: the matmul's shortest is 16). */
+const NARROW_TILES: MatmulTile[] = [
+  { TM: 8, TN: 128, TK: 16, RM: 4, RN: 4 },
+  { TM: 8, TN: 64, TK: 16, RM: 4, RN: 4 },
+  { TM: 8, TN: 32, TK: 16, RM: 4, RN: 4 },
+];
+/** Enough workgroups to keep a large GPU busy (as the matmul planner). */
+const TARGET_WORKGROUPS = 256;
+
 /**
- * Tile for a convolution GEMM: the matmul planner's for wide outputs (M >= 64 channels);
- * below that a tile only as tall as the channel count (8, 16 or 32), since the matmul's
- * smallest row tile (16) would leave half of an 8-channel tile idle.
+ * Tile for a convolution GEMM with slice depth TK. Unlike the matmul planner, a tile is never
+ * taller than the channel count rounded up to a power of two (64 channels must not run in
+ * half-empty 128-row tiles), and workgroup memory is checked with the real TK (18 for 3x3).
+ * Among the tiles that fit, the most work per thread wins once the grid has enough
+ * workgroups; otherwise the tile with the most workgroups.
  */
-export function chooseConvTile(mm: MatmulSpec, limits: MatmulLimits): MatmulTile {
-  if (mm.M >= 64) return chooseTile(mm, limits);
-  const TM = mm.M <= 8 ? 8 : mm.M <= 16 ? 16 : 32;
-  const TN = mm.N >= 4096 ? 128 : mm.N >= 256 ? 64 : 32;
-  return { TM, TN, TK: 16, RM: 4, RN: 4 };
+export function chooseConvTile(mm: MatmulSpec, limits: MatmulLimits, TK = 16): MatmulTile {
+  let rows = 8;
+  while (rows < mm.M && rows < 128) rows *= 2;
+  let cols = 16;
+  while (cols < mm.N && cols < 128) cols *= 2;
+  const fits = (t: MatmulTile) =>
+    t.TM <= rows && t.TN <= cols &&
+    (t.TM / t.RM) * (t.TN / t.RN) <= limits.maxComputeInvocationsPerWorkgroup &&
+    (t.TM + t.TN) * TK * 4 <= limits.maxComputeWorkgroupStorageSize;
+  const candidates = [...MATMUL_TILES, ...NARROW_TILES].filter(fits);
+  if (candidates.length === 0) return chooseTile(mm, limits);
+  const count = (t: MatmulTile) => Math.ceil(mm.M / t.TM) * Math.ceil(mm.N / t.TN);
+  // Most outputs per thread first, then the taller/wider tile (fewer redundant loads).
+  candidates.sort((a, b) => b.RM * b.RN - a.RM * a.RN || b.TM * b.TN - a.TM * a.TN);
+  const full = candidates.find((t) => count(t) >= TARGET_WORKGROUPS);
+  if (full) return full;
+  return candidates.reduce((best, t) => (count(t) > count(best) ? t : best));
 }
 
 /** Output height and width; throws when the kernel does not fit the padded input. */
@@ -397,7 +421,7 @@ export function planConv(
     ? mmOf(g.C, g.N * g.H * g.W, g.O * taps)
     : (({ M, N, K }) => mmOf(M, N, K))(gemmOf(0));
   // The slice depth is the convolution's own choice, also for a forced tile.
-  let tile = { ...(opts.tile ?? chooseConvTile(rough, limits)), TK };
+  let tile = { ...(opts.tile ?? chooseConvTile(rough, limits, TK)), TK };
   const gemm = gemmOf(tile.TN);
   const { M, N, K } = gemm;
   const mm = mmOf(M, N, K);
