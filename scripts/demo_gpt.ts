@@ -7,7 +7,6 @@
 import { parseArgs } from "node:util";
 import {
   backward,
-  crossEntropy,
   describeAdapter,
   initRuntime,
   readAll,
