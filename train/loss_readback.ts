@@ -26,6 +26,9 @@ export interface NonFinite {
   value: number;
 }
 
+/** Loss names that are sums of other parts. */
+const AGGREGATES = new Set(["total", "world", "action", "tok_total"]);
+
 interface Pending {
   step: number;
   stage: 1 | 2;
@@ -75,7 +78,13 @@ export class LossReadback {
       for (const [name] of p.losses) losses[name] = values[k++][0];
       for (const [name] of p.norms) gradNorm[name] = values[k++][0];
       if (!nonFinite) {
-        const bad = Object.entries(losses).find(([, v]) => !Number.isFinite(v)) ??
+        // Name the most specific part: sums (total, world, ...) are non-finite whenever one
+        // of their terms is.
+        const entries = Object.entries(losses);
+        const bad = [
+          ...entries.filter(([n]) => !AGGREGATES.has(n)),
+          ...entries.filter(([n]) => AGGREGATES.has(n)),
+        ].find(([, v]) => !Number.isFinite(v)) ??
           Object.entries(gradNorm).map(([n, v]) => [`grad_norm.${n}`, v] as [string, number])
             .find(([, v]) => !Number.isFinite(v));
         if (bad) nonFinite = { step: p.step, stage: p.stage, part: bad[0], value: bad[1] };

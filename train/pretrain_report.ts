@@ -50,7 +50,7 @@ export async function writePretrainReport(run: RunDir, r: PretrainReportInput): 
 
 /** Real frames (one per game, up to 4) and their reconstructions through the tokens. */
 async function reconstruct(tok: Tokenizer, dirs: string[]): Promise<ReconstructionPair[]> {
-  const n = Math.min(4, Math.max(dirs.length, 2));
+  const n = 4; // a fixed count reuses compiled shapes when the tokenizer batch is 4
   const s = await openSampler(dirs, { batchSize: n, segmentLength: 1, seed: 12345, workers: 0 });
   try {
     const b = await s.next();

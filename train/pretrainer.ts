@@ -43,7 +43,7 @@ import { MetricsLog } from "./metrics_log.ts";
 import type { PretrainConfig } from "./pretrain_options.ts";
 import { writePretrainReport } from "./pretrain_report.ts";
 import { RunDir, writeFileAtomic } from "./run_dir.ts";
-import { frameEncoder, makeTokenizer, tokenizerStep } from "./tokenizer_stage.ts";
+import { ENCODE_CHUNK, frameEncoder, makeTokenizer, tokenizerStep } from "./tokenizer_stage.ts";
 import {
   loadTrainCheckpoint,
   type ModulePart,
@@ -52,7 +52,7 @@ import {
   saveTrainCheckpoint,
 } from "./train_checkpoint.ts";
 import { worldBatchArrays } from "./world_batch.ts";
-import { worldActionLosses } from "./world_step.ts";
+import { worldActionStep } from "./world_step.ts";
 
 /** How a run ended. */
 export interface PretrainResult {
@@ -275,11 +275,16 @@ export async function pretrain(
         const dst = path.join(run.tokens, path.basename(d));
         if (fs.existsSync(path.join(dst, "manifest.json"))) continue;
         log(`tokenizing ${path.basename(d)} with the frozen tokenizer into ${dst}`);
-        await tokenizeStore(d, dst, frameEncoder(tok, 64), {
-          tokenizer: { config: cfg.tokenizer, step, run: run.root },
-          vocabSize: tok.cfg.vocab,
-          restart: true,
-        });
+        await tokenizeStore(
+          d,
+          dst,
+          frameEncoder(tok, Math.min(cfg.batch * cfg.segmentLength, ENCODE_CHUNK)),
+          {
+            tokenizer: { config: cfg.tokenizer, step, run: run.root },
+            vocabSize: tok.cfg.vocab,
+            restart: true,
+          },
+        );
       }
     }
     wmOpt.dispose();
@@ -326,15 +331,12 @@ export async function pretrain(
           norms.tokenizer = snapshot(tokOpt.clipStats);
           ids = t.ids;
         }
-        const parts = worldActionLosses(model, arrays, {
+        const parts = worldActionStep(model, wmOpt, arrays, {
           joint: stage === 2,
           stepSeed: seed,
           weights: { beta: cfg.beta, alpha: cfg.alpha, gamma: cfg.gamma },
           obsTokens: ids,
         });
-        wmOpt.zeroGrad();
-        backward(parts.total);
-        wmOpt.update();
         norms.world_action = snapshot(wmOpt.clipStats);
         for (const [k, v] of Object.entries(parts)) if (v) out[k] = v;
         return { out, norms };

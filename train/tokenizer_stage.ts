@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { concat } from "../kernels/ops/mod.ts";
 import { readAll, type Tensor } from "../kernels/tensor.ts";
 import { Tokenizer, TOKENIZER_CONFIGS } from "../models/tokenizer.ts";
 import { FRAME_BYTES } from "./data/mod.ts";
@@ -60,20 +61,43 @@ export function tokenizerStep(
     tok_commit: out.commitmentLoss,
   };
   if (out.perceptualLoss) parts.tok_perceptual = out.perceptualLoss;
-  const ids = (all ? out.indices : tok.encode(frames)).view([B, L, tok.tokensPerFrame]);
+  const ids = (all ? out.indices : encodeChunked(tok, frames, ENCODE_CHUNK))
+    .view([B, L, tok.tokensPerFrame]);
   return { losses: { total: out.loss, parts }, ids };
 }
 
-/** A FrameEncoder for tokenizeStore: encodes `chunk` frames per GPU pass. */
+/** Frames per encoder pass: bounds activation memory (the paper tokenizer at 84x84). */
+export const ENCODE_CHUNK = 256;
+
+/** Token ids i32 [F, 36] of frames [F, 84, 84], `chunk` frames per encoder pass. */
+export function encodeChunked(tok: Tokenizer, frames: Uint8Array, chunk: number): Tensor {
+  const F = frames.length / FRAME_BYTES;
+  if (F <= chunk) return tok.encode(frames);
+  const parts: Tensor[] = [];
+  for (let s = 0; s < F; s += chunk) {
+    parts.push(tok.encode(frames.subarray(s * FRAME_BYTES, Math.min(F, s + chunk) * FRAME_BYTES)));
+  }
+  return concat(parts, 0);
+}
+
+/**
+ * A FrameEncoder for tokenizeStore: encodes `chunk` frames per GPU pass. The last chunk of
+ * an episode is zero-padded to `chunk` frames: kernels are compiled per shape, so one shape
+ * for every call avoids a compilation per distinct episode length.
+ */
 export function frameEncoder(tok: Tokenizer, chunk = 256): FrameEncoder {
+  const buf = new Uint8Array(chunk * FRAME_BYTES);
   return async (frames: Uint8Array, T: number) => {
-    const out = new Uint16Array(T * tok.tokensPerFrame);
+    const P = tok.tokensPerFrame;
+    const out = new Uint16Array(T * P);
     for (let s = 0; s < T; s += chunk) {
-      const e = Math.min(T, s + chunk);
-      const ids = tok.encode(frames.subarray(s * FRAME_BYTES, e * FRAME_BYTES));
+      const n = Math.min(T, s + chunk) - s;
+      buf.fill(0);
+      buf.set(frames.subarray(s * FRAME_BYTES, (s + n) * FRAME_BYTES));
+      const ids = tok.encode(buf);
       const [v] = await readAll([ids]);
       ids.dispose();
-      out.set(v, s * tok.tokensPerFrame);
+      out.set(v.subarray(0, n * P), s * P);
     }
     return out;
   };

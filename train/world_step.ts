@@ -10,6 +10,8 @@
  * @module
  */
 import { add, concat, crossEntropy, mulScalar, reshape, slice } from "../kernels/ops/mod.ts";
+import { backward } from "../kernels/autograd.ts";
+import type { AdamW } from "../kernels/optim.ts";
 import { type Tensor, tensor } from "../kernels/tensor.ts";
 import { nextObservationRows, type WorldActionModel } from "../models/world_action_model.ts";
 import { c51TdLoss, cqlPenalty } from "./losses.ts";
@@ -113,4 +115,29 @@ function expandMask(m: Float32Array, P: number): Float32Array {
   const out = new Float32Array(m.length * P);
   for (let i = 0; i < m.length; i++) out.fill(m[i], i * P, (i + 1) * P);
   return out;
+}
+
+/** Options of {@link worldActionStep}. */
+export interface WorldActionStepOptions {
+  joint: boolean;
+  stepSeed: number;
+  weights?: JointWeights;
+  obsTokens?: Tensor;
+}
+
+/**
+ * One optimizer step of the world-action model (inside the caller's `tidy`): losses,
+ * backward from the total, AdamW update. Returns the loss parts (scalars, still on the GPU).
+ */
+export function worldActionStep(
+  model: WorldActionModel,
+  opt: AdamW,
+  a: WorldBatchArrays,
+  opts: WorldActionStepOptions,
+): WorldLossParts {
+  const parts = worldActionLosses(model, a, opts);
+  opt.zeroGrad();
+  backward(parts.total);
+  opt.update();
+  return parts;
 }
