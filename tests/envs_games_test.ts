@@ -44,10 +44,14 @@ Deno.test("envs games: static minimal action sets equal the live ALE ones", asyn
   });
 });
 
-const SCORES = "/work/shared/reference/scores.json";
+// The reference facts live outside the repository; use them where this machine has them.
+const SCORES = [
+  new URL("../shared/reference/scores.json", import.meta.url).pathname,
+  "/work/shared/reference/scores.json",
+].find((p) => existsSync(p)) ?? "";
 Deno.test({
   name: "envs games: table equals the reference scores.json",
-  ignore: !existsSync(SCORES),
+  ignore: SCORES === "",
   fn: () => {
     const ref = JSON.parse(readFileSync(SCORES, "utf8")).games;
     assertEquals(Object.keys(GAMES).sort(), Object.keys(ref).sort());
