@@ -34,6 +34,9 @@ export { Embedding, InitRng, LayerNorm, Linear } from "./kernels/nn.ts";
 export { Block, Gpt, type GptConfig, SeedStream } from "./models/transformer.ts";
 export * from "./models/checkpoint.ts";
 
+// Atari environments
+export * from "./envs/mod.ts";
+
 // Offline data (namespaced: DataError, Rng, ... would clash at top level)
 export * as data from "./train/data/mod.ts";
 
