@@ -5,14 +5,7 @@
  *   deno task demo [--steps 300] [--length 6] [--batch 32]
  */
 import { parseArgs } from "node:util";
-import {
-  backward,
-  describeAdapter,
-  initRuntime,
-  readAll,
-  tensor,
-  tidy,
-} from "../mod.ts";
+import { backward, describeAdapter, initRuntime, readAll, tensor, tidy } from "../mod.ts";
 import { argmax } from "../kernels/ops/mod.ts";
 import { AdamW } from "../kernels/optim.ts";
 import { Gpt } from "../models/transformer.ts";
