@@ -4,18 +4,9 @@
  * @module
  */
 import { NUM_FULL_ACTIONS } from "./games.ts";
+import { mulberry32 } from "../util/rng.ts";
 
-/** Deterministic mulberry32 generator returning floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 /** What a policy sees at each step. */
 export interface PolicyInput {

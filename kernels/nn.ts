@@ -8,21 +8,15 @@ import { Module } from "./module.ts";
 import { layerNorm, matmul } from "./ops/mod.ts";
 import { indexSelect } from "./ops/gather.ts";
 import { type Tensor, tensor } from "./tensor.ts";
+import { mulberry32 } from "../util/rng.ts";
 
 /** A seeded normal sampler (mulberry32 + Box-Muller) for reproducible initialization. */
 export class InitRng {
-  #s: number;
-  constructor(seed: number) {
-    this.#s = seed >>> 0;
-  }
-
   /** Uniform in [0, 1). */
-  uniform(): number {
-    this.#s = (this.#s + 0x6d2b79f5) >>> 0;
-    let t = this.#s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  readonly uniform: () => number;
+
+  constructor(seed: number) {
+    this.uniform = mulberry32(seed);
   }
 
   /** `n` samples of N(0, std^2). */

@@ -1,3 +1,4 @@
+import { mulberry32 } from "../util/rng.ts";
 /**
  * Fused attention WGSL kernels on the local WebGPU adapter vs the float64 CPU reference:
  * forward (O and logsumexp) and backward (dQ, dK, dV) for causal, full, causal with an
@@ -34,15 +35,8 @@ const opts = { sanitizeOps: false, sanitizeResources: false };
 
 /** Deterministic uniform values in [-1, 1) (mulberry32). */
 function randoms(n: number, seed: number): Float32Array<ArrayBuffer> {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let x = 0; x < n; x++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    out[x] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
-  }
-  return out;
+  const r = mulberry32(seed);
+  return Float32Array.from({ length: n }, () => r() * 2 - 1);
 }
 
 /**

@@ -1,3 +1,4 @@
+import { mulberry32 } from "../util/rng.ts";
 /**
  * Shared helpers for the checkpoint tests: the Python reference, seeded randomness, temp dirs.
  * @module
@@ -23,16 +24,7 @@ export async function reference<T>(...args: string[]): Promise<T> {
 }
 
 /** Deterministic PRNG (mulberry32) returning floats in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng: (seed: number) => () => number = mulberry32;
 
 /** Random bytes from a seeded generator. */
 export function randomBytes(next: () => number, n: number): Uint8Array {

@@ -1,3 +1,4 @@
+import { mulberry32 } from "../util/rng.ts";
 /**
  * Shared helpers for the envs_* tests: the Python reference runner and a small PRNG.
  * @module
@@ -23,16 +24,7 @@ export async function runReference(
 }
 
 /** Deterministic mulberry32 PRNG in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const prng: (seed: number) => () => number = mulberry32;
 
 /** Hex SHA-256 of some bytes. */
 export async function sha256(data: Uint8Array): Promise<string> {

@@ -1,3 +1,4 @@
+import { mulberry32 } from "../util/rng.ts";
 /**
  * Generated matmul shaders, dispatched through raw WebGPU, against a float64 CPU reference.
  *
@@ -21,14 +22,8 @@ const GPU_TEST = { sanitizeOps: false, sanitizeResources: false };
 
 /** Deterministic uniform [-1, 1) generator so failures reproduce. */
 function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 2 ** 32) * 2 - 1;
-  };
+  const r = mulberry32(seed);
+  return () => r() * 2 - 1;
 }
 
 function fill(n: number, rand: () => number): Float32Array<ArrayBuffer> {

@@ -1,3 +1,4 @@
+import { mulberry32 } from "../../util/rng.ts";
 /**
  * A hand-built world model for planner tests: a tabular MDP on the GPU. A sequence's state is
  * a node id; the context's last token is the root node; action a from node s leads to
@@ -95,14 +96,7 @@ export class StubPlanningModel implements PlanningModel<StubState> {
 
 /** A random MDP: rewards in {-1, 0, 1}, Q uniform in [-2, 2], random transitions. */
 export function randomMdp(states: number, actions: number, seed: number): TabularMdp {
-  let s = seed >>> 0;
-  const rand = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = mulberry32(seed);
   const n = states * actions;
   return {
     states,

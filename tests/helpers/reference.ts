@@ -3,18 +3,10 @@
  * worst element.
  */
 import { AssertionError } from "node:assert/strict";
+import { mulberry32 } from "../../util/rng.ts";
 
-/** Mulberry32: small, seeded, reproducible. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded uniform [0, 1) generator (mulberry32, util/rng.ts). */
+export const rng: (seed: number) => () => number = mulberry32;
 
 /** `n` uniform values in [lo, hi) as float64, rounded to float32 so GPU and CPU see the same inputs. */
 export function randArray(n: number, seed: number, lo = -1, hi = 1): Float64Array {

@@ -1,0 +1,16 @@
+/** The project's small seeded PRNG, shared by initialization, policies and tests. */
+
+/**
+ * mulberry32: a 32-bit state generator of floats in [0, 1). Fast, seedable, reproducible
+ * across platforms; not for cryptography.
+ */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
