@@ -151,9 +151,11 @@ export async function pretrain(
     { file: "world_action", module: model, extra: model.targetTensors(), config: wcfg },
     ...(tok ? [{ file: "tokenizer", module: tok as Tokenizer, config: tok.cfg }] : []),
   ];
+  const wmNames = model.namedParameters().map(([n]) => n);
+  const tokNames = tok ? tok.namedParameters().map(([n]) => n) : [];
   const optimizers = (): OptimizerPart[] => [
-    { name: "world_action", opt: wmOpt },
-    ...(tokOpt && stage === 1 ? [{ name: "tokenizer", opt: tokOpt }] : []),
+    { name: "world_action", opt: wmOpt, paramNames: wmNames },
+    ...(tokOpt && stage === 1 ? [{ name: "tokenizer", opt: tokOpt, paramNames: tokNames }] : []),
   ];
 
   if (ckpt) {
@@ -184,7 +186,9 @@ export async function pretrain(
   const t0 = performance.now();
   const lastLosses: Record<string, number> = {};
 
+  let lastCkptStep = ckpt ? step : -1;
   const saveCheckpoint = async () => {
+    lastCkptStep = step;
     lastCkpt = await saveTrainCheckpoint(run, modules(), optimizers(), {
       step,
       stage,
@@ -355,6 +359,12 @@ export async function pretrain(
       } else {
         await rt.flush();
       }
+    }
+    if (stop && lastCkptStep !== step) {
+      // Interrupted after this step's checkpoint decision: read back, then save.
+      const bad = await drain();
+      if (bad) return stopNonFinite(bad);
+      await saveCheckpoint();
     }
     bar.finish();
     if (stop) {

@@ -28,6 +28,11 @@ export interface ModulePart {
 export interface OptimizerPart {
   name: string;
   opt: AdamW;
+  /**
+   * Parameter names in the optimizer's order (`Module.namedParameters()`): explicit because a
+   * tensor's `.name` follows whichever module last listed it.
+   */
+  paramNames: readonly string[];
 }
 
 /** What a checkpoint holds besides tensors; must be JSON-serializable. */
@@ -82,7 +87,7 @@ export async function saveTrainCheckpoint(
 
 async function saveOptimizer(file: string, o: OptimizerPart): Promise<void> {
   const s = o.opt.stateTensors();
-  const names = o.opt.params.map((p, i) => p.name || `param${i}`);
+  const names = o.paramNames;
   const values = await readAll([...s.m, ...s.v]);
   const tensors = new Map<string, { dtype: "F32"; shape: readonly number[]; data: Float32Array }>();
   names.forEach((n, i) => {
@@ -115,8 +120,13 @@ export async function loadTrainCheckpoint(
     const file = path.join(dir, `optim_${o.name}.safetensors`);
     const f = await readSafetensors(file);
     const s = o.opt.stateTensors();
-    o.opt.params.forEach((p, i) => {
-      const n = p.name || `param${i}`;
+    if (o.paramNames.length !== o.opt.params.length) {
+      throw new Error(
+        `optimizer ${o.name}: ${o.paramNames.length} names for ${o.opt.params.length} parameters`,
+      );
+    }
+    o.opt.params.forEach((_, i) => {
+      const n = o.paramNames[i];
       const m = f.tensors.get(`m.${n}`), v = f.tensors.get(`v.${n}`);
       if (!m || !v) throw new Error(`${file}: no moments for parameter '${n}'`);
       assignValues(s.m[i], m.toFloat32());
