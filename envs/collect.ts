@@ -6,7 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { collect, type CollectSummary } from "./collector.ts";
-import { ProgressBar } from "./progress.ts";
+import { StepProgress } from "../util/progress.ts";
 import { EnvError } from "./python_env.ts";
 import { BridgeError } from "./bridge_process.ts";
 
@@ -87,7 +87,7 @@ async function main(args: string[]): Promise<number> {
   const games = values.games.split(",").map((g) => g.trim()).filter((g) => g);
   const steps = int("steps", values.steps, 10_000);
   const sticky = values.sticky === undefined ? 0 : Number(values.sticky);
-  const bar = new ProgressBar(steps * games.length, "collect", "steps");
+  const bar = new StepProgress({ label: "collect", total: steps * games.length });
   const ac = new AbortController();
   let interrupts = 0;
   const onSigint = () => {
@@ -113,7 +113,8 @@ async function main(args: string[]): Promise<number> {
       signal: ac.signal,
       onProgress: (d) => bar.update(d),
     });
-    bar.done(summary.games.reduce((n, g) => n + g.transitions, 0));
+    bar.update(summary.games.reduce((n, g) => n + g.transitions, 0));
+    bar.finish();
     printSummary(summary);
     return summary.interrupted ? 130 : 0;
   } finally {

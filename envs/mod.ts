@@ -56,4 +56,4 @@ export {
   randomValidAction,
   uniformPolicy,
 } from "./policies.ts";
-export { ProgressBar } from "./progress.ts";
+export { StepProgress } from "../util/progress.ts";

@@ -1,7 +1,9 @@
 /**
- * A one-line progress bar on stderr for step-counted work: count, rate, ETA and a few live
- * fields (losses). Redraws at most 10 times a second; silent when stderr is not a terminal
- * unless forced, so logs stay clean.
+ * The project's progress bar, on stderr: count, rate, ETA and a few live fields (losses).
+ *
+ * On a terminal it redraws one line at most 10 times a second. Elsewhere (logs, CI, a pipe)
+ * it prints a plain line at most every `logEvery` seconds, plus the first and the final
+ * state, so logs stay readable; `force` prints there at the terminal rate.
  *
  * @module
  */
@@ -10,47 +12,64 @@
 export interface StepProgressOptions {
   label: string;
   total: number;
-  /** Unit name for the rate ("steps", "episodes", ...). */
+  /** Unit name for the rate ("steps", "episodes", "B" for bytes, ...). */
   unit?: string;
-  /** Draw even when stderr is not a terminal (a line per redraw). */
+  /** Formats counts (e.g. `fmtBytes`); default: integers. */
+  format?: (n: number) => string;
+  /** When stderr is not a terminal, seconds between lines (default 10). */
+  logEvery?: number;
+  /** Draw at the terminal rate even when stderr is not a terminal. */
   force?: boolean;
-  /** Disable entirely (tests). */
+  /** Disable entirely (tests, --quiet). */
   enabled?: boolean;
 }
 
-/** Progress over a known number of steps. */
+/** Progress over a known amount of work. */
 export class StepProgress {
-  readonly #opts: Required<StepProgressOptions>;
-  readonly #start = performance.now();
-  #last = 0;
+  /** The amount of work; may change as it becomes known. */
+  total: number;
+  readonly #opts: Required<Omit<StepProgressOptions, "total">>;
+  #start = -1;
+  #last = -Infinity;
   #done = 0;
   readonly #enc = new TextEncoder();
   readonly #tty: boolean;
 
   constructor(opts: StepProgressOptions) {
-    this.#opts = { unit: "steps", force: false, enabled: true, ...opts };
+    this.total = opts.total;
+    this.#opts = {
+      unit: "steps",
+      format: (n) => n.toFixed(0),
+      logEvery: 10,
+      force: false,
+      enabled: true,
+      ...opts,
+    };
     this.#tty = Deno.stderr.isTerminal();
   }
 
   /** Set the count and the fields shown after it; redraws if due. */
   update(done: number, fields: Record<string, number | string> = {}, force = false): void {
     this.#done = done;
-    const { enabled, label, total, unit } = this.#opts;
-    if (!enabled || (!this.#tty && !this.#opts.force && !force)) return;
+    const { enabled, label, unit, format } = this.#opts;
+    if (!enabled) return;
     const now = performance.now();
-    if (!force && now - this.#last < 100) return;
+    if (this.#start < 0) this.#start = now; // the rate counts from the first update
+    const interval = this.#tty || this.#opts.force ? 100 : this.#opts.logEvery * 1000;
+    if (!force && now - this.#last < interval) return;
     this.#last = now;
+    const total = this.total;
     const frac = total > 0 ? Math.min(1, done / total) : 1;
     const width = 24;
     const full = Math.round(frac * width);
     const secs = (now - this.#start) / 1000;
     const rate = secs > 0 ? done / secs : 0;
-    const eta = rate > 0 ? (total - done) / rate : 0;
+    const eta = rate > 0 ? (total - done) / rate : NaN;
     const extra = Object.entries(fields).map(([k, v]) =>
-      `${k} ${typeof v === "number" ? fmt(v) : v}`
+      `${k} ${typeof v === "number" ? fmtNumber(v) : v}`
     );
-    const line = `${label} [${"#".repeat(full)}${".".repeat(width - full)}] ${done}/${total} ` +
-      `${rate.toFixed(rate < 10 ? 2 : 0)} ${unit}/s ETA ${fmtTime(eta)}` +
+    const line = `${label} [${"#".repeat(full)}${".".repeat(width - full)}] ` +
+      `${format(done)}/${format(total)} ${format(rate)} ${unit}/s ETA ${fmtTime(eta)}` +
       (extra.length ? ` | ${extra.join(" ")}` : "");
     Deno.stderr.writeSync(this.#enc.encode(this.#tty ? `\r${line}\x1b[K` : `${line}\n`));
   }
@@ -62,19 +81,19 @@ export class StepProgress {
     if (this.#tty) Deno.stderr.writeSync(this.#enc.encode("\n"));
   }
 
-  /** Seconds since the bar was created. */
+  /** Seconds since the first update. */
   elapsed(): number {
-    return (performance.now() - this.#start) / 1000;
+    return this.#start < 0 ? 0 : (performance.now() - this.#start) / 1000;
   }
 }
 
-function fmt(v: number): string {
+function fmtNumber(v: number): string {
   if (v === 0 || !Number.isFinite(v)) return String(v);
   const a = Math.abs(v);
   return a >= 1000 || a < 1e-3 ? v.toExponential(2) : v.toPrecision(4);
 }
 
-/** "1h02m", "3m05s", "12s". */
+/** "1h02m", "3m05s", "12s"; "?" when unknown. */
 export function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return "?";
   const h = Math.floor(s / 3600);
@@ -83,4 +102,15 @@ export function fmtTime(s: number): string {
   if (h) return `${h}h${String(m).padStart(2, "0")}m`;
   if (m) return `${m}m${String(sec).padStart(2, "0")}s`;
   return `${sec}s`;
+}
+
+/** Human-readable byte count (decimal units). */
+export function fmtBytes(n: number): string {
+  const u = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < u.length - 1) {
+    n /= 1000;
+    i++;
+  }
+  return `${n.toFixed(i === 0 ? 0 : 1)} ${u[i]}`;
 }

@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { DataError, exists } from "./fs_util.ts";
 import { convertGame } from "./converter.ts";
 import { MINIMAL_ACTIONS, minimalActionsOf } from "./minimal_actions.ts";
-import { fmtBytes, ProgressBar } from "./progress.ts";
+import { fmtBytes, StepProgress } from "../../util/progress.ts";
 import { gameOfTaskId, taskIdOf } from "./task_ids.ts";
 
 const HELP = `Convert DQN-Replay (gzip'd .npy checkpoints) into JOWA per-game stores.
@@ -146,8 +146,19 @@ async function main(): Promise<void> {
         fail(`${dir}: ${(e as Error).message}`, 2);
       }
     }
-    const bar = new ProgressBar(`${game} copy`.padEnd(20), !values.quiet);
-    const ibar = new ProgressBar(`${game} check`.padEnd(20), !values.quiet, "items");
+    const bar = new StepProgress({
+      label: `${game} copy`.padEnd(20),
+      total: 0,
+      unit: "",
+      format: fmtBytes,
+      enabled: !values.quiet,
+    });
+    const ibar = new StepProgress({
+      label: `${game} check`.padEnd(20),
+      total: 0,
+      unit: "items",
+      enabled: !values.quiet,
+    });
     let last = [0, 0];
     const t0 = performance.now();
     const r = await convertGame({
@@ -164,19 +175,23 @@ async function main(): Promise<void> {
       overwrite: values.overwrite,
       restart: values.restart,
       onIndex: (d, t) => {
-        if (d < t) ibar.update(d, t);
-        else ibar.finish(d, t);
+        ibar.total = t;
+        ibar.update(d);
+        if (d >= t) ibar.finish();
       },
       onProgress: (d, t) => {
         last = [d, t];
-        bar.update(d, t);
+        bar.total = t;
+        bar.update(d);
       },
     });
     if (r.skipped) {
       console.error(`${game}: complete store exists at ${r.out}, skipped (--overwrite replaces)`);
       continue;
     }
-    bar.finish(last[0], last[1]);
+    bar.total = last[1];
+    bar.update(last[0]);
+    bar.finish();
     const secs = (performance.now() - t0) / 1000;
     console.error(
       `${game}: ${r.episodes} episodes, ${r.transitions} transitions -> ${r.out}` +
