@@ -175,7 +175,13 @@ export async function pretrain(
   const metrics = new MetricsLog(run.metrics);
   metrics.truncateAfter(step);
   const readback = new LossReadback();
-  const bar = new StepProgress({ label: "pretrain", total, force: cfg.progress });
+  const bar = new StepProgress({
+    label: "pretrain",
+    total,
+    force: cfg.progress,
+    // Fractional rates (a CPU adapter runs well under one step per second).
+    format: (n) => (Number.isInteger(n) ? String(n) : n.toFixed(n < 10 ? 2 : 0)),
+  });
   let sampler: Sampler | null = null;
   let lastCkpt = ckpt;
   let stop: "interrupted" | null = null;
@@ -230,6 +236,7 @@ export async function pretrain(
     const last = steps.at(-1)!;
     const shown: Record<string, number | string> = {
       stage: String(last.stage),
+      "steps/s": (secs > 0 ? n / secs : 0).toFixed(2), // this interval's rate
       loss: last.losses.total,
     };
     for (const k of ["world", "action", "tok_recon"]) {
