@@ -308,6 +308,7 @@ export async function pretrain(
       tok.eval();
       for (const p of tok.parameters()) p.requiresGrad = false;
     }
+    if (!ckpt && stage === 2) await enterStage2(); // --stage1-steps 0: straight to stage 2
     if (step >= S1 && stage === 1 && step < total) {
       await enterStage2();
       samplerState = undefined; // the saved position was the stage-1 stream's
