@@ -57,7 +57,7 @@ async function run(cfg: PretrainConfig, resume: string | null, into: Map<number,
   });
 }
 
-Deno.test("resumed runs compute the same losses as an uninterrupted run (bit-exact)", async () => {
+Deno.test("resumed runs compute the same losses as an uninterrupted run (within 1e-5)", async () => {
   const full = new Map<number, StepValues>();
   const a = await run({ ...base, name: "full" }, null, full);
   assert.equal(a.status, "done");

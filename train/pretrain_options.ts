@@ -141,7 +141,7 @@ With no arguments: collects a small dataset from the emulator (${
     DEFAULT_CONFIG.collectGames.join(", ")
   },
 ${DEFAULT_CONFIG.collectSteps} uniform-random steps each), trains the tiny configs through both stages and
-writes runs/default/ (about 10 minutes on a CPU adapter).
+writes runs/default/ (about 5.5 minutes on lavapipe, 2 cores, cold shader cache).
 
 Run directory: <runs-dir>/<name>/{config.json, metrics.jsonl, checkpoints/step-XXXXXX/, report.html}
 
