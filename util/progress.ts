@@ -69,7 +69,7 @@ export class StepProgress {
       `${k} ${typeof v === "number" ? fmtNumber(v) : v}`
     );
     const line = `${label} [${"#".repeat(full)}${".".repeat(width - full)}] ` +
-      `${format(done)}/${format(total)} ${format(rate)} ${unit}/s ETA ${fmtTime(eta)}` +
+      `${format(done)}/${format(total)} ${fmtRate(rate, format)} ${unit}/s ETA ${fmtTime(eta)}` +
       (extra.length ? ` | ${extra.join(" ")}` : "");
     Deno.stderr.writeSync(this.#enc.encode(this.#tty ? `\r${line}\x1b[K` : `${line}\n`));
   }
@@ -87,8 +87,14 @@ export class StepProgress {
   }
 }
 
+/** Slow rates keep two decimals (0.24 steps/s); byte rates use the count's format. */
+function fmtRate(rate: number, format: (n: number) => string): string {
+  if (rate >= 10 || format(1000) !== "1000") return format(rate);
+  return rate.toFixed(2);
+}
+
 function fmtNumber(v: number): string {
-  if (v === 0 || !Number.isFinite(v)) return String(v);
+  if (Number.isInteger(v) || !Number.isFinite(v)) return String(v);
   const a = Math.abs(v);
   return a >= 1000 || a < 1e-3 ? v.toExponential(2) : v.toPrecision(4);
 }
