@@ -49,12 +49,13 @@ export class Module {
     return out;
   }
 
-  /** Parameters in registration order; their `.name` is set to the full dotted name. */
+  /**
+   * Parameters in registration order. Their `.name` stays the local name given to `param()`:
+   * a full dotted name depends on which module is the root, so it comes from
+   * `namedParameters()` (which is what optimizers and checkpoints take).
+   */
   parameters(): Tensor[] {
-    return this.namedParameters().map(([n, p]) => {
-      p.name = n;
-      return p;
-    });
+    return this.namedParameters().map(([, p]) => p);
   }
 
   /** Total number of parameter elements. */

@@ -27,7 +27,7 @@ const WG = 256;
 
 /** Decoupled-weight-decay Adam over a fixed list of named parameters. */
 export class AdamW {
-  readonly params: readonly Tensor[];
+  readonly params: Tensor[];
   readonly state: { m: Tensor; v: Tensor }[];
   step = 0;
   lr: number;
@@ -36,8 +36,20 @@ export class AdamW {
   readonly clipStats: Tensor;
   readonly #partials: Tensor;
 
-  constructor(params: readonly Tensor[], opts: AdamWOptions) {
-    this.params = params;
+  /** Full names of the parameters (for `noDecay` and messages). */
+  readonly names: readonly string[];
+
+  /**
+   * `params` as `module.namedParameters()` (names decide `noDecay`), or plain tensors (their
+   * `.name` is used).
+   */
+  constructor(
+    params: readonly Tensor[] | readonly (readonly [string, Tensor])[],
+    opts: AdamWOptions,
+  ) {
+    const named = params.map((p) => (p instanceof Array ? p : [p.name, p] as const));
+    this.params = named.map(([, p]) => p);
+    this.names = named.map(([n]) => n);
     this.#opts = {
       beta1: 0.9,
       beta2: 0.999,
@@ -46,9 +58,9 @@ export class AdamW {
       ...opts,
     };
     this.lr = opts.lr;
-    this.state = params.map((p) => ({ m: keep(zeros(p.shape)), v: keep(zeros(p.shape)) }));
+    this.state = this.params.map((p) => ({ m: keep(zeros(p.shape)), v: keep(zeros(p.shape)) }));
     this.clipStats = keep(zeros([2]));
-    this.#partials = keep(zeros([Math.max(1, params.length) * PARTIALS]));
+    this.#partials = keep(zeros([Math.max(1, this.params.length) * PARTIALS]));
   }
 
   /** Record one update of every parameter that has a gradient. No readback. */
@@ -73,7 +85,7 @@ export class AdamW {
     );
     this.params.forEach((p, i) => {
       if (!p.grad) return;
-      const decay = noDecay?.(p.name) ? false : weightDecay !== 0;
+      const decay = noDecay?.(this.names[i]) ? false : weightDecay !== 0;
       const n = p.size;
       const groups = Math.ceil(n / WG);
       const code = `${binding(0, "p", "f32", true)}
@@ -96,7 +108,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   p[i] = p[i]${decay ? " * h[6]" : ""} - lr * update;
 }
 `;
-      rt.dispatch({ code, label: `adamw(${p.name || i})`, workgroups: grid(groups) }, [
+      rt.dispatch({ code, label: `adamw(${this.names[i] || i})`, workgroups: grid(groups) }, [
         p.buffer,
         p.grad.buffer,
         this.state[i].m.buffer,

@@ -38,7 +38,7 @@ Deno.test(`memory: MLP + AdamW, 200 steps in tidy(): bytes in use flat from step
   const x = tensor(Float32Array.from(randArray(N * D, 3)), [N, D]);
   const y = tensor(Array.from({ length: N }, () => Math.floor(labels() * C)), [N], "i32");
   const model = new Mlp(D, H, C, 11);
-  const opt = new AdamW(model.parameters(), {
+  const opt = new AdamW(model.namedParameters(), {
     lr: 0.02,
     weightDecay: 0.01,
     maxGradNorm: 1,

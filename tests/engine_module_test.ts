@@ -84,7 +84,11 @@ Deno.test("Module: nested modules give stable dotted names in registration order
   const b = new Model(2);
   assert.deepEqual(a.namedParameters().map(([n]) => n), NAMES);
   assert.deepEqual(b.namedParameters().map(([n]) => n), NAMES);
-  assert.deepEqual(a.parameters().map((p) => p.name), NAMES, "parameters() sets .name");
+  assert.deepEqual(a.parameters(), a.namedParameters().map(([, p]) => p));
+  // Listing a sub-module must not rename anything (optimizers take names from the root).
+  const before = a.parameters().map((p) => p.name);
+  a.blocks.parameters();
+  assert.deepEqual(a.parameters().map((p) => p.name), before);
   assert.ok(a.parameters().every((p) => p.requiresGrad));
   assert.deepEqual(a.blocks.namedParameters("x.").map(([n]) => n).slice(0, 2), [
     "x.0.gain",

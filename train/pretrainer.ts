@@ -138,11 +138,11 @@ export async function pretrain(
   );
 
   const S1 = cfg.stage1Steps, S2 = cfg.stage2Steps, total = S1 + S2;
-  const adamw = (params: Tensor[], lr: number, wd: number) =>
+  const adamw = (params: [string, Tensor][], lr: number, wd: number) =>
     new AdamW(params, { lr, weightDecay: wd, maxGradNorm: cfg.gradClip, noDecay });
   // The tokenizer trains with Adam (jowa.md), i.e. no weight decay.
-  let tokOpt = tok && S1 > 0 ? adamw(tok.parameters(), cfg.lr1, 0) : null;
-  let wmOpt = adamw(model.parameters(), S1 > 0 ? cfg.lr1 : cfg.lr2, cfg.weightDecay);
+  let tokOpt = tok && S1 > 0 ? adamw(tok.namedParameters(), cfg.lr1, 0) : null;
+  let wmOpt = adamw(model.namedParameters(), S1 > 0 ? cfg.lr1 : cfg.lr2, cfg.weightDecay);
   let stage: 1 | 2 = S1 > 0 ? 1 : 2;
   let step = 0;
   let samplerState: SamplerState | undefined;
@@ -299,7 +299,7 @@ export async function pretrain(
       }
     }
     wmOpt.dispose();
-    wmOpt = adamw(model.parameters(), cfg.lr2, cfg.weightDecay);
+    wmOpt = adamw(model.namedParameters(), cfg.lr2, cfg.weightDecay);
     model.updateTarget();
   };
 
