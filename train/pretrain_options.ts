@@ -6,6 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { CONFIGS } from "../models/configs.ts";
+import { PRETRAIN_GAMES } from "../eval/scores.ts";
 
 /** Everything a pretraining run depends on (saved as the run's config.json). */
 export interface PretrainConfig {
@@ -93,28 +94,12 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   progress: false,
 };
 
-/** The paper's 15 pretraining games (jowa.md, "Games"). */
-export const PAPER_GAMES = [
-  "Phoenix",
-  "Centipede",
-  "SpaceInvaders",
-  "Carnival",
-  "NameThisGame",
-  "Assault",
-  "Atlantis",
-  "DemonAttack",
-  "BeamRider",
-  "ChopperCommand",
-  "Seaquest",
-  "TimePilot",
-  "StarGunner",
-  "Berzerk",
-  "Zaxxon",
-];
+/** The paper's 15 pretraining games (jowa.md, "Games"; from the reference scores). */
+export const PAPER_GAMES: readonly string[] = PRETRAIN_GAMES;
 
 const paper = (model: PretrainConfig["model"]): Partial<PretrainConfig> => ({
   name: `paper-${model}`,
-  games: PAPER_GAMES,
+  games: [...PAPER_GAMES],
   model,
   tokenizer: "paper",
   batch: 512,
