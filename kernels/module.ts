@@ -6,6 +6,7 @@
  */
 import { byteSize } from "./dtype.ts";
 import { runtime } from "./runtime.ts";
+import { binding, grid, linearWorkgroup } from "./wgsl.ts";
 import { keep, readAll, type Tensor, tensor } from "./tensor.ts";
 
 /** Values of one parameter as stored on the CPU. */
@@ -127,8 +128,23 @@ export function copyTensor(src: Tensor, dst: Tensor): void {
   if (src.size !== dst.size || src.dtype !== dst.dtype) {
     throw new Error(`copyTensor: ${src} into ${dst}`);
   }
-  // copyBufferToBuffer needs a multiple of 4 bytes; pool buffers are 256-byte multiples.
-  const bytes = Math.ceil((src.size * byteSize(src.dtype)) / 4) * 4;
-  runtime().copy(src.buffer, dst.buffer, bytes);
+  // A copy kernel over 32-bit words rather than copyBufferToBuffer: it stays inside the open
+  // compute pass (a buffer copy would end it). Pool buffers are 256-byte multiples, so the
+  // last word of an odd-length f16 tensor is in bounds.
+  const words = Math.ceil((src.size * byteSize(src.dtype)) / 4);
+  if (words > 0) {
+    const groups = Math.ceil(words / 256);
+    runtime().dispatch({
+      code: `${binding(0, "src", "u32")}
+${binding(1, "dst", "u32", true)}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = ${linearWorkgroup(groups)} * 256u + lid;
+  if (i < ${words}u) { dst[i] = src[i]; }
+}`,
+      label: "copyTensor",
+      workgroups: grid(groups),
+    }, [src.buffer, dst.buffer]);
+  }
   dst.intRange = src.intRange;
 }
