@@ -109,25 +109,27 @@ export function worldActionConfig(
   return validateConfig({ ...base, ...overrides });
 }
 
+/** Positive-integer fields that fix the parameter shapes. */
+export const INTEGER_SIZE_FIELDS = [
+  "layers",
+  "d",
+  "heads",
+  "obsVocab",
+  "actions",
+  "obsTokens",
+  "timesteps",
+  "tasks",
+  "qLayers",
+  "qHidden",
+  "qEnsemble",
+  "atoms",
+  "rewardClasses",
+  "endClasses",
+] as const;
+
 /** Check a configuration's invariants; returns it. */
 export function validateConfig(c: WorldActionConfig): WorldActionConfig {
-  const ints = [
-    "layers",
-    "d",
-    "heads",
-    "obsVocab",
-    "actions",
-    "obsTokens",
-    "timesteps",
-    "tasks",
-    "qLayers",
-    "qHidden",
-    "qEnsemble",
-    "atoms",
-    "rewardClasses",
-    "endClasses",
-  ] as const;
-  for (const k of ints) {
+  for (const k of INTEGER_SIZE_FIELDS) {
     if (!Number.isInteger(c[k]) || c[k] < 1) throw new Error(`config ${c.name}: ${k} = ${c[k]}`);
   }
   if (c.d % c.heads !== 0 || (c.d / c.heads) % 4 !== 0) {

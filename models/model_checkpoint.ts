@@ -20,7 +20,7 @@ import {
   type SafetensorsFile,
   writeSafetensors,
 } from "./checkpoint.ts";
-import type { WorldActionConfig } from "./configs.ts";
+import { INTEGER_SIZE_FIELDS, type WorldActionConfig } from "./configs.ts";
 import type { WorldActionModel } from "./world_action_model.ts";
 
 /** Value of the `format` metadata entry written by this module. */
@@ -132,21 +132,4 @@ export async function loadWorldActionModel(
 }
 
 /** Config fields that shape the parameters or their meaning (dropout and seed may differ). */
-const SIZE_FIELDS: readonly (keyof WorldActionConfig)[] = [
-  "layers",
-  "d",
-  "heads",
-  "obsVocab",
-  "actions",
-  "obsTokens",
-  "timesteps",
-  "tasks",
-  "qLayers",
-  "qHidden",
-  "qEnsemble",
-  "atoms",
-  "vMin",
-  "vMax",
-  "rewardClasses",
-  "endClasses",
-];
+const SIZE_FIELDS: readonly (keyof WorldActionConfig)[] = [...INTEGER_SIZE_FIELDS, "vMin", "vMax"];
