@@ -20,25 +20,30 @@
  */
 
 // Engine
-export { describeAdapter, gpu, type GpuContext, GpuUnavailableError } from "./kernels/device.ts";
-export { initRuntime, type Kernel, Runtime, runtime, ShaderError } from "./kernels/runtime.ts";
-export { type AnyTypedArray, keep, readAll, Tensor, tensor, tidy } from "./kernels/tensor.ts";
-export type { DType } from "./kernels/dtype.ts";
-export { backward, detach, isGradEnabled, noGrad } from "./kernels/autograd.ts";
+export {
+  describeAdapter,
+  gpu,
+  type GpuContext,
+  GpuUnavailableError,
+} from "./kernels/core/device.ts";
+export { initRuntime, type Kernel, Runtime, runtime, ShaderError } from "./kernels/core/runtime.ts";
+export { type AnyTypedArray, keep, readAll, Tensor, tensor, tidy } from "./kernels/core/tensor.ts";
+export type { DType } from "./kernels/core/dtype.ts";
+export { backward, detach, isGradEnabled, noGrad } from "./kernels/core/autograd.ts";
 export * from "./kernels/ops/mod.ts";
-export { AdamW, type AdamWOptions } from "./kernels/optim.ts";
-export { assignValues, copyTensor, Module, type ParameterValues } from "./kernels/module.ts";
-export { Embedding, InitRng, LayerNorm, Linear } from "./kernels/nn.ts";
+export { AdamW, type AdamWOptions } from "./kernels/nn/optim.ts";
+export { assignValues, copyTensor, Module, type ParameterValues } from "./kernels/nn/module.ts";
+export { Embedding, InitRng, LayerNorm, Linear } from "./kernels/nn/layers.ts";
 
 // Models
-export { Block, Gpt, type GptConfig, SeedStream } from "./models/transformer.ts";
-export * from "./models/checkpoint.ts";
+export { Block, Gpt, type GptConfig, SeedStream } from "./models/world_action/transformer.ts";
+export * from "./models/safetensors/mod.ts";
 
 // Atari environments
 export * from "./envs/mod.ts";
 
 // Offline data (namespaced: DataError, Rng, ... would clash at top level)
-export * as data from "./train/data/mod.ts";
+export * as data from "./offline/mod.ts";
 
 // Evaluation metrics
 export {
@@ -56,6 +61,6 @@ export {
   FINETUNE_GAMES,
   gameReference,
   PRETRAIN_GAMES,
-} from "./eval/scores.ts";
+} from "./atari/scores.ts";
 export { stratifiedBootstrapCI, stratifiedBootstrapCIs } from "./eval/bootstrap.ts";
 export { computeResults, renderResultsMarkdown } from "./eval/results_table.ts";

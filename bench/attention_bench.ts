@@ -12,14 +12,14 @@
  * @module
  */
 
-import { describeAdapter, gpu } from "../kernels/device.ts";
+import { describeAdapter, gpu } from "../kernels/core/device.ts";
 import {
   type AttentionSpec,
   type AttentionTiles,
   type KernelPlan,
   planAttentionBackward,
   planAttentionForward,
-} from "../kernels/attention_wgsl.ts";
+} from "../kernels/codegen/attention/plan.ts";
 import {
   type CompiledPlan,
   compilePlan,
@@ -27,7 +27,7 @@ import {
   paramsBuffer,
   readBack,
   storageBuffer,
-} from "../kernels/attention_dispatch.ts";
+} from "../tests/helpers/attention_dispatch.ts";
 
 const quick = Deno.args.includes("--quick");
 const tiles = parseTiles(Deno.args.find((a) => a.startsWith("--tiles="))?.slice(8));

@@ -8,10 +8,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
 import process from "node:process";
-import { encodeNpyHeader, type NpyDtype } from "../train/data/npy.ts";
-import { convertGame } from "../train/data/converter.ts";
-import { openSampler } from "../train/data/sampler.ts";
-import { minimalActionsOf } from "../train/data/minimal_actions.ts";
+import { encodeNpyHeader, type NpyDtype } from "../offline/npy.ts";
+import { convertGame } from "../offline/converter.ts";
+import { openSampler } from "../offline/sampler.ts";
+import { minimalActionsOf } from "../atari/minimal_actions.ts";
 
 const HELP = `Usage: deno run -A bench/data_bench.ts [options]
 

@@ -7,8 +7,8 @@
 import { parseArgs } from "node:util";
 import { backward, describeAdapter, initRuntime, tensor, tidy } from "../mod.ts";
 import { add, mulScalar } from "../kernels/ops/mod.ts";
-import { AdamW } from "../kernels/optim.ts";
-import { Gpt } from "../models/transformer.ts";
+import { AdamW } from "../kernels/nn/optim.ts";
+import { Gpt } from "../models/world_action/transformer.ts";
 
 const { values } = parseArgs({
   options: {

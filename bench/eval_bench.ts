@@ -13,12 +13,12 @@
  *
  * @module
  */
-import { describeAdapter } from "../kernels/device.ts";
-import { initRuntime } from "../kernels/runtime.ts";
-import { readAll, tensor, tidy } from "../kernels/tensor.ts";
-import { type ConfigName, worldActionConfig } from "../models/configs.ts";
-import { PAPER_TOKENIZER, TINY_TOKENIZER, Tokenizer } from "../models/tokenizer.ts";
-import { WorldActionModel } from "../models/world_action_model.ts";
+import { describeAdapter } from "../kernels/core/device.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { readAll, tensor, tidy } from "../kernels/core/tensor.ts";
+import { type ConfigName, worldActionConfig } from "../models/world_action/configs.ts";
+import { PAPER_TOKENIZER, TINY_TOKENIZER, Tokenizer } from "../models/tokenizer/model.ts";
+import { WorldActionModel } from "../models/world_action/model.ts";
 import { PlanningAgent } from "../eval/agent.ts";
 import { beamSearch } from "../eval/beam_search.ts";
 import { windowTimesteps } from "../eval/context_history.ts";

@@ -13,9 +13,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { describeAdapter, gpu } from "../kernels/device.ts";
-import { type MatmulSpec, planMatmul } from "../kernels/matmul_wgsl.ts";
-import { bindMatmul, compileMatmul, encodeMatmul } from "../kernels/matmul_pipeline.ts";
+import { describeAdapter, gpu } from "../kernels/core/device.ts";
+import { type MatmulSpec, planMatmul } from "../kernels/codegen/matmul/plan.ts";
+import { bindMatmul, compileMatmul, encodeMatmul } from "../tests/helpers/matmul_pipeline.ts";
 
 const HELP = `matmul_bench: GFLOP/s of the generated f32 matmul kernels.
 

@@ -10,12 +10,12 @@
  */
 import { parseArgs } from "node:util";
 import { describeAdapter, initRuntime, readAll, type Tensor, tidy } from "../mod.ts";
-import { AdamW } from "../kernels/optim.ts";
-import { type ConfigName, worldActionConfig } from "../models/configs.ts";
-import { WorldActionModel } from "../models/world_action_model.ts";
+import { AdamW } from "../kernels/nn/optim.ts";
+import { type ConfigName, worldActionConfig } from "../models/world_action/configs.ts";
+import { WorldActionModel } from "../models/world_action/model.ts";
 import { worldBatchArrays } from "../train/world_batch.ts";
 import { worldActionStep } from "../train/world_step.ts";
-import type { SegmentBatch } from "../train/data/mod.ts";
+import type { SegmentBatch } from "../offline/mod.ts";
 
 const HELP = `pretrain_bench — stage-2 (joint loss) training steps/s and tokens/s
 

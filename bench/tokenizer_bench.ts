@@ -11,11 +11,11 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { describeAdapter } from "../kernels/device.ts";
-import { initRuntime } from "../kernels/runtime.ts";
-import { type ConvGeometry, convOutputSize, planConv } from "../kernels/conv_wgsl.ts";
-import { Tensor, tensor } from "../kernels/tensor.ts";
-import { PAPER_TOKENIZER, TINY_TOKENIZER, Tokenizer } from "../models/tokenizer.ts";
+import { describeAdapter } from "../kernels/core/device.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { type ConvGeometry, convOutputSize, planConv } from "../kernels/codegen/conv/plan.ts";
+import { Tensor, tensor } from "../kernels/core/tensor.ts";
+import { PAPER_TOKENIZER, TINY_TOKENIZER, Tokenizer } from "../models/tokenizer/model.ts";
 
 const HELP = `tokenizer_bench: conv2d GFLOP/s on tokenizer shapes and encode frames/s.
 

@@ -25,10 +25,14 @@ import {
   neg,
   sumAll,
 } from "../kernels/ops/mod.ts";
-import { AdamW } from "../kernels/optim.ts";
-import type { Tensor } from "../kernels/tensor.ts";
-import { contextLength, type WorldActionConfig, worldActionConfig } from "../models/configs.ts";
-import { WorldActionModel } from "../models/world_action_model.ts";
+import { AdamW } from "../kernels/nn/optim.ts";
+import type { Tensor } from "../kernels/core/tensor.ts";
+import {
+  contextLength,
+  type WorldActionConfig,
+  worldActionConfig,
+} from "../models/world_action/configs.ts";
+import { WorldActionModel } from "../models/world_action/model.ts";
 
 const { values } = parseArgs({
   options: {

@@ -33,7 +33,7 @@ export {
   NUM_FULL_ACTIONS,
   romId,
   validActionMask,
-} from "./games.ts";
+} from "../atari/games.ts";
 export {
   ALE_PY_VERSION,
   ensurePython,
@@ -42,12 +42,6 @@ export {
   type PythonOptions,
 } from "./python_env.ts";
 export { BridgeError } from "./bridge_process.ts";
-export {
-  collect,
-  type CollectedGame,
-  type CollectOptions,
-  type CollectSummary,
-} from "./collector.ts";
 export {
   epsilonGreedy,
   mulberry32,

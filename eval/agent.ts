@@ -11,7 +11,7 @@
  * @module
  */
 import { concat, indexSelect, reshape } from "../kernels/ops/mod.ts";
-import { readAll, type Tensor, tensor, tidy } from "../kernels/tensor.ts";
+import { readAll, type Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
 import { beamSearch } from "./beam_search.ts";
 import { type EnvHistory, windowTimesteps } from "./context_history.ts";
 import type { FrameTokenizer } from "./frame_tokenizer.ts";

@@ -14,9 +14,9 @@
  *
  * @module
  */
-import { runtime } from "../kernels/runtime.ts";
-import { Tensor } from "../kernels/tensor.ts";
-import { binding, f32, grid, linearWorkgroup } from "../kernels/wgsl.ts";
+import { runtime } from "../kernels/core/runtime.ts";
+import { Tensor } from "../kernels/core/tensor.ts";
+import { binding, f32, grid, linearWorkgroup } from "../kernels/codegen/wgsl.ts";
 
 const WG = 64;
 /** Score of a child that does not exist (fewer valid actions than the beam width). */

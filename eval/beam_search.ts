@@ -14,7 +14,7 @@
  * @module
  */
 import { concat, indexSelect, maskedArgmax, reshape } from "../kernels/ops/mod.ts";
-import { type Tensor, tidy } from "../kernels/tensor.ts";
+import { type Tensor, tidy } from "../kernels/core/tensor.ts";
 import { beamExpand, beamPrune, type BeamRows } from "./beam_kernels.ts";
 import type { PlanningModel, PlanningState } from "./planning_model.ts";
 

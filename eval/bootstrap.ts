@@ -22,7 +22,7 @@
  * @module
  */
 
-import { Xoshiro128StarStar } from "./rng.ts";
+import { Xoshiro128StarStar } from "../util/rng.ts";
 
 /** Scores per game: `scores[g]` holds the runs (or evaluation episodes) of game `g`. */
 export type ScoreMatrix = readonly (readonly number[])[];

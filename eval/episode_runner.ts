@@ -10,7 +10,7 @@
  */
 import { AtariVectorEnv } from "../envs/vector_env.ts";
 import { mulberry32 } from "../envs/policies.ts";
-import { romId } from "../envs/games.ts";
+import { romId } from "../atari/games.ts";
 import type { PlanningAgent } from "./agent.ts";
 import { EnvHistory } from "./context_history.ts";
 

@@ -5,7 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { ABLATION_GAMES, ALL_GAMES, FINETUNE_GAMES, PRETRAIN_GAMES } from "./scores.ts";
+import { ABLATION_GAMES, ALL_GAMES, FINETUNE_GAMES, PRETRAIN_GAMES } from "../atari/scores.ts";
 
 /** A command-line mistake (printed with a hint, exit code 2). */
 export class UsageError extends Error {

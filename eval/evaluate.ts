@@ -5,19 +5,19 @@
  *
  * @module
  */
-import { describeAdapter } from "../kernels/device.ts";
+import { describeAdapter } from "../kernels/core/device.ts";
 import { EnvError } from "../envs/python_env.ts";
-import { SafetensorsError } from "../models/checkpoint.ts";
-import { initRuntime } from "../kernels/runtime.ts";
+import { SafetensorsError } from "../models/safetensors/mod.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
 import { StepProgress } from "../util/progress.ts";
 import { PlanningAgent } from "./agent.ts";
-import { CheckpointError, loadCheckpoint, resolveCheckpoint } from "./checkpoint_loader.ts";
+import { CheckpointError, loadCheckpoint, resolveCheckpoint } from "../checkpoint/loader.ts";
 import { type EvalOptions, parseEvalArgs, USAGE, UsageError } from "./eval_options.ts";
 import { runGame } from "./episode_runner.ts";
 import { writeRecording } from "./recording.ts";
 import { type GameRecord, gameRecord, writeResults } from "./results_writer.ts";
-import { gameReference } from "./scores.ts";
-import { evalTaskId } from "./task_proxy.ts";
+import { gameReference } from "../atari/scores.ts";
+import { evalTaskId } from "../atari/task_proxy.ts";
 import { WamPlanningModel } from "./wam_planning_model.ts";
 import * as path from "node:path";
 

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Tensor } from "../kernels/tensor.ts";
+import type { Tensor } from "../kernels/core/tensor.ts";
 
 /** Frames <-> observation tokens. */
 export interface FrameTokenizer {

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { canonicalGameName, gameReference } from "./scores.ts";
+import { canonicalGameName, gameReference } from "../atari/scores.ts";
 
 function assertFiniteValues(values: readonly number[], what: string): void {
   for (let i = 0; i < values.length; i++) {

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { Tensor } from "../kernels/tensor.ts";
+import type { Tensor } from "../kernels/core/tensor.ts";
 
 /** A batch of sequences the model can extend; owns GPU memory until `dispose()`. */
 export interface PlanningState {

@@ -30,7 +30,7 @@ import {
   perGameMeans,
   trimMean,
 } from "./metrics.ts";
-import { canonicalGameName, gameReference, type GameSplit } from "./scores.ts";
+import { canonicalGameName, gameReference, type GameSplit } from "../atari/scores.ts";
 
 /** Evaluation returns of one game. */
 export interface GameEvaluation {

@@ -9,12 +9,12 @@
  *
  * @module
  */
-import { noGrad } from "../kernels/autograd.ts";
+import { noGrad } from "../kernels/core/autograd.ts";
 import { argmax, concat, reshape, slice } from "../kernels/ops/mod.ts";
 import { mapKernel } from "../kernels/ops/map.ts";
-import { type Tensor, tidy } from "../kernels/tensor.ts";
-import type { KvCache } from "../models/kv_cache.ts";
-import type { WorldActionModel, WorldActionOutputs } from "../models/world_action_model.ts";
+import { type Tensor, tidy } from "../kernels/core/tensor.ts";
+import type { KvCache } from "../models/world_action/kv_cache.ts";
+import type { WorldActionModel, WorldActionOutputs } from "../models/world_action/model.ts";
 import type { Imagined, PlanningModel, PlanningState } from "./planning_model.ts";
 
 /** A batch of KV-cached sequences. */

@@ -9,15 +9,15 @@
  *
  * @module
  */
-import { lpipsParameterShapes } from "./lpips.ts";
+import { lpipsParameterShapes } from "./tokenizer/lpips.ts";
 import { parseArgs } from "node:util";
-import { CONFIGS, type WorldActionConfig } from "./configs.ts";
+import { CONFIGS, type WorldActionConfig } from "./world_action/configs.ts";
 import {
   countByPart,
   countParams,
   targetQSpec,
   worldActionParamSpec,
-} from "./world_action_model_spec.ts";
+} from "./world_action/spec.ts";
 
 /** One configuration's counts. */
 export interface ParamsRow {
@@ -55,7 +55,7 @@ async function tokenizerCounts(): Promise<Record<string, number> | string> {
   } catch (e) {
     return `models/tokenizer.ts not available (${(e as Error).message.split("\n")[0]})`;
   }
-  const { initRuntime } = await import("../kernels/runtime.ts");
+  const { initRuntime } = await import("../kernels/core/runtime.ts");
   await initRuntime();
   const Tok = mod.Tokenizer as new (cfg: unknown) => { parameterCount(): number };
   const cfgs = mod.TOKENIZER_CONFIGS as Record<string, unknown>;

@@ -7,8 +7,8 @@
 import { parseArgs } from "node:util";
 import { backward, describeAdapter, initRuntime, readAll, tensor, tidy } from "../mod.ts";
 import { argmax } from "../kernels/ops/mod.ts";
-import { AdamW } from "../kernels/optim.ts";
-import { Gpt } from "../models/transformer.ts";
+import { AdamW } from "../kernels/nn/optim.ts";
+import { Gpt } from "../models/world_action/transformer.ts";
 import { StepProgress } from "../util/progress.ts";
 
 const HELP = `deno task demo — train a tiny GPT to reverse digit sequences on WebGPU

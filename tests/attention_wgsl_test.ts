@@ -8,7 +8,7 @@ import { mulberry32 } from "../util/rng.ts";
  */
 
 import assert from "node:assert/strict";
-import { gpu } from "../kernels/device.ts";
+import { gpu } from "../kernels/core/device.ts";
 import {
   type AttentionLimits,
   type AttentionSpec,
@@ -17,19 +17,19 @@ import {
   pcgHash,
   planAttentionBackward,
   planAttentionForward,
-} from "../kernels/attention_wgsl.ts";
+} from "../kernels/codegen/attention/plan.ts";
 import {
   attentionBackwardRef,
   attentionForwardRef,
   type RefSpec,
-} from "../kernels/attention_reference.ts";
+} from "./helpers/attention_reference.ts";
 import {
   compilePlan,
   paramsBuffer,
   readBack,
   runPlans,
   storageBuffer,
-} from "../kernels/attention_dispatch.ts";
+} from "./helpers/attention_dispatch.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

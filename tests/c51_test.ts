@@ -1,7 +1,7 @@
 /** C51 projection, target selection, TD loss and CQL against float64 references. */
 import assert from "node:assert/strict";
-import { initRuntime, runtime } from "../kernels/runtime.ts";
-import { readAll, tensor } from "../kernels/tensor.ts";
+import { initRuntime, runtime } from "../kernels/core/runtime.ts";
+import { readAll, tensor } from "../kernels/core/tensor.ts";
 import {
   c51Project,
   expectedValue,

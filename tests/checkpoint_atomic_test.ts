@@ -8,7 +8,7 @@ import {
   SafetensorsError,
   type TensorInput,
   writeSafetensors,
-} from "../models/checkpoint.ts";
+} from "../models/safetensors/mod.ts";
 import { withTempDir } from "./checkpoint_helpers.ts";
 
 const list = async (dir: string) =>

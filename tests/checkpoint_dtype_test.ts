@@ -12,7 +12,7 @@ import {
   f32ArrayToF16,
   f32ToBf16Bits,
   f32ToF16Bits,
-} from "../models/checkpoint.ts";
+} from "../models/safetensors/mod.ts";
 import { reference, rng, withTempDir } from "./checkpoint_helpers.ts";
 
 const isNaN16 = (h: number) => (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;

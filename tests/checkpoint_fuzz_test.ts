@@ -11,7 +11,7 @@ import {
   readSafetensors,
   SafetensorsError,
   type SafetensorsFile,
-} from "../models/checkpoint.ts";
+} from "../models/safetensors/mod.ts";
 import { type Dump, hex, randomBytes, reference, rng, withTempDir } from "./checkpoint_helpers.ts";
 
 interface Case {

@@ -7,7 +7,7 @@ import {
   decodeSafetensors,
   encodeSafetensors,
   SafetensorsError,
-} from "../models/checkpoint.ts";
+} from "../models/safetensors/mod.ts";
 
 const file = decodeSafetensors(encodeSafetensors({
   "embed.weight": { dtype: "F32", shape: [10, 4], data: new Float32Array(40) },

@@ -10,7 +10,7 @@ import {
   type SafetensorsDtype,
   type TensorInput,
   writeSafetensors,
-} from "../models/checkpoint.ts";
+} from "../models/safetensors/mod.ts";
 import { type Dump, hex, randomBytes, reference, rng, withTempDir } from "./checkpoint_helpers.ts";
 
 const NUMPY_DTYPE: Record<string, string> = {

@@ -10,7 +10,7 @@ import {
   SafetensorsError,
   type TensorInput,
   writeSafetensors,
-} from "../models/checkpoint.ts";
+} from "../models/safetensors/mod.ts";
 import { hex, randomBytes, rng, withTempDir } from "./checkpoint_helpers.ts";
 
 const DTYPES: SafetensorsDtype[] = ["F32", "F16", "BF16", "I32", "I64", "U8", "U16"];

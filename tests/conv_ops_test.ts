@@ -3,7 +3,7 @@
  * bias gradients against float64 finite differences (checkOp): strides 1, 2, 7, kernels 1, 3,
  * 8, asymmetric padding, channel counts that are not tile multiples, N > 1.
  */
-import { initRuntime } from "../kernels/runtime.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
 import { conv2d } from "../kernels/ops/mod.ts";
 import { checkOp } from "./helpers/gradcheck.ts";
 import { conv2dRef } from "./helpers/cpu_tokenizer_ops.ts";

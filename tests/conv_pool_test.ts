@@ -1,5 +1,5 @@
 /** maxPool2d (VGG's 2x2 / stride-2 pooling) forward and gradient against float64 references. */
-import { initRuntime } from "../kernels/runtime.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
 import { maxPool2d } from "../kernels/ops/mod.ts";
 import { checkOp } from "./helpers/gradcheck.ts";
 import { randArray } from "./helpers/reference.ts";

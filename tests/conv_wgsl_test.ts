@@ -4,10 +4,10 @@
  * the CPU), against float64 CPU references.
  */
 import assert from "node:assert/strict";
-import { initRuntime } from "../kernels/runtime.ts";
-import { type ConvGeometry, convOutputSize, planConv } from "../kernels/conv_wgsl.ts";
-import { MATMUL_TILES } from "../kernels/matmul_wgsl.ts";
-import { readAll, Tensor, tensor } from "../kernels/tensor.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { type ConvGeometry, convOutputSize, planConv } from "../kernels/codegen/conv/plan.ts";
+import { MATMUL_TILES } from "../kernels/codegen/matmul/plan.ts";
+import { readAll, Tensor, tensor } from "../kernels/core/tensor.ts";
 import { conv2dRef } from "./helpers/cpu_tokenizer_ops.ts";
 import { assertClose, randArray } from "./helpers/reference.ts";
 

@@ -3,9 +3,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
-import { convertGame, type ConvertOptions } from "../train/data/converter.ts";
-import { openStore } from "../train/data/store.ts";
-import { DataError } from "../train/data/fs_util.ts";
+import { convertGame, type ConvertOptions } from "../offline/converter.ts";
+import { openStore } from "../offline/store.ts";
+import { DataError } from "../offline/fs_util.ts";
 import { PYTHON, withTempDir } from "./data_util.ts";
 
 const FIXTURE = fileURLToPath(new URL("./data_replay_fixture.py", import.meta.url));
@@ -255,7 +255,7 @@ Deno.test("data convert: bad input gives one clear error naming the file, writes
 
 Deno.test("data convert: CLI --help, and one-line errors without stack traces", async () => {
   await withTempDir(async (root) => {
-    const cli = fileURLToPath(new URL("../train/data/convert.ts", import.meta.url));
+    const cli = fileURLToPath(new URL("../offline/convert.ts", import.meta.url));
     const run = (args: string[]) =>
       new Deno.Command(Deno.execPath(), { args: ["run", "-A", cli, ...args] }).output();
     const help = await run(["--help"]);

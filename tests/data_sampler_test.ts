@@ -1,12 +1,12 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "./data_assert.ts";
 import * as path from "node:path";
-import { openStoreWriter, openTokenStoreWriter } from "../train/data/writer.ts";
-import { openSampler } from "../train/data/sampler.ts";
-import { openDataset } from "../train/data/store.ts";
-import { SegmentSampler } from "../train/data/segment_sampler.ts";
-import { DataError } from "../train/data/fs_util.ts";
-import { ATARI_GAMES, NUM_TASKS, taskIdOf } from "../train/data/task_ids.ts";
-import { MINIMAL_ACTIONS } from "../train/data/minimal_actions.ts";
+import { openStoreWriter, openTokenStoreWriter } from "../offline/writer.ts";
+import { openSampler } from "../offline/sampler.ts";
+import { openDataset } from "../offline/store.ts";
+import { SegmentSampler } from "../offline/segment_sampler.ts";
+import { DataError } from "../offline/fs_util.ts";
+import { ATARI_GAMES, NUM_TASKS, taskIdOf } from "../atari/task_ids.ts";
+import { MINIMAL_ACTIONS } from "../atari/minimal_actions.ts";
 import { fixtureBytes, runPython, withTempDir } from "./data_util.ts";
 
 const GAMES = {

@@ -1,10 +1,10 @@
 import { assert, assertEquals, assertRejects } from "./data_assert.ts";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { openStoreWriter } from "../train/data/writer.ts";
-import { openStore } from "../train/data/store.ts";
-import { tokenizeStore } from "../train/data/tokenize_store.ts";
-import { DataError } from "../train/data/fs_util.ts";
+import { openStoreWriter } from "../offline/writer.ts";
+import { openStore } from "../offline/store.ts";
+import { tokenizeStore } from "../offline/tokenize_store.ts";
+import { DataError } from "../offline/fs_util.ts";
 import { fixtureBytes, runPython, withTempDir } from "./data_util.ts";
 
 /** Synthetic tokenizer: id j of a frame = sum of its 14x14 block j (6x6 grid) mod 2048. */

@@ -1,9 +1,9 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "./data_assert.ts";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { type EpisodeRecord, openStoreWriter, openTokenStoreWriter } from "../train/data/writer.ts";
-import { openDataset, openStore } from "../train/data/store.ts";
-import { DataError } from "../train/data/fs_util.ts";
+import { type EpisodeRecord, openStoreWriter, openTokenStoreWriter } from "../offline/writer.ts";
+import { openDataset, openStore } from "../offline/store.ts";
+import { DataError } from "../offline/fs_util.ts";
 import { fixtureBytes, runPython, withTempDir } from "./data_util.ts";
 
 const PONG = [0, 1, 3, 4, 11, 12];

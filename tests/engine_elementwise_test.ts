@@ -4,9 +4,9 @@
  * comparison/cast ops, one grid beyond 65535 workgroups, and errors raised before dispatch.
  */
 import assert from "node:assert/strict";
-import { backward } from "../kernels/autograd.ts";
-import { initRuntime, runtime } from "../kernels/runtime.ts";
-import { type Tensor, tensor, tidy } from "../kernels/tensor.ts";
+import { backward } from "../kernels/core/autograd.ts";
+import { initRuntime, runtime } from "../kernels/core/runtime.ts";
+import { type Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
 import * as op from "../kernels/ops/mod.ts";
 import { checkGradFiniteDiff, checkOp } from "./helpers/gradcheck.ts";
 import { assertClose, numel, randArray } from "./helpers/reference.ts";

@@ -3,11 +3,11 @@
  * CPU reference of the same network; it learns a toy task with AdamW.
  */
 import assert from "node:assert/strict";
-import { initRuntime } from "../kernels/runtime.ts";
-import { readAll, tensor, tidy } from "../kernels/tensor.ts";
-import { backward } from "../kernels/autograd.ts";
-import { AdamW } from "../kernels/optim.ts";
-import { Gpt } from "../models/transformer.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { readAll, tensor, tidy } from "../kernels/core/tensor.ts";
+import { backward } from "../kernels/core/autograd.ts";
+import { AdamW } from "../kernels/nn/optim.ts";
+import { Gpt } from "../models/world_action/transformer.ts";
 import { cpuGptLoss, type Params } from "./helpers/cpu_gpt.ts";
 import { assertClose, rng } from "./helpers/reference.ts";
 

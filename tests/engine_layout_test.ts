@@ -3,8 +3,8 @@
  * on every axis of rank 0..4 shapes, gradients via `checkOp`, and errors before dispatch.
  */
 import assert from "node:assert/strict";
-import { initRuntime, runtime } from "../kernels/runtime.ts";
-import { tensor, tidy } from "../kernels/tensor.ts";
+import { initRuntime, runtime } from "../kernels/core/runtime.ts";
+import { tensor, tidy } from "../kernels/core/tensor.ts";
 import * as op from "../kernels/ops/mod.ts";
 import { checkOp } from "./helpers/gradcheck.ts";
 import { numel, randArray } from "./helpers/reference.ts";

@@ -5,8 +5,8 @@
  * against a float64 reference and gradients of both operands and the bias via `checkOp`.
  */
 import assert from "node:assert/strict";
-import { initRuntime, runtime } from "../kernels/runtime.ts";
-import { type Tensor, tensor, tidy } from "../kernels/tensor.ts";
+import { initRuntime, runtime } from "../kernels/core/runtime.ts";
+import { type Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
 import * as op from "../kernels/ops/mod.ts";
 import { checkOp } from "./helpers/gradcheck.ts";
 import { numel, randArray } from "./helpers/reference.ts";

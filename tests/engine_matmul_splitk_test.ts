@@ -1,9 +1,9 @@
 /** The matmul op through split-K plans (partial products + fixed-order reduce), with bias. */
 import assert from "node:assert/strict";
-import { initRuntime } from "../kernels/runtime.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
 import { matmul } from "../kernels/ops/mod.ts";
-import { planMatmul } from "../kernels/matmul_wgsl.ts";
-import { runtime } from "../kernels/runtime.ts";
+import { planMatmul } from "../kernels/codegen/matmul/plan.ts";
+import { runtime } from "../kernels/core/runtime.ts";
 import { checkOp } from "./helpers/gradcheck.ts";
 import { randArray } from "./helpers/reference.ts";
 

@@ -4,13 +4,13 @@
  * step 200 as after step 10, and actually learns (memorizes a fixed random labelling).
  */
 import assert from "node:assert/strict";
-import { backward } from "../kernels/autograd.ts";
-import { Module } from "../kernels/module.ts";
-import { InitRng, Linear } from "../kernels/nn.ts";
+import { backward } from "../kernels/core/autograd.ts";
+import { Module } from "../kernels/nn/module.ts";
+import { InitRng, Linear } from "../kernels/nn/layers.ts";
 import { crossEntropy, gelu } from "../kernels/ops/mod.ts";
-import { AdamW } from "../kernels/optim.ts";
-import { initRuntime, runtime } from "../kernels/runtime.ts";
-import { type Tensor, tensor, tidy } from "../kernels/tensor.ts";
+import { AdamW } from "../kernels/nn/optim.ts";
+import { initRuntime, runtime } from "../kernels/core/runtime.ts";
+import { type Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
 import { randArray, rng } from "./helpers/reference.ts";
 
 await initRuntime();

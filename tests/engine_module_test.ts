@@ -5,10 +5,10 @@
  * reach every descendant; Linear/LayerNorm/Embedding compute what they claim.
  */
 import assert from "node:assert/strict";
-import { copyTensor, Module, type ParameterValues } from "../kernels/module.ts";
-import { Embedding, InitRng, LayerNorm, Linear } from "../kernels/nn.ts";
-import { initRuntime } from "../kernels/runtime.ts";
-import { readAll, type Tensor, tensor } from "../kernels/tensor.ts";
+import { copyTensor, Module, type ParameterValues } from "../kernels/nn/module.ts";
+import { Embedding, InitRng, LayerNorm, Linear } from "../kernels/nn/layers.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { readAll, type Tensor, tensor } from "../kernels/core/tensor.ts";
 import * as op from "../kernels/ops/mod.ts";
 import { assertClose, randArray } from "./helpers/reference.ts";
 import { indexSelectRef, layerNormRef, matmulRef } from "./helpers/cpu_nn.ts";

@@ -6,9 +6,9 @@
  * gradients via `checkOp`, and errors raised before anything is dispatched.
  */
 import assert from "node:assert/strict";
-import { backward } from "../kernels/autograd.ts";
-import { initRuntime, runtime } from "../kernels/runtime.ts";
-import { readAll, tensor, tidy } from "../kernels/tensor.ts";
+import { backward } from "../kernels/core/autograd.ts";
+import { initRuntime, runtime } from "../kernels/core/runtime.ts";
+import { readAll, tensor, tidy } from "../kernels/core/tensor.ts";
 import * as op from "../kernels/ops/mod.ts";
 import { checkOp } from "./helpers/gradcheck.ts";
 import { assertClose, numel, randArray } from "./helpers/reference.ts";

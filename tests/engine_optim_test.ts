@@ -5,9 +5,9 @@
  * torch.nn.utils.clip_grad_norm_ (active and inactive), read from `opt.clipStats`.
  */
 import assert from "node:assert/strict";
-import { AdamW, type AdamWOptions } from "../kernels/optim.ts";
-import { initRuntime } from "../kernels/runtime.ts";
-import { keep, readAll, type Tensor, tensor } from "../kernels/tensor.ts";
+import { AdamW, type AdamWOptions } from "../kernels/nn/optim.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { keep, readAll, type Tensor, tensor } from "../kernels/core/tensor.ts";
 import "../kernels/ops/mod.ts";
 import { assertClose, numel, randArray } from "./helpers/reference.ts";
 import { AdamWRef } from "./helpers/cpu_nn.ts";

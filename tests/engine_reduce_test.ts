@@ -4,9 +4,9 @@
  * gradients via `checkOp`, argmax tie-breaking, > 65535 rows, and errors before dispatch.
  */
 import assert from "node:assert/strict";
-import { backward } from "../kernels/autograd.ts";
-import { initRuntime, runtime } from "../kernels/runtime.ts";
-import { tensor, tidy } from "../kernels/tensor.ts";
+import { backward } from "../kernels/core/autograd.ts";
+import { initRuntime, runtime } from "../kernels/core/runtime.ts";
+import { tensor, tidy } from "../kernels/core/tensor.ts";
 import * as op from "../kernels/ops/mod.ts";
 import { checkOp } from "./helpers/gradcheck.ts";
 import { assertClose, numel, randArray } from "./helpers/reference.ts";

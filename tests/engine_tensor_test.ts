@@ -4,9 +4,9 @@
  * dispatched, and shader errors that name their op.
  */
 import assert from "node:assert/strict";
-import { backward, detach, isGradEnabled, noGrad } from "../kernels/autograd.ts";
-import { initRuntime, runtime, ShaderError } from "../kernels/runtime.ts";
-import { keep, readAll, Tensor, tensor, tidy } from "../kernels/tensor.ts";
+import { backward, detach, isGradEnabled, noGrad } from "../kernels/core/autograd.ts";
+import { initRuntime, runtime, ShaderError } from "../kernels/core/runtime.ts";
+import { keep, readAll, Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
 import * as op from "../kernels/ops/mod.ts";
 import { assertClose, randArray } from "./helpers/reference.ts";
 

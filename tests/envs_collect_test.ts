@@ -4,10 +4,10 @@
  */
 import { deepStrictEqual as assertEquals, match, ok as assert } from "node:assert/strict";
 import { join } from "node:path";
-import { collect } from "../envs/collect.ts";
+import { collect } from "../offline/collect.ts";
 import { AtariVectorEnv } from "../envs/vector_env.ts";
-import { GAMES } from "../envs/games.ts";
-import { openDataset, openStore } from "../train/data/store.ts";
+import { GAMES } from "../atari/games.ts";
+import { openDataset, openStore } from "../offline/store.ts";
 
 async function tempDir(fn: (dir: string) => Promise<void>) {
   const dir = await Deno.makeTempDir({ prefix: "envs_collect_" });
@@ -87,7 +87,7 @@ Deno.test("envs collect: abort leaves valid, shorter stores", async () => {
   });
 });
 
-const COLLECT = new URL("../envs/collect.ts", import.meta.url).pathname;
+const COLLECT = new URL("../offline/collect.ts", import.meta.url).pathname;
 
 async function cli(args: string[]) {
   const r = await new Deno.Command(Deno.execPath(), {

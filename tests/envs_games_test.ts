@@ -11,7 +11,7 @@ import {
   minimalToFull,
   romId,
   validActionMask,
-} from "../envs/games.ts";
+} from "../atari/games.ts";
 import { AtariVectorEnv } from "../envs/vector_env.ts";
 
 Deno.test("envs games: name <-> ROM id mapping", () => {

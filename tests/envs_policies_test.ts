@@ -1,7 +1,7 @@
 /** Behaviour policies: valid actions only, uniform spread, epsilon-greedy mixing. */
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
 import { epsilonGreedy, type PolicyInput, uniformPolicy } from "../envs/policies.ts";
-import { GAMES, validActionMask } from "../envs/games.ts";
+import { GAMES, validActionMask } from "../atari/games.ts";
 
 const masks = new Uint8Array(36);
 masks.set(validActionMask(GAMES.Pong.minimalActions), 0);

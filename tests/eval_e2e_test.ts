@@ -4,10 +4,10 @@
  */
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { initRuntime } from "../kernels/runtime.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
 import { evaluate } from "../eval/evaluate.ts";
 import { parseEvalArgs } from "../eval/eval_options.ts";
-import { resolveCheckpoint } from "../eval/checkpoint_loader.ts";
+import { resolveCheckpoint } from "../checkpoint/loader.ts";
 import type { ResultsDocument } from "../eval/results_writer.ts";
 import { writeTinyCheckpoint } from "./helpers/eval_tiny_checkpoint.ts";
 

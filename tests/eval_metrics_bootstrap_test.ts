@@ -10,7 +10,7 @@ import {
   stratifiedResample,
 } from "../eval/bootstrap.ts";
 import { aggregateIqm, aggregateMean, aggregateMedian } from "../eval/metrics.ts";
-import { Xoshiro128StarStar } from "../eval/rng.ts";
+import { Xoshiro128StarStar } from "../util/rng.ts";
 
 function close(actual: number, expected: number, tol = 1e-12): void {
   assert.ok(Math.abs(actual - expected) <= tol, `${actual} != ${expected} (tol ${tol})`);

@@ -12,7 +12,7 @@ import {
   perGameMeans,
   trimMean,
 } from "../eval/metrics.ts";
-import { FINETUNE_GAMES, gameReference, PRETRAIN_GAMES } from "../eval/scores.ts";
+import { FINETUNE_GAMES, gameReference, PRETRAIN_GAMES } from "../atari/scores.ts";
 
 function close(actual: number, expected: number, tol = 1e-12): void {
   assert.ok(Math.abs(actual - expected) <= tol, `${actual} != ${expected} (tol ${tol})`);

@@ -11,7 +11,7 @@ import {
   hasDqnReference,
   PRETRAIN_GAMES,
   REFERENCE_SCORES,
-} from "../eval/scores.ts";
+} from "../atari/scores.ts";
 
 const jsonPath = fileURLToPath(new URL("../../shared/reference/scores.json", import.meta.url));
 const jsonPresent = existsSync(jsonPath);

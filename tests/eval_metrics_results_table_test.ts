@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { computeResults, formatNumber, renderResultsMarkdown } from "../eval/results_table.ts";
-import { FINETUNE_GAMES, gameReference, PRETRAIN_GAMES } from "../eval/scores.ts";
+import { FINETUNE_GAMES, gameReference, PRETRAIN_GAMES } from "../atari/scores.ts";
 
 Deno.test("per-game rows: hand-computed return stats and normalized scores", () => {
   const r = computeResults([

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { splitMix64, Xoshiro128StarStar } from "../eval/rng.ts";
+import { splitMix64, Xoshiro128StarStar } from "../util/rng.ts";
 
 Deno.test("SplitMix64 matches the reference splitmix64.c (seed 1234567)", () => {
   // Outputs of https://prng.di.unimi.it/splitmix64.c with x = 1234567.

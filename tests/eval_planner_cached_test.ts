@@ -4,15 +4,15 @@
  * (eval/wam_uncached_model.ts).
  */
 import assert from "node:assert/strict";
-import { initRuntime } from "../kernels/runtime.ts";
-import { readAll, type Tensor, tensor, tidy } from "../kernels/tensor.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { readAll, type Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
 import { maskedArgmax } from "../kernels/ops/mod.ts";
-import { worldActionConfig } from "../models/configs.ts";
-import { WorldActionModel } from "../models/world_action_model.ts";
+import { worldActionConfig } from "../models/world_action/configs.ts";
+import { WorldActionModel } from "../models/world_action/model.ts";
 import { beamSearch, type BeamSearchOptions } from "../eval/beam_search.ts";
 import type { PlanningModel } from "../eval/planning_model.ts";
 import { WamPlanningModel } from "../eval/wam_planning_model.ts";
-import { UncachedPlanningModel } from "../eval/wam_uncached_model.ts";
+import { UncachedPlanningModel } from "./helpers/wam_uncached_model.ts";
 
 await initRuntime();
 

@@ -1,8 +1,8 @@
 /** Planning windows and per-environment token histories (eval/context_history.ts). */
 import assert from "node:assert/strict";
 import { EnvHistory, windowTimesteps } from "../eval/context_history.ts";
-import { contextLength, worldActionConfig } from "../models/configs.ts";
-import { maxContextTimesteps } from "../models/kv_cache_window.ts";
+import { contextLength, worldActionConfig } from "../models/world_action/configs.ts";
+import { maxContextTimesteps } from "../models/world_action/kv_cache_window.ts";
 
 Deno.test("planning window: L - H observations, the same count as models/kv_cache_window.ts", () => {
   const cfg = worldActionConfig("tiny");

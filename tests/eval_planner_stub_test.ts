@@ -1,7 +1,7 @@
 /** Beam-search planner on hand-built tabular world models (eval/beam_search.ts). */
 import assert from "node:assert/strict";
-import { initRuntime } from "../kernels/runtime.ts";
-import { readAll, type Tensor, tensor, tidy } from "../kernels/tensor.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { readAll, type Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
 import { maskedArgmax } from "../kernels/ops/mod.ts";
 import { beamSearch, type BeamSearchOptions } from "../eval/beam_search.ts";
 import { randomMdp, StubPlanningModel, type TabularMdp } from "./helpers/eval_stub_model.ts";

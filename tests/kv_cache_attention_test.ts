@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { appendKv, cachedAttention, gatherCache } from "../kernels/ops/cached_attention.ts";
-import { initRuntime } from "../kernels/runtime.ts";
-import { readAll, Tensor, tensor } from "../kernels/tensor.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { readAll, Tensor, tensor } from "../kernels/core/tensor.ts";
 import { assertClose, randArray } from "./helpers/reference.ts";
 
 await initRuntime();

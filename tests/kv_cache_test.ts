@@ -5,17 +5,17 @@
  * helpers' arithmetic.
  */
 import assert from "node:assert/strict";
-import { initRuntime } from "../kernels/runtime.ts";
-import { readAll, type Tensor, tensor } from "../kernels/tensor.ts";
-import { worldActionConfig } from "../models/configs.ts";
-import type { KvCache } from "../models/kv_cache.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { readAll, type Tensor, tensor } from "../kernels/core/tensor.ts";
+import { worldActionConfig } from "../models/world_action/configs.ts";
+import type { KvCache } from "../models/world_action/kv_cache.ts";
 import {
   canAppendAndPlan,
   maxContextTimesteps,
   planningWindow,
   windowTokens,
-} from "../models/kv_cache_window.ts";
-import { WorldActionModel, type WorldActionOutputs } from "../models/world_action_model.ts";
+} from "../models/world_action/kv_cache_window.ts";
+import { WorldActionModel, type WorldActionOutputs } from "../models/world_action/model.ts";
 import { assertClose, rng } from "./helpers/reference.ts";
 
 await initRuntime();

@@ -5,10 +5,10 @@
  * the sum of the five terms, d(x, x) = 0, and a clear error for a file with a wrong name.
  */
 import assert from "node:assert/strict";
-import { initRuntime } from "../kernels/runtime.ts";
-import { readAll, tensor } from "../kernels/tensor.ts";
-import { writeSafetensors } from "../models/checkpoint.ts";
-import { Lpips, lpipsParameterShapes } from "../models/lpips.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { readAll, tensor } from "../kernels/core/tensor.ts";
+import { writeSafetensors } from "../models/safetensors/mod.ts";
+import { Lpips, lpipsParameterShapes } from "../models/tokenizer/lpips.ts";
 import { conv2dRef, type Img } from "./helpers/cpu_tokenizer_ops.ts";
 import { assertClose, randArray, rng } from "./helpers/reference.ts";
 

@@ -6,7 +6,7 @@ import { mulberry32 } from "../util/rng.ts";
  */
 
 import assert from "node:assert/strict";
-import { gpu } from "../kernels/device.ts";
+import { gpu } from "../kernels/core/device.ts";
 import {
   foldGrid,
   MATMUL_TILES,
@@ -15,8 +15,8 @@ import {
   type MatmulSpec,
   type MatmulTile,
   planMatmul,
-} from "../kernels/matmul_wgsl.ts";
-import { bindMatmul, compileMatmul, encodeMatmul } from "../kernels/matmul_pipeline.ts";
+} from "../kernels/codegen/matmul/plan.ts";
+import { bindMatmul, compileMatmul, encodeMatmul } from "./helpers/matmul_pipeline.ts";
 
 const GPU_TEST = { sanitizeOps: false, sanitizeResources: false };
 

@@ -4,23 +4,23 @@
  * assigned; any Module saves with extra tensors.
  */
 import assert from "node:assert/strict";
-import { initRuntime } from "../kernels/runtime.ts";
-import { readAll, tensor } from "../kernels/tensor.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { readAll, tensor } from "../kernels/core/tensor.ts";
 import {
   CheckpointMismatchError,
   readSafetensors,
   writeSafetensors,
-} from "../models/checkpoint.ts";
-import { worldActionConfig } from "../models/configs.ts";
+} from "../models/safetensors/mod.ts";
+import { worldActionConfig } from "../models/world_action/configs.ts";
 import {
   CHECKPOINT_FORMAT,
   loadModule,
   loadWorldActionModel,
   saveModule,
   saveWorldActionModel,
-} from "../models/model_checkpoint.ts";
-import { WorldActionModel } from "../models/world_action_model.ts";
-import { InitRng, Linear } from "../kernels/nn.ts";
+} from "../checkpoint/model_checkpoint.ts";
+import { WorldActionModel } from "../models/world_action/model.ts";
+import { InitRng, Linear } from "../kernels/nn/layers.ts";
 
 await initRuntime();
 

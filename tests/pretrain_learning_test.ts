@@ -21,9 +21,9 @@
  *   10-12 of 12 frames, 12 of 12 rewards.
  */
 import assert from "node:assert/strict";
-import { initRuntime } from "../kernels/runtime.ts";
-import { worldActionConfig } from "../models/configs.ts";
-import { WorldActionModel } from "../models/world_action_model.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { worldActionConfig } from "../models/world_action/configs.ts";
+import { WorldActionModel } from "../models/world_action/model.ts";
 import {
   chainEnv,
   chainOptimalQ,

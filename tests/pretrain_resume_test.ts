@@ -13,15 +13,15 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { initRuntime } from "../kernels/runtime.ts";
-import { worldActionConfig } from "../models/configs.ts";
-import { loadWorldActionModel } from "../models/model_checkpoint.ts";
-import { WorldActionModel } from "../models/world_action_model.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { worldActionConfig } from "../models/world_action/configs.ts";
+import { loadWorldActionModel } from "../checkpoint/model_checkpoint.ts";
+import { WorldActionModel } from "../models/world_action/model.ts";
 import { DEFAULT_CONFIG, type PretrainConfig } from "../train/pretrain_options.ts";
 import { pretrain } from "../train/pretrainer.ts";
 import type { StepValues } from "../train/loss_readback.ts";
-import { RunDir } from "../train/run_dir.ts";
-import { readTrainState } from "../train/train_checkpoint.ts";
+import { RunDir } from "../checkpoint/run_dir.ts";
+import { readTrainState } from "../checkpoint/train_checkpoint.ts";
 import { writeTokenStores } from "./helpers/pretrain_stores.ts";
 
 await initRuntime();

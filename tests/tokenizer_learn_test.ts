@@ -8,10 +8,10 @@
  * level (two per decoder level) instead of two (three).
  */
 import assert from "node:assert/strict";
-import { initRuntime } from "../kernels/runtime.ts";
-import { tidy } from "../kernels/tensor.ts";
-import { TINY_TOKENIZER, Tokenizer } from "../models/tokenizer.ts";
-import { spriteFrames, TokenizerTrainer } from "../models/tokenizer_train.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { tidy } from "../kernels/core/tensor.ts";
+import { TINY_TOKENIZER, Tokenizer } from "../models/tokenizer/model.ts";
+import { spriteFrames, TokenizerTrainer } from "./helpers/tokenizer_train.ts";
 
 await initRuntime();
 

@@ -10,11 +10,11 @@
  * - the perceptual term's wiring (a stand-in distance) and the log line without LPIPS weights.
  */
 import assert from "node:assert/strict";
-import { initRuntime } from "../kernels/runtime.ts";
-import { backward } from "../kernels/autograd.ts";
-import { readAll, tensor, tidy } from "../kernels/tensor.ts";
-import { TINY_TOKENIZER, Tokenizer, type TokenizerConfig } from "../models/tokenizer.ts";
-import { loadPerceptual } from "../models/tokenizer_train.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { backward } from "../kernels/core/autograd.ts";
+import { readAll, tensor, tidy } from "../kernels/core/tensor.ts";
+import { TINY_TOKENIZER, Tokenizer, type TokenizerConfig } from "../models/tokenizer/model.ts";
+import { loadPerceptual } from "./helpers/tokenizer_train.ts";
 import { mean, mul, reshape, sub } from "../kernels/ops/mod.ts";
 import { cpuTokenizer, type Params } from "./helpers/cpu_tokenizer.ts";
 import { assertClose, rng } from "./helpers/reference.ts";

@@ -5,9 +5,9 @@
  * since the quantizer is piecewise constant).
  */
 import assert from "node:assert/strict";
-import { initRuntime } from "../kernels/runtime.ts";
-import { backward } from "../kernels/autograd.ts";
-import { readAll, tensor, tidy } from "../kernels/tensor.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { backward } from "../kernels/core/autograd.ts";
+import { readAll, tensor, tidy } from "../kernels/core/tensor.ts";
 import {
   add,
   groupNorm,

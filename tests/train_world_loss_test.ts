@@ -1,6 +1,6 @@
 /** The world loss (Eq. 8) against a float64 reference, with padding masked out. */
-import { initRuntime } from "../kernels/runtime.ts";
-import { tensor } from "../kernels/tensor.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { tensor } from "../kernels/core/tensor.ts";
 import { worldLoss } from "../train/losses.ts";
 import { checkOp } from "./helpers/gradcheck.ts";
 import { randArray } from "./helpers/reference.ts";

@@ -5,12 +5,12 @@
  * (tests/helpers/cpu_wam.ts) with central finite differences. Training mode with dropout 0,
  * so the training path (fused attention forward/backward, Q-head dropout sites) runs.
  */
-import { backward } from "../kernels/autograd.ts";
+import { backward } from "../kernels/core/autograd.ts";
 import { add, crossEntropy, mul, sumAll } from "../kernels/ops/mod.ts";
-import { initRuntime } from "../kernels/runtime.ts";
-import { readAll, tensor, tidy } from "../kernels/tensor.ts";
-import { worldActionConfig } from "../models/configs.ts";
-import { WorldActionModel } from "../models/world_action_model.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { readAll, tensor, tidy } from "../kernels/core/tensor.ts";
+import { worldActionConfig } from "../models/world_action/configs.ts";
+import { WorldActionModel } from "../models/world_action/model.ts";
 import type { Params } from "./helpers/cpu_gpt.ts";
 import { cpuWamForward, cpuWamLoss } from "./helpers/cpu_wam.ts";
 import { assertClose, rng } from "./helpers/reference.ts";

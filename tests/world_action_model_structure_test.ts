@@ -4,18 +4,14 @@
  * parameters()), dropout determinism in training mode, and the per-transition obs rows.
  */
 import assert from "node:assert/strict";
-import { backward } from "../kernels/autograd.ts";
+import { backward } from "../kernels/core/autograd.ts";
 import { add, meanAll, sub, sumAll } from "../kernels/ops/mod.ts";
-import { initRuntime } from "../kernels/runtime.ts";
-import { readAll, tensor, tidy } from "../kernels/tensor.ts";
-import { CONFIGS, contextLength, worldActionConfig } from "../models/configs.ts";
-import { headRows, interleaveTokens } from "../models/world_action_model_layout.ts";
-import {
-  countByPart,
-  countParams,
-  worldActionParamSpec,
-} from "../models/world_action_model_spec.ts";
-import { interleave, nextObservationRows, WorldActionModel } from "../models/world_action_model.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { readAll, tensor, tidy } from "../kernels/core/tensor.ts";
+import { CONFIGS, contextLength, worldActionConfig } from "../models/world_action/configs.ts";
+import { headRows, interleaveTokens } from "../models/world_action/layout.ts";
+import { countByPart, countParams, worldActionParamSpec } from "../models/world_action/spec.ts";
+import { interleave, nextObservationRows, WorldActionModel } from "../models/world_action/model.ts";
 import { assertClose, rng } from "./helpers/reference.ts";
 
 await initRuntime();

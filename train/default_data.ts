@@ -7,7 +7,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { collect } from "../envs/mod.ts";
+import { collect } from "../offline/collector.ts";
 
 /** Collect `steps` transitions per game into `<root>/<Game>`; returns the dataset root. */
 export async function ensureCollected(

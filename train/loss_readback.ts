@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { readAll, type Tensor } from "../kernels/tensor.ts";
+import { readAll, type Tensor } from "../kernels/core/tensor.ts";
 
 /** One step's values after readback. */
 export interface StepValues {

@@ -34,7 +34,7 @@ import {
   supportValues,
 } from "../kernels/ops/mod.ts";
 import { mapKernel } from "../kernels/ops/map.ts";
-import { type Tensor, tensor } from "../kernels/tensor.ts";
+import { type Tensor, tensor } from "../kernels/core/tensor.ts";
 
 /** Hyper-parameters of the action loss (paper values as defaults). */
 export interface ActionLossOptions {

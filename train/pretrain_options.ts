@@ -5,8 +5,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { CONFIGS } from "../models/configs.ts";
-import { PRETRAIN_GAMES } from "../eval/scores.ts";
+import { CONFIGS } from "../models/world_action/configs.ts";
+import { PRETRAIN_GAMES } from "../atari/scores.ts";
 
 /** Everything a pretraining run depends on (saved as the run's config.json). */
 export interface PretrainConfig {

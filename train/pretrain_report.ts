@@ -4,14 +4,14 @@
  *
  * @module
  */
-import { readAll } from "../kernels/tensor.ts";
-import type { WorldActionConfig } from "../models/configs.ts";
-import { toBytes, type Tokenizer } from "../models/tokenizer.ts";
-import { FRAME_BYTES, openSampler } from "./data/mod.ts";
+import { readAll } from "../kernels/core/tensor.ts";
+import type { WorldActionConfig } from "../models/world_action/configs.ts";
+import { toBytes, type Tokenizer } from "../models/tokenizer/model.ts";
+import { FRAME_BYTES, openSampler } from "../offline/mod.ts";
 import { readMetrics } from "./metrics_log.ts";
 import type { PretrainConfig } from "./pretrain_options.ts";
 import { type ReconstructionPair, renderReport } from "./report.ts";
-import { type RunDir, writeFileAtomic } from "./run_dir.ts";
+import { type RunDir, writeFileAtomic } from "../checkpoint/run_dir.ts";
 
 /** What the report shows besides metrics.jsonl. */
 export interface PretrainReportInput {

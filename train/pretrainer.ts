@@ -17,16 +17,16 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { backward } from "../kernels/autograd.ts";
-import { copyTensor } from "../kernels/module.ts";
-import { AdamW } from "../kernels/optim.ts";
-import { initRuntime, type Runtime } from "../kernels/runtime.ts";
-import { keep, type Tensor, tidy } from "../kernels/tensor.ts";
+import { backward } from "../kernels/core/autograd.ts";
+import { copyTensor } from "../kernels/nn/module.ts";
+import { AdamW } from "../kernels/nn/optim.ts";
+import { initRuntime, type Runtime } from "../kernels/core/runtime.ts";
+import { keep, type Tensor, tidy } from "../kernels/core/tensor.ts";
 import { zeros } from "../kernels/ops/mod.ts";
-import { describeAdapter } from "../kernels/device.ts";
-import { type WorldActionConfig, worldActionConfig } from "../models/configs.ts";
-import { WorldActionModel } from "../models/world_action_model.ts";
-import type { Tokenizer } from "../models/tokenizer.ts";
+import { describeAdapter } from "../kernels/core/device.ts";
+import { type WorldActionConfig, worldActionConfig } from "../models/world_action/configs.ts";
+import { WorldActionModel } from "../models/world_action/model.ts";
+import type { Tokenizer } from "../models/tokenizer/model.ts";
 import { StepProgress } from "../util/progress.ts";
 import {
   datasetStoreDirs,
@@ -36,13 +36,13 @@ import {
   type SamplerState,
   type StoreManifest,
   tokenizeStore,
-} from "./data/mod.ts";
+} from "../offline/mod.ts";
 import { ensureCollected } from "./default_data.ts";
 import { LossReadback, type NonFinite, type StepValues } from "./loss_readback.ts";
 import { MetricsLog } from "./metrics_log.ts";
 import type { PretrainConfig } from "./pretrain_options.ts";
 import { writePretrainReport } from "./pretrain_report.ts";
-import { RunDir, writeFileAtomic } from "./run_dir.ts";
+import { RunDir, writeFileAtomic } from "../checkpoint/run_dir.ts";
 import { ENCODE_CHUNK, frameEncoder, makeTokenizer, tokenizerStep } from "./tokenizer_stage.ts";
 import {
   loadTrainCheckpoint,
@@ -50,7 +50,7 @@ import {
   type OptimizerPart,
   readTrainState,
   saveTrainCheckpoint,
-} from "./train_checkpoint.ts";
+} from "../checkpoint/train_checkpoint.ts";
 import { worldBatchArrays } from "./world_batch.ts";
 import { worldActionStep } from "./world_step.ts";
 

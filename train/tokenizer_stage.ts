@@ -6,10 +6,10 @@
  * @module
  */
 import { concat } from "../kernels/ops/mod.ts";
-import { readAll, type Tensor } from "../kernels/tensor.ts";
-import { Tokenizer, TOKENIZER_CONFIGS } from "../models/tokenizer.ts";
-import { FRAME_BYTES } from "./data/mod.ts";
-import type { FrameEncoder } from "./data/mod.ts";
+import { readAll, type Tensor } from "../kernels/core/tensor.ts";
+import { Tokenizer, TOKENIZER_CONFIGS } from "../models/tokenizer/model.ts";
+import { FRAME_BYTES } from "../offline/mod.ts";
+import type { FrameEncoder } from "../offline/mod.ts";
 
 /** A tokenizer of a named size ("tiny" | "paper") initialized from `seed`. */
 export function makeTokenizer(name: string, seed: number): Tokenizer {

@@ -12,9 +12,9 @@
  *
  * @module
  */
-import type { SegmentBatch } from "./data/mod.ts";
-import { MINIMAL_ACTIONS } from "./data/minimal_actions.ts";
-import { gameOfTaskId } from "./data/task_ids.ts";
+import type { SegmentBatch } from "../offline/mod.ts";
+import { MINIMAL_ACTIONS } from "../atari/minimal_actions.ts";
+import { gameOfTaskId } from "../atari/task_ids.ts";
 
 /** CPU arrays of one training batch (B items, L timesteps, P tokens per frame). */
 export interface WorldBatchArrays {

@@ -10,10 +10,10 @@
  * @module
  */
 import { add, concat, crossEntropy, mulScalar, reshape, slice } from "../kernels/ops/mod.ts";
-import { backward } from "../kernels/autograd.ts";
-import type { AdamW } from "../kernels/optim.ts";
-import { type Tensor, tensor } from "../kernels/tensor.ts";
-import { nextObservationRows, type WorldActionModel } from "../models/world_action_model.ts";
+import { backward } from "../kernels/core/autograd.ts";
+import type { AdamW } from "../kernels/nn/optim.ts";
+import { type Tensor, tensor } from "../kernels/core/tensor.ts";
+import { nextObservationRows, type WorldActionModel } from "../models/world_action/model.ts";
 import { c51TdLoss, cqlPenalty } from "./losses.ts";
 import type { WorldBatchArrays } from "./world_batch.ts";
 

@@ -3,17 +3,21 @@
  * `attention_wgsl.ts` (no T x T matrix in memory), and the plain composite of matmul, mask
  * and softmax (`attentionReference`) that tests and benchmarks compare it against.
  */
-import { record } from "../autograd.ts";
-import { type KernelPlan, planAttentionBackward, planAttentionForward } from "../attention_wgsl.ts";
-import { runtime } from "../runtime.ts";
-import { Tensor } from "../tensor.ts";
+import { record } from "../core/autograd.ts";
+import {
+  type KernelPlan,
+  planAttentionBackward,
+  planAttentionForward,
+} from "../codegen/attention/plan.ts";
+import { runtime } from "../core/runtime.ts";
+import { Tensor } from "../core/tensor.ts";
 import { dropout as dropoutOp } from "./dropout.ts";
 import { mulScalar, where } from "./elementwise.ts";
 import { permute, reshape, slice } from "./layout.ts";
 import { mapKernel } from "./map.ts";
 import { matmul } from "./matmul.ts";
 import { softmax } from "./softmax.ts";
-import { grid, linearWorkgroup } from "../wgsl.ts";
+import { grid, linearWorkgroup } from "../codegen/wgsl.ts";
 
 /** Options of the attention ops. */
 export interface AttentionOptions {

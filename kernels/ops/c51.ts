@@ -7,10 +7,10 @@
  * neighbouring atoms as the usual floor/ceil scatter, but each output atom is one thread's
  * sum, so there are no atomics and no special case when b_j lands exactly on an atom.
  */
-import { record } from "../autograd.ts";
-import { runtime } from "../runtime.ts";
-import { Tensor } from "../tensor.ts";
-import { binding, f32, grid, linearWorkgroup } from "../wgsl.ts";
+import { record } from "../core/autograd.ts";
+import { runtime } from "../core/runtime.ts";
+import { Tensor } from "../core/tensor.ts";
+import { binding, f32, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 import { mapKernel } from "./map.ts";
 import { argmax } from "./reduce.ts";
 

@@ -20,9 +20,9 @@
  *
  * @module
  */
-import { runtime } from "../runtime.ts";
-import { Tensor } from "../tensor.ts";
-import { f32 } from "../wgsl.ts";
+import { runtime } from "../core/runtime.ts";
+import { Tensor } from "../core/tensor.ts";
+import { f32 } from "../codegen/wgsl.ts";
 import { checkIndices } from "./gather.ts";
 
 const WG = 64;

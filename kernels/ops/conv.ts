@@ -4,10 +4,10 @@
  * convolution and the weight gradient a GEMM over N*OH*OW, both implicit GEMMs too; the bias
  * gradient sums the output gradient over batch and pixels.
  */
-import { record } from "../autograd.ts";
-import { type ConvGeometry, convOutputSize, planConv } from "../conv_wgsl.ts";
-import { runtime } from "../runtime.ts";
-import { Tensor } from "../tensor.ts";
+import { record } from "../core/autograd.ts";
+import { type ConvGeometry, convOutputSize, planConv } from "../codegen/conv/plan.ts";
+import { runtime } from "../core/runtime.ts";
+import { Tensor } from "../core/tensor.ts";
 import { sum } from "./reduce.ts";
 
 /** Options of `conv2d`. */

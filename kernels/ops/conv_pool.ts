@@ -3,10 +3,10 @@
  * VGG's `MaxPool2d(2, 2)`; trailing rows/columns that do not fill a window are dropped).
  * The backward routes each output gradient to the first maximum of its window.
  */
-import { record } from "../autograd.ts";
-import { runtime } from "../runtime.ts";
-import { Tensor } from "../tensor.ts";
-import { binding, grid, linearWorkgroup } from "../wgsl.ts";
+import { record } from "../core/autograd.ts";
+import { runtime } from "../core/runtime.ts";
+import { Tensor } from "../core/tensor.ts";
+import { binding, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 
 const WG = 256;
 

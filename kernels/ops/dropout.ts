@@ -2,10 +2,10 @@
  * Inverted dropout with a counter-based mask: element i is kept when hash(seed, i) >= p.
  * The same seed gives the same mask, so the backward regenerates it instead of storing it.
  */
-import { record } from "../autograd.ts";
-import { runtime } from "../runtime.ts";
-import { Tensor } from "../tensor.ts";
-import { binding, f32, grid, linearWorkgroup } from "../wgsl.ts";
+import { record } from "../core/autograd.ts";
+import { runtime } from "../core/runtime.ts";
+import { Tensor } from "../core/tensor.ts";
+import { binding, f32, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 
 const WG = 256;
 

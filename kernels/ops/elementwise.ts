@@ -2,10 +2,10 @@
  * Elementwise ops and their gradient rules, one table row each. A unary rule's backward is a
  * single fused WGSL expression over `a` = incoming gradient, `b` = input x, `c` = output y.
  */
-import { record } from "../autograd.ts";
-import type { DType } from "../dtype.ts";
-import type { Tensor } from "../tensor.ts";
-import { f32 } from "../wgsl.ts";
+import { record } from "../core/autograd.ts";
+import type { DType } from "../core/dtype.ts";
+import type { Tensor } from "../core/tensor.ts";
+import { f32 } from "../codegen/wgsl.ts";
 import { broadcastShapes, mapKernel } from "./map.ts";
 import { sumTo } from "./reduce.ts";
 

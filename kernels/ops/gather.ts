@@ -5,10 +5,10 @@
  * Index tensors uploaded from the CPU carry their value range, so an out-of-range index is
  * an error before anything is dispatched; indices computed on the GPU are clamped.
  */
-import { record } from "../autograd.ts";
-import { runtime } from "../runtime.ts";
-import { Tensor } from "../tensor.ts";
-import { binding, grid, linearWorkgroup } from "../wgsl.ts";
+import { record } from "../core/autograd.ts";
+import { runtime } from "../core/runtime.ts";
+import { Tensor } from "../core/tensor.ts";
+import { binding, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 import { zeros } from "./elementwise.ts";
 
 const WG = 256;

@@ -3,10 +3,10 @@
  * channels and pixels, per-channel affine). One workgroup per (image, group) in fused
  * kernels like `layerNorm`; the forward keeps each group's mean and 1/std for the backward.
  */
-import { record } from "../autograd.ts";
-import { runtime } from "../runtime.ts";
-import { Tensor } from "../tensor.ts";
-import { binding, f32, grid, linearWorkgroup } from "../wgsl.ts";
+import { record } from "../core/autograd.ts";
+import { runtime } from "../core/runtime.ts";
+import { Tensor } from "../core/tensor.ts";
+import { binding, f32, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 import { mapKernel } from "./map.ts";
 import { sum } from "./reduce.ts";
 

@@ -2,10 +2,10 @@
  * Layout ops: reshape, permute/transpose, slice, concat. Every copy kernel bakes the shapes
  * and strides into its source; their backwards are the inverse copies.
  */
-import { record } from "../autograd.ts";
-import { runtime } from "../runtime.ts";
-import { Tensor } from "../tensor.ts";
-import { binding, enables, grid, linearWorkgroup, stridesOf } from "../wgsl.ts";
+import { record } from "../core/autograd.ts";
+import { runtime } from "../core/runtime.ts";
+import { Tensor } from "../core/tensor.ts";
+import { binding, enables, grid, linearWorkgroup, stridesOf } from "../codegen/wgsl.ts";
 
 const WG = 256;
 

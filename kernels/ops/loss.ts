@@ -1,12 +1,12 @@
 /** Cross-entropy with integer targets, built from tested ops so its gradient comes with them. */
-import { record } from "../autograd.ts";
-import type { Tensor } from "../tensor.ts";
+import { record } from "../core/autograd.ts";
+import type { Tensor } from "../core/tensor.ts";
 import { div, mul, neg } from "./elementwise.ts";
 import { checkIndices, gatherLast } from "./gather.ts";
 import { mapKernel } from "./map.ts";
 import { sumAll } from "./reduce.ts";
 import { logSoftmax } from "./softmax.ts";
-import { f32 } from "../wgsl.ts";
+import { f32 } from "../codegen/wgsl.ts";
 
 /**
  * Mean cross-entropy of `logits` [..., C] against integer `targets` [...]. With `weights`

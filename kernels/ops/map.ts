@@ -3,10 +3,10 @@
  * combined by a WGSL expression over `a`, `b`, `c`, ... (each loaded as f32). Shapes and
  * strides are baked into the source, so the index math is all constants.
  */
-import type { DType } from "../dtype.ts";
-import { runtime } from "../runtime.ts";
-import { Tensor } from "../tensor.ts";
-import { binding, enables, grid, linearWorkgroup, stridesOf } from "../wgsl.ts";
+import type { DType } from "../core/dtype.ts";
+import { runtime } from "../core/runtime.ts";
+import { Tensor } from "../core/tensor.ts";
+import { binding, enables, grid, linearWorkgroup, stridesOf } from "../codegen/wgsl.ts";
 
 const NAMES = "abcdefgh";
 const WG = 256;

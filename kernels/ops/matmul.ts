@@ -4,10 +4,10 @@
  * A 2-D right operand (a weight) with a non-transposed left operand folds the left's batch
  * axes into M: one big GEMM, and the weight's gradient sums over the batch for free.
  */
-import { record } from "../autograd.ts";
-import { type MatmulSpec, planMatmul } from "../matmul_wgsl.ts";
-import { runtime } from "../runtime.ts";
-import { Tensor } from "../tensor.ts";
+import { record } from "../core/autograd.ts";
+import { type MatmulSpec, planMatmul } from "../codegen/matmul/plan.ts";
+import { runtime } from "../core/runtime.ts";
+import { Tensor } from "../core/tensor.ts";
 import { full } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
 

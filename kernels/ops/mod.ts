@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { registerTapeOps } from "../autograd.ts";
+import { registerTapeOps } from "../core/autograd.ts";
 import { add, ones } from "./elementwise.ts";
 
 export * from "./elementwise.ts";

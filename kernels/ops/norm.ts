@@ -2,10 +2,10 @@
  * Layer norm over the last axis. The forward keeps per-row mean and 1/std for the backward;
  * the weight and bias gradients are column sums over rows.
  */
-import { record } from "../autograd.ts";
-import { runtime } from "../runtime.ts";
-import { Tensor } from "../tensor.ts";
-import { binding, f32, grid, linearWorkgroup } from "../wgsl.ts";
+import { record } from "../core/autograd.ts";
+import { runtime } from "../core/runtime.ts";
+import { Tensor } from "../core/tensor.ts";
+import { binding, f32, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 import { mapKernel } from "./map.ts";
 import { sum } from "./reduce.ts";
 

@@ -3,10 +3,10 @@
  * the axis is innermost (inner = 1), one thread per output looping over R otherwise (threads
  * then read adjacent `inner` elements, which coalesces).
  */
-import { record } from "../autograd.ts";
-import { runtime } from "../runtime.ts";
-import { Tensor } from "../tensor.ts";
-import { binding, grid, linearWorkgroup } from "../wgsl.ts";
+import { record } from "../core/autograd.ts";
+import { runtime } from "../core/runtime.ts";
+import { Tensor } from "../core/tensor.ts";
+import { binding, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 import { mapKernel } from "./map.ts";
 
 /** Which reduction. argmax gives i32 indices (first maximum on ties). */

@@ -2,10 +2,10 @@
  * softmax, log-softmax and logsumexp along the last axis: one workgroup per row, max
  * subtracted first so nothing overflows.
  */
-import { record } from "../autograd.ts";
-import { runtime } from "../runtime.ts";
-import { Tensor } from "../tensor.ts";
-import { binding, grid, linearWorkgroup } from "../wgsl.ts";
+import { record } from "../core/autograd.ts";
+import { runtime } from "../core/runtime.ts";
+import { Tensor } from "../core/tensor.ts";
+import { binding, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 import { mapKernel } from "./map.ts";
 
 type Mode = "softmax" | "logsoftmax" | "logsumexp";

@@ -2,9 +2,9 @@
  * Top-k along the last axis (k <= 32), one thread per row with an insertion list: rows in
  * JOWA are short (18 actions, 2048 tokens) and k is small.
  */
-import { runtime } from "../runtime.ts";
-import { Tensor } from "../tensor.ts";
-import { binding, grid, linearWorkgroup } from "../wgsl.ts";
+import { runtime } from "../core/runtime.ts";
+import { Tensor } from "../core/tensor.ts";
+import { binding, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 
 const WG = 64;
 

@@ -3,10 +3,10 @@
  * `F.interpolate(x, scale_factor=f, mode="nearest")`). The backward sums each fy x fx block
  * of the output gradient into its source pixel.
  */
-import { record } from "../autograd.ts";
-import { runtime } from "../runtime.ts";
-import { Tensor } from "../tensor.ts";
-import { binding, grid, linearWorkgroup } from "../wgsl.ts";
+import { record } from "../core/autograd.ts";
+import { runtime } from "../core/runtime.ts";
+import { Tensor } from "../core/tensor.ts";
+import { binding, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 
 const WG = 256;
 

@@ -6,8 +6,8 @@
  * through to z (dz = dzq); the codebook learns only from the codebook loss
  * mean((sg[z] - e)^2), and z additionally from the commitment loss mean((z - sg[e])^2).
  */
-import { detach, noGrad, record } from "../autograd.ts";
-import { type Tensor, tidy } from "../tensor.ts";
+import { detach, noGrad, record } from "../core/autograd.ts";
+import { type Tensor, tidy } from "../core/tensor.ts";
 import { mul, sub } from "./elementwise.ts";
 import { indexSelect } from "./gather.ts";
 import { mapKernel } from "./map.ts";

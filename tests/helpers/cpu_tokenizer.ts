@@ -5,8 +5,8 @@
  * equal the straight-through gradient there:
  *   zq = z + (e0 - z0), codebook = mean((z0 - e[idx])^2), commitment = mean((z - e0)^2).
  */
-import type { TokenizerConfig } from "../../models/tokenizer_config.ts";
-import { levelResolutions } from "../../models/tokenizer_config.ts";
+import type { TokenizerConfig } from "../../models/tokenizer/config.ts";
+import { levelResolutions } from "../../models/tokenizer/config.ts";
 import {
   attentionRef,
   conv2dRef,

@@ -6,7 +6,7 @@
  * offset == K - 1.
  */
 import { cpuBlock, layerNorm, linear, type Params } from "./cpu_gpt.ts";
-import type { WorldActionConfig } from "../../models/configs.ts";
+import type { WorldActionConfig } from "../../models/world_action/configs.ts";
 
 /** Head outputs, row-major, rows in position order. */
 export interface CpuWamOutputs {

@@ -7,7 +7,7 @@ import { mulberry32 } from "../../util/rng.ts";
  */
 import { indexSelect, reshape } from "../../kernels/ops/mod.ts";
 import { mapKernel } from "../../kernels/ops/map.ts";
-import { keep, type Tensor, tensor } from "../../kernels/tensor.ts";
+import { keep, type Tensor, tensor } from "../../kernels/core/tensor.ts";
 import type { Imagined, PlanningModel, PlanningState } from "../../eval/planning_model.ts";
 
 /** CPU tables of the MDP. */

@@ -4,10 +4,10 @@
  * pretrain` lays one out: <dir>/world_action.safetensors and <dir>/tokenizer.safetensors.
  */
 import * as path from "node:path";
-import { worldActionConfig } from "../../models/configs.ts";
-import { saveModule, saveWorldActionModel } from "../../models/model_checkpoint.ts";
-import { TINY_TOKENIZER, Tokenizer } from "../../models/tokenizer.ts";
-import { WorldActionModel } from "../../models/world_action_model.ts";
+import { worldActionConfig } from "../../models/world_action/configs.ts";
+import { saveModule, saveWorldActionModel } from "../../checkpoint/model_checkpoint.ts";
+import { TINY_TOKENIZER, Tokenizer } from "../../models/tokenizer/model.ts";
+import { WorldActionModel } from "../../models/world_action/model.ts";
 
 /** Write the tiny checkpoint into `dir` (created); returns `dir`. */
 export async function writeTinyCheckpoint(dir: string, seed = 1): Promise<string> {

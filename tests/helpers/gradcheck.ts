@@ -6,8 +6,8 @@
  * against central finite differences of the float64 reference — precise, no f32 noise.
  * Without a CPU reference, finite differences of the GPU function itself (looser).
  */
-import { backward } from "../../kernels/autograd.ts";
-import { readAll, type Tensor, tensor, tidy } from "../../kernels/tensor.ts";
+import { backward } from "../../kernels/core/autograd.ts";
+import { readAll, type Tensor, tensor, tidy } from "../../kernels/core/tensor.ts";
 import { mul, sumAll } from "../../kernels/ops/mod.ts";
 import { assertClose, numel, randArray } from "./reference.ts";
 

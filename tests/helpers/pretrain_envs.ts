@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { SegmentBatch } from "../../train/data/mod.ts";
+import type { SegmentBatch } from "../../offline/mod.ts";
 import { mulberry32 } from "../../envs/policies.ts";
 
 /** Full action ids used by the synthetic environments. */

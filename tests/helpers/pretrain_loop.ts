@@ -5,13 +5,13 @@
  *
  * @module
  */
-import { noGrad } from "../../kernels/autograd.ts";
-import { AdamW } from "../../kernels/optim.ts";
-import { readAll, type Tensor, tensor, tidy } from "../../kernels/tensor.ts";
+import { noGrad } from "../../kernels/core/autograd.ts";
+import { AdamW } from "../../kernels/nn/optim.ts";
+import { readAll, type Tensor, tensor, tidy } from "../../kernels/core/tensor.ts";
 import { argmax, concat, reshape } from "../../kernels/ops/mod.ts";
-import { runtime } from "../../kernels/runtime.ts";
-import { nextObservationRows, type WorldActionModel } from "../../models/world_action_model.ts";
-import type { SegmentBatch } from "../../train/data/mod.ts";
+import { runtime } from "../../kernels/core/runtime.ts";
+import { nextObservationRows, type WorldActionModel } from "../../models/world_action/model.ts";
+import type { SegmentBatch } from "../../offline/mod.ts";
 import { worldBatchArrays } from "../../train/world_batch.ts";
 import { type JointWeights, worldActionStep } from "../../train/world_step.ts";
 import { stepSeed } from "../../train/pretrainer.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 import * as path from "node:path";
-import { minimalActionsOf, openTokenStoreWriter } from "../../train/data/mod.ts";
+import { minimalActionsOf, openTokenStoreWriter } from "../../offline/mod.ts";
 import { mulberry32 } from "../../envs/policies.ts";
 
 /** Write `<root>/<game>/` token stores; returns the root. */

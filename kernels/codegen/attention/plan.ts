@@ -1,0 +1,48 @@
+/**
+ * WGSL generators for fused (flash-style) self-attention, forward and backward: the public
+ * entry points. The kernels live in attention_forward.ts, attention_backward.ts (delta and
+ * the plan), attention_dkdv.ts and attention_dq.ts; attention_reference.ts is the float64 CPU
+ * reference and attention_dispatch.ts minimal raw-WebGPU plumbing for tests and benchmarks.
+ *
+ * Forward (one kernel): a workgroup owns BR query rows of one head; NS threads share a row,
+ * each holding D/NS dims of q and of the output accumulator as separate vec4 variables.
+ * BC-key tiles of K and V are staged in workgroup memory; each thread writes its partial
+ * q·k dot products to workgroup memory, the NS partials are summed after a barrier, and an
+ * online softmax (base 2, running max m and sum l) rescales the accumulator once per tile.
+ * No T x T matrix touches global memory; the kernel also writes L = logsumexp of each row's
+ * scaled scores ([BH, Tq], natural log) for the backward.
+ *
+ * Backward (three kernels, FlashAttention-2 style, no atomics): `delta` = rowsum(dO * O);
+ * dK/dV with a workgroup per key block looping over query tiles; dQ with a workgroup per query
+ * block looping over key tiles. Both recompute P = exp(S - L) from Q, K and L.
+ *
+ * Dropout multiplies P by keep/(1-p) with keep from a counter-based hash of
+ * (seed, bh, i, j) (see {@link dropoutKeep}); {seed, p} come from a small uniform so the
+ * backward regenerates the same mask. L is the logsumexp before dropout.
+ *
+ * Hot loops over the head dimension and over a tile are unrolled in the generated text with
+ * named vec4 variables: naga clamps dynamic indices into private arrays, which would move
+ * them out of registers. Tiles are picked to fit the device limits; `spec.tiles` overrides
+ * them for tuning, including register blocking (several query rows or keys per thread, so
+ * each workgroup-memory read feeds several accumulators), off by default.
+ *
+ * @module
+ */
+
+export type {
+  AttentionLayout,
+  AttentionLimits,
+  AttentionSpec,
+  AttentionTiles,
+  KernelPlan,
+} from "./common.ts";
+export {
+  ATTENTION_PARAMS_BYTES,
+  attentionParams,
+  dropoutKeep,
+  dropoutThreshold,
+  foldGrid,
+  pcgHash,
+} from "./common.ts";
+export { planAttentionForward } from "./_forward.ts";
+export { planAttentionBackward } from "./_backward.ts";

@@ -1,0 +1,330 @@
+/**
+ * WGSL code generator for f32 batched matmul: C[b] = A[b]·B[b] (+ C[b]) (+ bias).
+ *
+ * Every size is baked into the generated text as a constant, and the hot loop is emitted as
+ * straight-line code: the k-loop over a workgroup tile and the per-thread register block are
+ * fully unrolled and the accumulators are separate `vec4` variables. naga clamps dynamic
+ * indices into private arrays, which pushes them out of registers on NVIDIA (measured 2 vs 25
+ * TFLOP/s on an H100), so the generated code has no private arrays at all.
+ *
+ * Layout of one workgroup: a TM x TN output tile, TK-deep slices of A and B staged in
+ * workgroup memory as `vec4` rows indexed [k][m/4] and [k][n/4]. Each thread owns RM x RN
+ * outputs in "split" layout (vec4 column groups tx, tx + TN/RN, ...), so neighbouring threads
+ * read neighbouring vec4s from workgroup memory (no bank conflicts on the hot reads).
+ * Bounds: a dimension that is a multiple of its tile has no tests at all; otherwise each load
+ * tests a per-thread flag computed once before the k-loop, and stores take an unguarded path in
+ * interior tiles and a guarded one only in edge tiles. Only the final partial k-slice tests K.
+ * Global loads for the next k-slice are issued before the math on the current one, and
+ * workgroup memory is double-buffered when the limit allows (one barrier per slice).
+ * `splitK` (an extension) spreads long-K products with few output tiles over more workgroups.
+ *
+ * @module
+ */
+
+import { generateMatmul } from "./emit.ts";
+import { foldGrid } from "./grid.ts";
+import { generateSplitReduce, type SplitK, splitOf, type SplitReduce } from "./split.ts";
+
+export { foldGrid };
+
+/** One batched matmul. A is [batch, M, K], B is [batch, K, N], C is [batch, M, N]. */
+export interface MatmulSpec {
+  batch: number;
+  M: number;
+  N: number;
+  K: number;
+  /** A is stored [batch, K, M] (i.e. we use A^T) instead of [batch, M, K]. */
+  transA: boolean;
+  /** B is stored [batch, N, K] instead of [batch, K, N]. */
+  transB: boolean;
+  /** Element strides between batches; 0 broadcasts one matrix over the batch. */
+  aBatchStride: number;
+  bBatchStride: number;
+  /** C = A·B + C (accumulate into existing output), for gradient accumulation. Default false. */
+  accumulate?: boolean;
+  /** Optional fused epilogue: add bias[N] (binding 3). Default false. */
+  bias?: boolean;
+  /**
+   * Extension: split K over several workgroups per output tile when there are too few tiles to
+   * fill the GPU (weight gradients: small M x N, K = batch x tokens). "auto" lets the planner
+   * decide, a number forces about that many parts. Default: never. A split plan needs a scratch
+   * buffer and a second dispatch; see `MatmulPlan.splitK`.
+   */
+  splitK?: number | "auto";
+}
+
+/** A generated kernel and how to dispatch it. */
+export interface MatmulPlan {
+  /** Complete WGSL, all sizes baked in as constants. */
+  code: string;
+  /** Dispatch size, each <= limits.maxComputeWorkgroupsPerDimension. */
+  workgroups: [number, number, number];
+  /** E.g. "matmul 64x2048x512 tB" for error messages. */
+  label: string;
+  /** The tiling picked (for logs and benchmarks). */
+  tile: MatmulTile;
+  /** 2 when workgroup memory allows double-buffered k-slices (one barrier per slice). */
+  sharedBuffers: 1 | 2;
+  /** Minimum sizes in bytes of the A, B, C (and bias) bindings; the shader declares them. */
+  bindingBytes: { a: number; b: number; c: number; bias: number };
+  /**
+   * Present when K is split: this plan's kernel then binds 0: A, 1: B, 2: scratch (read_write,
+   * `scratchBytes`) and no bias; afterwards dispatch `reduce` with 0: scratch (read), 1: C
+   * (read_write), 2: bias (when spec.bias). Both may go in one compute pass.
+   */
+  splitK?: { parts: number; scratchBytes: number; reduce: SplitReduce };
+}
+
+/** Device limits the planner respects. */
+export interface MatmulLimits {
+  maxComputeWorkgroupStorageSize: number;
+  maxComputeInvocationsPerWorkgroup: number;
+  maxComputeWorkgroupsPerDimension: number;
+}
+
+/** Workgroup tile TM x TN x TK; each thread computes RM x RN outputs (RM, RN in {4, 8}). */
+export interface MatmulTile {
+  TM: number;
+  TN: number;
+  TK: number;
+  RM: number;
+  RN: number;
+}
+
+/** Tiles from most to least work per thread; the planner takes the first that fills the GPU. */
+const GENERAL_TILES: MatmulTile[] = [
+  { TM: 128, TN: 128, TK: 16, RM: 8, RN: 8 },
+  { TM: 128, TN: 64, TK: 16, RM: 8, RN: 4 },
+  { TM: 64, TN: 128, TK: 16, RM: 4, RN: 8 },
+  { TM: 64, TN: 64, TK: 16, RM: 4, RN: 8 },
+  { TM: 32, TN: 32, TK: 16, RM: 4, RN: 4 },
+];
+/** Few rows (decode with 1..16 tokens): a short tile so little of the work is padding. */
+const SKINNY_M_TILES: MatmulTile[] = [
+  { TM: 16, TN: 128, TK: 16, RM: 4, RN: 4 },
+  { TM: 16, TN: 64, TK: 16, RM: 4, RN: 4 },
+  { TM: 16, TN: 32, TK: 16, RM: 4, RN: 4 },
+];
+const SKINNY_N_TILES: MatmulTile[] = SKINNY_M_TILES.map((t) => ({
+  TM: t.TN,
+  TN: t.TM,
+  TK: t.TK,
+  RM: t.RN,
+  RN: t.RM,
+}));
+/** Every tile the planner may pick (tests force each one). */
+export const MATMUL_TILES: readonly MatmulTile[] = [
+  ...GENERAL_TILES,
+  ...SKINNY_M_TILES,
+  ...SKINNY_N_TILES,
+];
+/** Enough workgroups to keep every SM of a large GPU busy (an H100 has 132). */
+const TARGET_WORKGROUPS = 256;
+
+/** Threads per workgroup for a tile. */
+export function threadsOf(t: MatmulTile): number {
+  return (t.TM / t.RM) * (t.TN / t.RN);
+}
+
+/** Workgroup memory bytes for a tile. */
+function sharedBytesOf(t: MatmulTile): number {
+  return (t.TM + t.TN) * t.TK * 4;
+}
+
+/** Tiles of the shape's family that fit the limits, largest first. */
+function candidatesFor(spec: MatmulSpec, limits: MatmulLimits): MatmulTile[] {
+  const fits = (t: MatmulTile) =>
+    threadsOf(t) <= limits.maxComputeInvocationsPerWorkgroup &&
+    sharedBytesOf(t) <= limits.maxComputeWorkgroupStorageSize;
+  let family = GENERAL_TILES;
+  if (spec.M <= 16 && spec.N > 16) family = SKINNY_M_TILES;
+  else if (spec.N <= 16 && spec.M > 16) family = SKINNY_N_TILES;
+  const candidates = family.filter(fits);
+  if (candidates.length === 0) {
+    throw new Error(`matmul: no tile fits the device limits ${JSON.stringify(limits)}`);
+  }
+  return candidates;
+}
+
+/** Output tiles (workgroups without split-K) for a tile. */
+function tileCount(spec: MatmulSpec, t: MatmulTile): number {
+  return Math.ceil(spec.M / t.TM) * Math.ceil(spec.N / t.TN) * spec.batch;
+}
+
+/** A tile more than twice the matrix in either dimension is mostly padding (16 is the least). */
+function sensible(spec: MatmulSpec, t: MatmulTile): boolean {
+  return (t.TM <= 2 * spec.M || t.TM <= 16) && (t.TN <= 2 * spec.N || t.TN <= 16);
+}
+
+/**
+ * Relative per-workgroup-slot throughput by outputs per thread: bigger register blocks do more
+ * math per shared-memory read. Rough guesses, to be recalibrated with bench on a GPU.
+ */
+function efficiency(t: MatmulTile): number {
+  const block = t.RM * t.RN;
+  return block >= 64 ? 1 : block >= 32 ? 0.8 : 0.5;
+}
+
+/**
+ * Estimated cost (arbitrary units) of a tile split `parts` ways: padded work divided by
+ * efficiency and by how much of the GPU the workgroups occupy; a split pays a little for the
+ * scratch round trip.
+ */
+function estimate(spec: MatmulSpec, t: MatmulTile, parts: number): number {
+  const padded = Math.ceil(spec.M / t.TM) * t.TM * Math.ceil(spec.N / t.TN) * t.TN;
+  const occupancy = Math.min(1, (tileCount(spec, t) * parts) / TARGET_WORKGROUPS);
+  return (padded / (efficiency(t) * occupancy)) * (parts > 1 ? 1.05 : 1);
+}
+
+/** Picks a tile for the shape (no split-K): the lowest estimated cost, larger tiles on ties. */
+export function chooseTile(spec: MatmulSpec, limits: MatmulLimits): MatmulTile {
+  const candidates = candidatesFor(spec, limits);
+  const usable = candidates.filter((t) => sensible(spec, t));
+  let best = usable[0] ?? candidates[candidates.length - 1];
+  for (const t of usable) if (estimate(spec, t, 1) < estimate(spec, best, 1)) best = t;
+  return best;
+}
+
+/** Split-K worth doing only when each part keeps at least this many k-slices. */
+const MIN_SLICES_PER_PART = 8;
+const MAX_PARTS = 16;
+/** Below both (about 10 us of math or of memory traffic on a big GPU) split-K never pays. */
+const SPLIT_MIN_FLOPS = 2 ** 28;
+const SPLIT_MIN_BYTES = 32 * 2 ** 20;
+
+/**
+ * For `splitK: "auto"`: the tile and number of K parts with the lowest estimated cost, or null
+ * when not splitting is best (or the problem is too small for a second dispatch to pay).
+ */
+export function chooseSplit(
+  spec: MatmulSpec,
+  limits: MatmulLimits,
+): { tile: MatmulTile; parts: number } | null {
+  const flops = 2 * spec.M * spec.N * spec.K * spec.batch;
+  const bytes = 4 * spec.K * (spec.M + spec.N) * spec.batch;
+  if (flops < SPLIT_MIN_FLOPS && bytes < SPLIT_MIN_BYTES) return null;
+  const plain = chooseTile(spec, limits);
+  let best = { tile: plain, parts: 1, cost: estimate(spec, plain, 1) };
+  for (const t of candidatesFor(spec, limits)) {
+    if (!sensible(spec, t)) continue;
+    const most = Math.min(MAX_PARTS, Math.floor(spec.K / (MIN_SLICES_PER_PART * t.TK)));
+    for (let parts = 2; parts <= most; parts++) {
+      const cost = estimate(spec, t, parts);
+      if (cost < best.cost) best = { tile: t, parts, cost };
+    }
+  }
+  return best.parts > 1 ? { tile: best.tile, parts: best.parts } : null;
+}
+
+/** Validates a spec; throws with a readable message. */
+function checkSpec(spec: MatmulSpec): void {
+  for (const key of ["batch", "M", "N", "K"] as const) {
+    const v = spec[key];
+    if (!Number.isInteger(v) || v < 1) throw new Error(`matmul: ${key} must be >= 1, got ${v}`);
+  }
+  for (const key of ["aBatchStride", "bBatchStride"] as const) {
+    const v = spec[key];
+    if (!Number.isInteger(v) || v < 0) throw new Error(`matmul: ${key} must be >= 0, got ${v}`);
+  }
+  const sk = spec.splitK;
+  if (sk !== undefined && sk !== "auto" && !(Number.isInteger(sk) && sk >= 1)) {
+    throw new Error(`matmul: splitK must be "auto" or an integer >= 1, got ${sk}`);
+  }
+}
+
+/** Short human label, e.g. "matmul 64x2048x512 tB". */
+export function matmulLabel(spec: MatmulSpec): string {
+  const flags = [
+    spec.batch > 1 ? `b${spec.batch}` : "",
+    spec.transA ? "tA" : "",
+    spec.transB ? "tB" : "",
+    spec.accumulate ? "acc" : "",
+    spec.bias ? "bias" : "",
+  ].filter((s) => s).join(" ");
+  return `matmul ${spec.M}x${spec.N}x${spec.K}${flags ? " " + flags : ""}`;
+}
+
+/**
+ * Plans a batched matmul: picks a tiling, generates the WGSL and the dispatch size.
+ *
+ * Bindings: @group(0) @binding(0) A (read), 1: B (read), 2: C (read_write, [batch, M, N]
+ * contiguous), 3: bias[N] (read) when `spec.bias`. The shader declares fixed-size arrays, so
+ * each binding must be at least `plan.bindingBytes` long (WebGPU validates this at dispatch).
+ */
+export function planMatmul(
+  spec: MatmulSpec,
+  limits: MatmulLimits,
+  override?: MatmulTile,
+): MatmulPlan {
+  checkSpec(spec);
+  let tile = override ?? chooseTile(spec, limits);
+  let split: SplitK | null = null;
+  if (typeof spec.splitK === "number" && spec.splitK >= 2) {
+    split = splitOf(spec.K, tile.TK, Math.floor(spec.splitK));
+  } else if (spec.splitK === "auto") {
+    const choice = chooseSplit(spec, limits);
+    if (choice) {
+      tile = override ?? choice.tile;
+      split = splitOf(spec.K, tile.TK, choice.parts);
+    }
+  }
+  if (split && split.parts < 2) split = null;
+  checkTile(tile, limits);
+  const label = matmulLabel(spec) + (split ? ` split${split.parts}` : "");
+  const parts = split?.parts ?? 1;
+  const workgroups = foldGrid(
+    tileCount(spec, tile) * parts,
+    limits.maxComputeWorkgroupsPerDimension,
+  );
+  const sizes = bindingSizes(spec);
+  // The kernel's binding 2 is the scratch [parts, batch, M, N] when split.
+  const cElems = sizes.c * parts;
+  // Double buffering needs twice the workgroup memory and at least two full k-slices.
+  const slices = split ? Math.min(split.chunk / tile.TK, split.lastFull) : spec.K / tile.TK;
+  const sharedBuffers =
+    2 * sharedBytesOf(tile) <= limits.maxComputeWorkgroupStorageSize && slices >= 2 ? 2 : 1;
+  const code = generateMatmul(
+    spec,
+    tile,
+    workgroups,
+    { ...sizes, c: cElems },
+    label,
+    sharedBuffers,
+    split,
+  );
+  const plan: MatmulPlan = {
+    code,
+    workgroups,
+    label,
+    tile,
+    sharedBuffers,
+    bindingBytes: { a: sizes.a * 4, b: sizes.b * 4, c: sizes.c * 4, bias: sizes.bias * 4 },
+  };
+  if (split) {
+    const reduce = generateSplitReduce(
+      { ...spec, parts, accumulate: !!spec.accumulate, bias: !!spec.bias },
+      limits.maxComputeWorkgroupsPerDimension,
+      label,
+    );
+    plan.splitK = { parts, scratchBytes: cElems * 4, reduce };
+  }
+  return plan;
+}
+
+function checkTile(t: MatmulTile, limits: MatmulLimits): void {
+  const ok = t.TM % t.RM === 0 && t.TN % t.RN === 0 && t.RM % 4 === 0 && t.RN % 4 === 0 &&
+    t.TK % 4 === 0 && threadsOf(t) <= limits.maxComputeInvocationsPerWorkgroup &&
+    sharedBytesOf(t) <= limits.maxComputeWorkgroupStorageSize;
+  if (!ok) throw new Error(`matmul: unusable tile ${JSON.stringify(t)}`);
+}
+
+/** Element counts each binding must hold. */
+export function bindingSizes(spec: MatmulSpec): { a: number; b: number; c: number; bias: number } {
+  const last = spec.batch - 1;
+  return {
+    a: last * spec.aBatchStride + spec.M * spec.K,
+    b: last * spec.bBatchStride + spec.K * spec.N,
+    c: spec.batch * spec.M * spec.N,
+    bias: spec.bias ? spec.N : 0,
+  };
+}

@@ -1,0 +1,124 @@
+/**
+ * The world-action model's output heads: the 2-layer MLP prediction heads (next observation
+ * token, reward class, termination) and the distributional Q head, an ensemble of MLPs
+ * [Linear -> Dropout -> LayerNorm -> Mish] x (qLayers - 1) -> Linear to actions x atoms whose
+ * atom distributions are averaged.
+ *
+ * @module
+ */
+import {
+  addScalar,
+  concat,
+  dropout,
+  exp,
+  logSoftmax,
+  logsumexp,
+  mish,
+  mul,
+  relu,
+  reshape,
+  sum,
+} from "../../kernels/ops/mod.ts";
+import { Module } from "../../kernels/nn/module.ts";
+import { type InitRng, LayerNorm, Linear } from "../../kernels/nn/layers.ts";
+import type { Tensor } from "../../kernels/core/tensor.ts";
+import type { WorldActionConfig } from "./configs.ts";
+import type { SeedStream } from "./transformer.ts";
+
+/** Linear(d, d) -> ReLU -> Linear(d, classes) (IRIS's head). */
+export class MlpHead extends Module {
+  readonly fc1: Linear;
+  readonly fc2: Linear;
+
+  constructor(d: number, classes: number, rng: InitRng) {
+    super();
+    this.fc1 = this.child("fc1", new Linear(d, d, rng));
+    this.fc2 = this.child("fc2", new Linear(d, classes, rng));
+  }
+
+  /** [..., d] -> [..., classes] logits. */
+  forward(x: Tensor): Tensor {
+    return this.fc2.forward(relu(this.fc1.forward(x)));
+  }
+}
+
+/** One Q-head ensemble member. */
+export class QMember extends Module {
+  readonly hidden: { linear: Linear; norm: LayerNorm }[] = [];
+  readonly out: Linear;
+
+  constructor(readonly cfg: WorldActionConfig, rng: InitRng) {
+    super();
+    let din = cfg.d;
+    for (let j = 0; j < cfg.qLayers - 1; j++) {
+      this.hidden.push({
+        linear: this.child(`hidden.${j}.linear`, new Linear(din, cfg.qHidden, rng)),
+        norm: this.child(`hidden.${j}.norm`, new LayerNorm(cfg.qHidden)),
+      });
+      din = cfg.qHidden;
+    }
+    this.out = this.child("out", new Linear(din, cfg.actions * cfg.atoms, rng));
+  }
+
+  /** [..., d] -> logits [..., actions, atoms]. */
+  forward(x: Tensor, seeds: SeedStream): Tensor {
+    const p = this.training ? this.cfg.qDropout : 0;
+    let h = x;
+    for (const { linear, norm } of this.hidden) {
+      const seed = seeds.next(); // drawn at p = 0 too: train and eval see the same seeds
+      let y = linear.forward(h);
+      if (p > 0) y = dropout(y, p, seed);
+      h = mish(norm.forward(y));
+    }
+    const logits = this.out.forward(h);
+    return reshape(logits, [...x.shape.slice(0, -1), this.cfg.actions, this.cfg.atoms]);
+  }
+}
+
+/** What the Q head gives for a batch of rows. */
+export interface QOutputs {
+  /** Logits of each ensemble member, [..., actions, atoms]. */
+  logits: Tensor[];
+  /** log of the ensemble-mean atom distribution (computed stably), [..., actions, atoms]. */
+  logProbs: Tensor;
+  /** The ensemble-mean atom distribution, [..., actions, atoms]. */
+  probs: Tensor;
+  /** Expected value over the support, [..., actions]. */
+  values: Tensor;
+}
+
+/** The Q-head ensemble (`head_q.{e}` in parameter names). */
+export class QHead extends Module {
+  readonly members: QMember[] = [];
+
+  constructor(readonly cfg: WorldActionConfig, rng: InitRng) {
+    super();
+    for (let e = 0; e < cfg.qEnsemble; e++) {
+      this.members.push(this.child(`${e}`, new QMember(cfg, rng)));
+    }
+  }
+
+  /** Distributions and values for features `x` [..., d]; `support` is [atoms]. */
+  forward(x: Tensor, seeds: SeedStream, support: Tensor): QOutputs {
+    const logits = this.members.map((m) => m.forward(x, seeds));
+    return qDistribution(logits, support);
+  }
+}
+
+/**
+ * Average the members' softmax distributions: log mean_e softmax(l_e) =
+ * logsumexp_e(logSoftmax(l_e)) - log n, which stays finite where a probability underflows.
+ */
+export function qDistribution(logits: Tensor[], support: Tensor): QOutputs {
+  const n = logits.length;
+  let logProbs: Tensor;
+  if (n === 1) logProbs = logSoftmax(logits[0]);
+  else {
+    const shape = logits[0].shape;
+    const stacked = concat(logits.map((l) => reshape(logSoftmax(l), [...shape, 1])), shape.length);
+    logProbs = addScalar(logsumexp(stacked), -Math.log(n));
+  }
+  const probs = exp(logProbs);
+  const values = sum(mul(probs, support), -1);
+  return { logits, logProbs, probs, values };
+}

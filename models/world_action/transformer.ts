@@ -1,0 +1,164 @@
+/**
+ * minGPT's pre-LN transformer block and a small GPT built from it, read top to bottom:
+ *
+ *   x = x + dropout(proj(attention(ln1(x))))
+ *   x = x + dropout(fc2(gelu(fc1(ln2(x)))))
+ *
+ * The JOWA world-action model stacks the same `Block`.
+ *
+ * @module
+ */
+import { add, crossEntropy, dropout, fusedAttention, gelu } from "../../kernels/ops/mod.ts";
+import { Module } from "../../kernels/nn/module.ts";
+import { Embedding, InitRng, LayerNorm, Linear } from "../../kernels/nn/layers.ts";
+import type { Tensor } from "../../kernels/core/tensor.ts";
+import { reshape, slice } from "../../kernels/ops/layout.ts";
+
+/** Dropout seeds for one forward pass: a counter hashed with the step's seed. */
+export class SeedStream {
+  #n = 0;
+  constructor(readonly stepSeed: number) {}
+
+  /** A fresh seed for the next dropout site. */
+  next(): number {
+    let h = (this.stepSeed ^ Math.imul(++this.#n, 0x9e3779b1)) >>> 0;
+    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
+    return (h ^ (h >>> 13)) >>> 0;
+  }
+}
+
+/** Sizes of a transformer stack. */
+export interface BlockConfig {
+  d: number;
+  heads: number;
+  dropout: number;
+  /** Attention mask: causal for language-like sequences. */
+  causal: boolean;
+}
+
+/** Multi-head self-attention with a fused QKV projection. */
+export class SelfAttention extends Module {
+  readonly qkv: Linear;
+  readonly proj: Linear;
+
+  constructor(readonly cfg: BlockConfig, rng: InitRng, projStd: number) {
+    super();
+    this.qkv = this.child("qkv", new Linear(cfg.d, 3 * cfg.d, rng));
+    this.proj = this.child("proj", new Linear(cfg.d, cfg.d, rng, { std: projStd }));
+  }
+
+  /** [B, T, d] -> [B, T, d]. */
+  forward(x: Tensor, seeds: SeedStream): Tensor {
+    const p = this.training ? this.cfg.dropout : 0;
+    const y = fusedAttention(this.qkv.forward(x), {
+      heads: this.cfg.heads,
+      causal: this.cfg.causal,
+      dropout: p,
+      seed: seeds.next(),
+    });
+    return drop(this.proj.forward(y), p, seeds);
+  }
+}
+
+/** The feed-forward part: d -> 4d -> GELU -> d. */
+export class Mlp extends Module {
+  readonly fc1: Linear;
+  readonly fc2: Linear;
+
+  constructor(readonly cfg: BlockConfig, rng: InitRng, projStd: number) {
+    super();
+    this.fc1 = this.child("fc1", new Linear(cfg.d, 4 * cfg.d, rng));
+    this.fc2 = this.child("fc2", new Linear(4 * cfg.d, cfg.d, rng, { std: projStd }));
+  }
+
+  /** [..., d] -> [..., d]. */
+  forward(x: Tensor, seeds: SeedStream): Tensor {
+    return drop(
+      this.fc2.forward(gelu(this.fc1.forward(x))),
+      this.training ? this.cfg.dropout : 0,
+      seeds,
+    );
+  }
+}
+
+/** One pre-LN block. */
+export class Block extends Module {
+  readonly ln1: LayerNorm;
+  readonly attn: SelfAttention;
+  readonly ln2: LayerNorm;
+  readonly mlp: Mlp;
+
+  /** `layers` sets GPT-2's scaled init of the residual projections. */
+  constructor(cfg: BlockConfig, rng: InitRng, layers: number) {
+    super();
+    const projStd = 0.02 / Math.sqrt(2 * layers);
+    this.ln1 = this.child("ln1", new LayerNorm(cfg.d));
+    this.attn = this.child("attn", new SelfAttention(cfg, rng, projStd));
+    this.ln2 = this.child("ln2", new LayerNorm(cfg.d));
+    this.mlp = this.child("mlp", new Mlp(cfg, rng, projStd));
+  }
+
+  /** [B, T, d] -> [B, T, d]. */
+  forward(x: Tensor, seeds: SeedStream): Tensor {
+    const h = add(x, this.attn.forward(this.ln1.forward(x), seeds));
+    return add(h, this.mlp.forward(this.ln2.forward(h), seeds));
+  }
+}
+
+function drop(x: Tensor, p: number, seeds: SeedStream): Tensor {
+  const seed = seeds.next(); // drawn even at p = 0 so train and eval see the same seeds
+  return p > 0 ? dropout(x, p, seed) : x;
+}
+
+/** A small GPT: token and position embeddings, blocks, final norm, a linear head. */
+export interface GptConfig {
+  vocab: number;
+  context: number;
+  layers: number;
+  d: number;
+  heads: number;
+  dropout: number;
+  seed: number;
+}
+
+/** minGPT in our engine (the engine's demo and integration test model). */
+export class Gpt extends Module {
+  readonly tokens: Embedding;
+  readonly positions: Embedding;
+  readonly blocks: Block[];
+  readonly lnF: LayerNorm;
+  readonly head: Linear;
+
+  constructor(readonly cfg: GptConfig) {
+    super();
+    const rng = new InitRng(cfg.seed);
+    const block = { d: cfg.d, heads: cfg.heads, dropout: cfg.dropout, causal: true };
+    this.tokens = this.child("tokens", new Embedding(cfg.vocab, cfg.d, rng));
+    this.positions = this.child("positions", new Embedding(cfg.context, cfg.d, rng));
+    this.blocks = [];
+    for (let i = 0; i < cfg.layers; i++) {
+      this.blocks.push(this.child(`blocks.${i}`, new Block(block, rng, cfg.layers)));
+    }
+    this.lnF = this.child("ln_f", new LayerNorm(cfg.d));
+    this.head = this.child("head", new Linear(cfg.d, cfg.vocab, rng, { bias: false }));
+  }
+
+  /** Logits [B, T, vocab] for token ids `idx` [B, T] (i32). */
+  forward(idx: Tensor, stepSeed = 0): Tensor {
+    const T = idx.shape[1];
+    if (idx.rank !== 2 || T > this.cfg.context) {
+      throw new Error(`Gpt: token ids [${idx.shape}] must be [B, T <= ${this.cfg.context}]`);
+    }
+    const seeds = new SeedStream(stepSeed);
+    const pos = reshape(slice(this.positions.weight, 0, 0, T), [1, T, this.cfg.d]);
+    let x = add(this.tokens.forward(idx), pos);
+    x = drop(x, this.training ? this.cfg.dropout : 0, seeds);
+    for (const b of this.blocks) x = b.forward(x, seeds);
+    return this.head.forward(this.lnF.forward(x));
+  }
+
+  /** Mean cross-entropy of next-token prediction where `mask` (f32 [B, T]) is 1. */
+  loss(idx: Tensor, targets: Tensor, mask?: Tensor, stepSeed = 0): Tensor {
+    return crossEntropy(this.forward(idx, stepSeed), targets, mask);
+  }
+}
