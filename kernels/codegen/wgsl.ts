@@ -1,21 +1,39 @@
-/** Small WGSL building blocks shared by the kernel generators. */
+/**
+ * The WGSL kit: the small building blocks every kernel generator shares (kernels/ops/*, the
+ * matmul, conv and attention generators under kernels/codegen/, the beam-search kernels) —
+ * dispatch-grid folding, f32 literals, storage bindings, `enable f16` and strides. Each exists
+ * once here; generators must not grow their own copies.
+ * @module
+ */
 import type { DType } from "../core/dtype.ts";
 
 /** Largest workgroup count per grid dimension we rely on (the spec's minimum). */
 export const MAX_GRID = 65535;
 
 /**
- * Spread `count` workgroups over x and y so neither exceeds 65535. Kernels recover the
- * linear workgroup index with `LINEAR_WG`.
+ * Spreads `total` workgroups over x, y (and z) so no dimension exceeds `max` (default the
+ * spec's minimum, {@linkcode MAX_GRID}; pass the device's `maxComputeWorkgroupsPerDimension`
+ * to use more). The grid is balanced, so at most a few ids past `total` are dispatched:
+ * shaders rebuild the linear id as `wid.x + wid.y * x + wid.z * x * y` (see
+ * {@linkcode linearWorkgroup}) and skip ids >= total. z stays 1 below max^2 workgroups;
+ * kernels that ignore `wid.z` pass `dims` 2 and get an error beyond that.
  */
-export function grid(count: number): [number, number, number] {
-  if (count <= MAX_GRID) return [Math.max(count, 0), 1, 1];
-  const y = Math.ceil(count / MAX_GRID);
-  const x = Math.ceil(count / y);
-  return [x, y, 1];
+export function grid(
+  total: number,
+  max: number = MAX_GRID,
+  dims: 2 | 3 = 3,
+): [number, number, number] {
+  if (total <= max) return [Math.max(total, 0), 1, 1];
+  const z = Math.ceil(total / (max * max));
+  if (z > (dims === 2 ? 1 : max)) {
+    throw new Error(`${total} workgroups exceed the dispatch limit of ${max}^${dims}`);
+  }
+  const rest = Math.ceil(total / z);
+  const y = Math.ceil(rest / max);
+  return [Math.ceil(rest / y), y, z];
 }
 
-/** WGSL expression of the linear workgroup index for a grid from `grid(count)`. */
+/** WGSL expression of the linear workgroup index for a 2-D grid from `grid(count)`. */
 export function linearWorkgroup(count: number): string {
   const [x] = grid(count);
   return `(wid.y * ${x}u + wid.x)`;
@@ -32,7 +50,10 @@ export function binding(index: number, name: string, dtype: DType, write = false
   return `@group(0) @binding(${index}) var<storage, ${access}> ${name}: array<${dtype}>;`;
 }
 
-/** Format a number as a WGSL f32 literal (finite values only). */
+/**
+ * A number as a WGSL float literal (the shortest decimal of the double, which the shader
+ * compiler rounds to the nearest f32); infinities become the largest finite f32.
+ */
 export function f32(x: number): string {
   if (!Number.isFinite(x)) {
     if (Number.isNaN(x)) throw new Error("NaN literal");

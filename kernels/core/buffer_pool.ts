@@ -53,10 +53,16 @@ export class BufferPool {
     const list = this.#free.get(size);
     let found: PooledBuffer | undefined;
     if (list && list.length > 0) {
+      // Lists are sorted by descending id: the lowest free id comes first, so a step that
+      // allocates the same sequence as the last one gets the same buffers (bind-group hits).
       if (idleBefore === undefined) found = list.pop();
       else {
-        const i = list.findIndex((b) => b.lastUseEpoch < idleBefore);
-        if (i >= 0) found = list.splice(i, 1)[0];
+        for (let i = list.length - 1; i >= 0; i--) {
+          if (list[i].lastUseEpoch < idleBefore) {
+            found = list.splice(i, 1)[0];
+            break;
+          }
+        }
       }
     }
     if (!found) {
@@ -79,7 +85,15 @@ export class BufferPool {
     this.#buffersInUse--;
     let list = this.#free.get(b.size);
     if (!list) this.#free.set(b.size, list = []);
-    list.push(b);
+    // Keep descending id order (binary search; usually appends at the end).
+    let lo = 0, hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (list[mid].id > b.id) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo === list.length) list.push(b);
+    else list.splice(lo, 0, b);
   }
 
   /** Destroy every free buffer (after the queue has drained). Returns their ids. */

@@ -4,6 +4,12 @@
  * Deno grants the spec's default limits unless asked, which caps storage bindings at 128 MiB
  * and workgroup memory at 16 KiB; we request what the adapter offers.
  *
+ * Two Linux pitfalls are handled here. Without a Vulkan driver wgpu falls back to OpenGL on
+ * Mesa's llvmpipe, a CPU rasterizer far too slow for training: {@link isCpuGlFallback} tells
+ * it apart and {@link requireUsableAdapter} refuses it (commands call it; `JOWA_ALLOW_GL=1`
+ * runs anyway). And Mesa prints "XDG_RUNTIME_DIR is invalid" on every start when that
+ * variable is unset: a private runtime directory is set before the adapter is requested.
+ *
  * @module
  */
 
@@ -25,7 +31,14 @@ const REQUESTED_LIMITS = [
 /** What the rest of the engine needs to know about the device it runs on. */
 export interface GpuContext {
   device: GPUDevice;
-  adapterInfo: { description: string; vendor: string; architecture: string; fallback: boolean };
+  adapterInfo: {
+    description: string;
+    vendor: string;
+    architecture: string;
+    fallback: boolean;
+    /** OpenGL on a CPU rasterizer (see {@link isCpuGlFallback}). */
+    cpuGl: boolean;
+  };
   hasF16: boolean;
   /** Whether "timestamp-query" was enabled (GPU-side timing in benchmarks). */
   hasTimestamps: boolean;
@@ -43,6 +56,74 @@ const INSTALL_HINT = 'No WebGPU adapter found. Deno needs `"unstable": ["webgpu"
   "--unstable-webgpu) and a Vulkan, Metal or D3D12 driver. On a Linux machine without a GPU " +
   "install Mesa's CPU driver: `sudo apt-get install mesa-vulkan-drivers`.";
 
+/** Environment variable that lets commands run on an OpenGL CPU adapter anyway. */
+export const ALLOW_GL_ENV = "JOWA_ALLOW_GL";
+
+/** The one line commands refuse an OpenGL CPU adapter with. */
+export const CPU_GL_MESSAGE = "WebGPU found only OpenGL on the CPU (Mesa llvmpipe), far too " +
+  "slow to train or evaluate: install the Vulkan CPU driver lavapipe with " +
+  "`sudo apt-get install mesa-vulkan-drivers` (or set JOWA_ALLOW_GL=1 to run anyway)";
+
+/** What {@link isCpuGlFallback} reads: Deno's GPUAdapterInfo. */
+export interface AdapterInfoLike {
+  description?: string;
+  isFallbackAdapter?: boolean;
+  subgroupMinSize?: number;
+  subgroupMaxSize?: number;
+}
+
+/**
+ * Whether an adapter is wgpu's OpenGL backend on a CPU rasterizer, what wgpu picks on Linux
+ * when no Vulkan driver is installed. Deno's GPUAdapterInfo names no backend, but the GL
+ * backend cannot query subgroup sizes and reports wgpu's placeholders 4..128, which no Vulkan,
+ * Metal or D3D12 driver reports (they give the device's own, e.g. 8..8 on lavapipe, 32..32 on
+ * NVIDIA); wgpu marks llvmpipe, softpipe and swrast adapters as CPU ("fallback") adapters.
+ */
+export function isCpuGlFallback(info: AdapterInfoLike): boolean {
+  const cpu = info.isFallbackAdapter === true ||
+    /llvmpipe|softpipe|swrast/i.test(info.description ?? "");
+  return cpu && info.subgroupMinSize === 4 && info.subgroupMaxSize === 128;
+}
+
+/**
+ * Refuse an OpenGL CPU adapter (one-line GpuUnavailableError saying what to install) unless
+ * JOWA_ALLOW_GL=1. Commands that train or evaluate call it; the library itself runs anywhere.
+ */
+export function requireUsableAdapter(ctx: GpuContext): void {
+  if (ctx.adapterInfo.cpuGl && Deno.env.get(ALLOW_GL_ENV) !== "1") {
+    throw new GpuUnavailableError(CPU_GL_MESSAGE);
+  }
+}
+
+/**
+ * Give Mesa a valid XDG_RUNTIME_DIR when it has none, so its Wayland probe stays quiet: a
+ * private 0700 directory per user under the temp directory (created once, reused).
+ */
+export function ensureRuntimeDir(): void {
+  if (Deno.build.os === "windows") return;
+  const current = Deno.env.get("XDG_RUNTIME_DIR");
+  if (current && isPrivateDir(current)) return;
+  const tmp = Deno.env.get("TMPDIR") || "/tmp";
+  let dir = `${tmp}/jowa-runtime-${Deno.uid() ?? "user"}`;
+  try {
+    Deno.mkdirSync(dir, { mode: 0o700 });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists)) return; // leave the environment alone
+  }
+  if (!isPrivateDir(dir)) dir = Deno.makeTempDirSync({ prefix: "jowa-runtime-" }); // 0700
+  Deno.env.set("XDG_RUNTIME_DIR", dir);
+}
+
+/** A real directory (not a link) owned by this user and closed to others. */
+function isPrivateDir(dir: string): boolean {
+  try {
+    const st = Deno.lstatSync(dir);
+    return st.isDirectory && st.uid === Deno.uid() && ((st.mode ?? 0) & 0o077) === 0;
+  } catch {
+    return false;
+  }
+}
+
 let current: Promise<GpuContext> | null = null;
 
 /** The shared GPU context, created on first use. */
@@ -58,6 +139,7 @@ async function createContext(): Promise<GpuContext> {
   if (typeof navigator === "undefined" || !("gpu" in navigator) || !navigator.gpu) {
     throw new GpuUnavailableError(INSTALL_HINT);
   }
+  ensureRuntimeDir(); // before Mesa reads it (adapter enumeration)
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) throw new GpuUnavailableError(INSTALL_HINT);
   const requiredLimits: Record<string, number> = {};
@@ -85,6 +167,7 @@ async function createContext(): Promise<GpuContext> {
       vendor: info.vendor,
       architecture: info.architecture,
       fallback: (info as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+      cpuGl: isCpuGlFallback(info as unknown as AdapterInfoLike),
     },
     hasF16,
     hasTimestamps,
@@ -103,7 +186,11 @@ async function createContext(): Promise<GpuContext> {
 
 /** A one-line description of the adapter, for benchmark and log headers. */
 export function describeAdapter(ctx: GpuContext): string {
-  const kind = ctx.adapterInfo.fallback ? " (CPU fallback)" : "";
+  const kind = ctx.adapterInfo.cpuGl
+    ? " (OpenGL on the CPU: install mesa-vulkan-drivers)"
+    : ctx.adapterInfo.fallback
+    ? " (CPU fallback)"
+    : "";
   return `${ctx.adapterInfo.description}${kind}, f16 ${ctx.hasF16 ? "yes" : "no"}, ` +
     `max storage binding ${(ctx.limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB`;
 }

@@ -27,11 +27,44 @@ interface CachedPipeline {
   label: string;
 }
 
+/**
+ * Engine counters since start (for `bench/overhead_bench.ts` and tests): every WebGPU call
+ * the runtime makes that costs host time. Subtract two snapshots to count one step.
+ */
+export interface RuntimeCounters {
+  /** dispatchWorkgroups calls. */
+  dispatches: number;
+  /** Compute passes begun. */
+  passes: number;
+  /** queue.submit calls (in dry-run mode: command buffers that would have been submitted). */
+  submits: number;
+  /** queue.writeBuffer calls. */
+  uploads: number;
+  /** Bind groups created (cache misses). */
+  bindGroupsCreated: number;
+  /** Compute pipelines compiled (cache misses). */
+  pipelinesCompiled: number;
+}
+
+/** The difference of two counter snapshots (`after - before`). */
+export function counterDelta(before: RuntimeCounters, after: RuntimeCounters): RuntimeCounters {
+  return {
+    dispatches: after.dispatches - before.dispatches,
+    passes: after.passes - before.passes,
+    submits: after.submits - before.submits,
+    uploads: after.uploads - before.uploads,
+    bindGroupsCreated: after.bindGroupsCreated - before.bindGroupsCreated,
+    pipelinesCompiled: after.pipelinesCompiled - before.pipelinesCompiled,
+  };
+}
+
 /** The engine's runtime. Obtain it with `await initRuntime()`, then `runtime()` anywhere. */
 export class Runtime {
   readonly device: GPUDevice;
   readonly pool: BufferPool;
   #pipelines = new Map<string, CachedPipeline>();
+  /** Warm path: cached kernels (see plan_cache.ts) find their pipeline by identity. */
+  #byKernel = new WeakMap<Kernel, CachedPipeline>();
   #bindGroups = new Map<string, GPUBindGroup>();
   #pendingChecks: Promise<void>[] = [];
   #encoder: GPUCommandEncoder | null = null;
@@ -40,6 +73,21 @@ export class Runtime {
   #epoch = 0;
   #dispatchCount = 0;
   #recorded = 0;
+  #counters: RuntimeCounters = {
+    dispatches: 0,
+    passes: 0,
+    submits: 0,
+    uploads: 0,
+    bindGroupsCreated: 0,
+    pipelinesCompiled: 0,
+  };
+  /**
+   * Dry run (benchmarks only): everything is recorded exactly as usual — pipelines, bind
+   * groups, uploads, passes, `encoder.finish()` — but nothing is submitted, so the GPU never
+   * runs. Readbacks return zero-filled bytes of the right lengths and `sync()` returns at
+   * once: values read in this mode are garbage. Buffers hold whatever they held before.
+   */
+  dryRun = false;
 
   constructor(readonly ctx: GpuContext) {
     this.device = ctx.device;
@@ -56,6 +104,11 @@ export class Runtime {
     return this.#dispatchCount;
   }
 
+  /** A snapshot of the engine counters (see {@link RuntimeCounters}). */
+  counters(): RuntimeCounters {
+    return { ...this.#counters };
+  }
+
   /** Number of distinct compiled pipelines. */
   get pipelineCount(): number {
     return this.#pipelines.size;
@@ -66,8 +119,13 @@ export class Runtime {
   }
 
   #pipeline(kernel: Kernel): CachedPipeline {
+    const known = this.#byKernel.get(kernel);
+    if (known) return known;
     const hit = this.#pipelines.get(kernel.code);
-    if (hit) return hit;
+    if (hit) {
+      this.#byKernel.set(kernel, hit);
+      return hit;
+    }
     const device = this.device;
     device.pushErrorScope("validation");
     const module = device.createShaderModule({ code: kernel.code, label: kernel.label });
@@ -76,13 +134,16 @@ export class Runtime {
       compute: { module, entryPoint: "main" },
       label: kernel.label,
     });
+    this.#counters.pipelinesCompiled++;
     const entry = { id: this.#pipelines.size + 1, pipeline, label: kernel.label };
     this.#pipelines.set(kernel.code, entry);
+    this.#byKernel.set(kernel, entry);
     const code = kernel.code;
     this.#pendingChecks.push(
       device.popErrorScope().then((err) => {
         if (err) {
           this.#pipelines.delete(code);
+          this.#byKernel.delete(kernel);
           throw new ShaderError(`shader for op '${kernel.label}' failed: ${err.message}`);
         }
       }),
@@ -125,6 +186,7 @@ export class Runtime {
         }),
       );
       this.#bindGroups.set(key, group);
+      this.#counters.bindGroupsCreated++;
     }
     for (const b of buffers) b.lastUseEpoch = this.#epoch;
     const pass = this.#openPass();
@@ -132,6 +194,7 @@ export class Runtime {
     pass.setBindGroup(0, group);
     pass.dispatchWorkgroups(x, y, z);
     this.#dispatchCount++;
+    this.#counters.dispatches++;
     this.#recorded++;
   }
 
@@ -140,7 +203,9 @@ export class Runtime {
   }
 
   #openPass(): GPUComputePassEncoder {
-    return this.#pass ??= this.#openEncoder().beginComputePass();
+    if (this.#pass) return this.#pass;
+    this.#counters.passes++;
+    return this.#pass = this.#openEncoder().beginComputePass();
   }
 
   #endPass(): void {
@@ -162,6 +227,7 @@ export class Runtime {
     const b = this.pool.acquire(Math.max(minBytes, data.byteLength), this.#epoch);
     const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
     // writeBuffer needs a multiple of 4 bytes.
+    this.#counters.uploads++;
     if (bytes.byteLength % 4 === 0) this.device.queue.writeBuffer(b.buffer, 0, bytes);
     else {
       const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
@@ -197,7 +263,9 @@ export class Runtime {
     this.#checkAlive();
     this.#endPass();
     if (this.#encoder) {
-      this.device.queue.submit([this.#encoder.finish()]);
+      const commands = this.#encoder.finish();
+      if (!this.dryRun) this.device.queue.submit([commands]);
+      this.#counters.submits++;
       this.#encoder = null;
     }
     this.#recorded = 0;
@@ -207,7 +275,7 @@ export class Runtime {
   /** Resolves when the GPU has finished everything submitted so far. */
   async sync(): Promise<void> {
     await this.flush();
-    await this.device.queue.onSubmittedWorkDone();
+    if (!this.dryRun) await this.device.queue.onSubmittedWorkDone();
   }
 
   /** Read several buffers back with one submit and one map. */
@@ -219,6 +287,12 @@ export class Runtime {
       total += Math.ceil(p.bytes / 4) * 4;
     }
     if (total === 0) return parts.map(() => new ArrayBuffer(0));
+    if (this.dryRun) {
+      // Same commands up to the copy, then zeros: nothing ran, so there is nothing to read.
+      for (const p of parts) p.buffer.lastUseEpoch = this.#epoch;
+      await this.flush();
+      return parts.map((p) => new ArrayBuffer(p.bytes));
+    }
     const staging = this.device.createBuffer({
       size: total,
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,

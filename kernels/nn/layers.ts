@@ -42,17 +42,28 @@ export class Linear extends Module {
     readonly inFeatures: number,
     readonly outFeatures: number,
     rng: InitRng,
-    opts: { bias?: boolean; std?: number } = {},
+    opts: {
+      bias?: boolean;
+      std?: number;
+      /** PyTorch's default nn.Linear init instead: weight and bias U(+-1/sqrt(in)). */
+      torchDefault?: boolean;
+    } = {},
   ) {
     super();
     const std = opts.std ?? 0.02;
-    this.weight = this.param(
-      "weight",
-      tensor(rng.normal(inFeatures * outFeatures, std), [outFeatures, inFeatures]),
+    const bound = 1 / Math.sqrt(inFeatures);
+    const uniform = (n: number) =>
+      Float32Array.from({ length: n }, () => (2 * rng.uniform() - 1) * bound);
+    const w = opts.torchDefault
+      ? uniform(inFeatures * outFeatures)
+      : rng.normal(inFeatures * outFeatures, std);
+    this.weight = this.param("weight", tensor(w, [outFeatures, inFeatures]));
+    this.bias = opts.bias === false ? null : this.param(
+      "bias",
+      tensor(opts.torchDefault ? uniform(outFeatures) : new Float32Array(outFeatures), [
+        outFeatures,
+      ]),
     );
-    this.bias = opts.bias === false
-      ? null
-      : this.param("bias", tensor(new Float32Array(outFeatures), [outFeatures]));
   }
 
   /** Apply to [..., in]. */

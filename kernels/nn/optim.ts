@@ -5,6 +5,7 @@
  * @module
  */
 import { runtime } from "../core/runtime.ts";
+import { planCache } from "../core/plan_cache.ts";
 import { keep, type Tensor, tidy } from "../core/tensor.ts";
 import { zeros } from "../ops/elementwise.ts";
 import { binding, f32, grid, linearWorkgroup } from "../codegen/wgsl.ts";
@@ -88,7 +89,8 @@ export class AdamW {
       const decay = noDecay?.(this.names[i]) ? false : weightDecay !== 0;
       const n = p.size;
       const groups = Math.ceil(n / WG);
-      const code = `${binding(0, "p", "f32", true)}
+      const kernel = planCache(`adamw|${n}|${decay}|${this.names[i] || i}`, () => {
+        const code = `${binding(0, "p", "f32", true)}
 ${binding(1, "g", "f32")}
 ${binding(2, "m", "f32", true)}
 ${binding(3, "v", "f32", true)}
@@ -108,7 +110,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   p[i] = p[i]${decay ? " * h[6]" : ""} - lr * update;
 }
 `;
-      rt.dispatch({ code, label: `adamw(${this.names[i] || i})`, workgroups: grid(groups) }, [
+        return { code, label: `adamw(${this.names[i] || i})`, workgroups: grid(groups) };
+      });
+      rt.dispatch(kernel, [
         p.buffer,
         p.grad.buffer,
         this.state[i].m.buffer,
@@ -126,7 +130,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       if (!p.grad) return;
       const n = p.size;
       const groups = Math.min(PARTIALS, Math.max(1, Math.ceil(n / (WG * 8))));
-      const code = `${binding(0, "g", "f32")}
+      const kernel = planCache(`clip.sumsq|${n}|${slot}`, () => {
+        const code = `${binding(0, "g", "f32")}
 ${binding(1, "partials", "f32", true)}
 var<workgroup> red: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
@@ -145,7 +150,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 }
 `;
-      rt.dispatch({ code, label: "clip.sumsq", workgroups: [groups, 1, 1] }, [
+        return { code, label: "clip.sumsq", workgroups: [groups, 1, 1] };
+      });
+      rt.dispatch(kernel, [
         p.grad.buffer,
         this.#partials.buffer,
       ]);

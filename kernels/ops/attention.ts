@@ -1,6 +1,6 @@
 /**
  * Causal or full self-attention on the tape, two ways: the fused flash-style kernels of
- * `attention_wgsl.ts` (no T x T matrix in memory), and the plain composite of matmul, mask
+ * `codegen/attention/plan.ts` (no T x T matrix in memory), and the plain composite of matmul, mask
  * and softmax (`attentionReference`) that tests and benchmarks compare it against.
  */
 import { record } from "../core/autograd.ts";
@@ -10,6 +10,7 @@ import {
   planAttentionForward,
 } from "../codegen/attention/plan.ts";
 import { runtime } from "../core/runtime.ts";
+import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
 import { dropout as dropoutOp } from "./dropout.ts";
 import { mulScalar, where } from "./elementwise.ts";
@@ -56,7 +57,8 @@ export function fusedAttention(qkv: Tensor, opts: AttentionOptions): Tensor {
   const params = paramsBlock(opts.seed ?? 0, p);
   const out = Tensor.empty([B, T, H * D]);
   const lse = Tensor.empty([B * H, T]);
-  const fwd = planAttentionForward(spec, rt.ctx.limits);
+  const specKey = `${spec.batchHeads}|${H}|${T}|${D}|${spec.causal}|${spec.dropout}`;
+  const fwd = planCache(`attf|${specKey}`, () => planAttentionForward(spec, rt.ctx.limits));
   rt.dispatch(fwd, bind(fwd, { qkv: qkv.buffer, o: out.buffer, lse: lse.buffer, params }));
   const result = record(out, "attention", [qkv], (g) => {
     const dqkv = Tensor.empty(qkv.shape);
@@ -71,7 +73,8 @@ export function fusedAttention(qkv: Tensor, opts: AttentionOptions): Tensor {
       params: again,
       dqkv: dqkv.buffer,
     };
-    for (const plan of planAttentionBackward(spec, rt.ctx.limits)) {
+    const plans = planCache(`attb|${specKey}`, () => planAttentionBackward(spec, rt.ctx.limits));
+    for (const plan of plans) {
       rt.dispatch(plan, bind(plan, buffers));
     }
     rt.pool.release(again);

@@ -6,6 +6,10 @@
  * b_j = (clip(r + gamma (1 - done) z_j) - vMin) / dz: the same split between the two
  * neighbouring atoms as the usual floor/ceil scatter, but each output atom is one thread's
  * sum, so there are no atomics and no special case when b_j lands exactly on an atom.
+ *
+ * {@linkcode JOWA_SUPPORT} is the one definition of JOWA's support: the world-action configs
+ * (models/world_action/configs.ts) take their `atoms`, `vMin` and `vMax` from it.
+ * @module
  */
 import { record } from "../core/autograd.ts";
 import { runtime } from "../core/runtime.ts";
@@ -14,17 +18,20 @@ import { binding, f32, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 import { mapKernel } from "./map.ts";
 import { argmax } from "./reduce.ts";
 
-/** The support of the value distribution. */
+/** The support of the value distribution: `atoms` values evenly spaced on [vMin, vMax]. */
 export interface Support {
+  /** Number of atoms (>= 2). */
   atoms: number;
+  /** Smallest return the distribution can express (the first atom). */
   vMin: number;
+  /** Largest return the distribution can express (the last atom). */
   vMax: number;
 }
 
-/** JOWA's support: 51 atoms on [-10, 30]. */
-export const JOWA_SUPPORT: Support = { atoms: 51, vMin: -10, vMax: 30 };
+/** JOWA's support: 51 atoms on [-10, 30] (jowa.md, "Distributional Q (C51)"). */
+export const JOWA_SUPPORT: Support = Object.freeze({ atoms: 51, vMin: -10, vMax: 30 });
 
-/** Atom values z_i of a support. */
+/** Atom values z_i = vMin + i (vMax - vMin) / (atoms - 1) of a support (float64). */
 export function supportValues(s: Support): Float64Array {
   const dz = (s.vMax - s.vMin) / (s.atoms - 1);
   return Float64Array.from({ length: s.atoms }, (_, i) => s.vMin + i * dz);

@@ -7,7 +7,7 @@
  * so one pipeline serves every decoding step (sizes N, t, H, D, capacity are baked in).
  *
  * - `appendKv`: write the keys and values of t new tokens (from the packed QKV projection
- *   [N, t, 3 * H * D], the layout of models/transformer.ts) at positions start..start+t-1.
+ *   [N, t, 3 * H * D], the layout of models/world_action/transformer.ts) at positions start..start+t-1.
  * - `cachedAttention`: queries of the new tokens attend the cached keys 0..start+i (causal
  *   with offset: new token i sits at absolute position start + i).
  * - `gatherCache`: a new cache whose sequence m copies sequence parents[m] (positions
@@ -21,6 +21,7 @@
  * @module
  */
 import { runtime } from "../core/runtime.ts";
+import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
 import { f32 } from "../codegen/wgsl.ts";
 import { checkIndices } from "./gather.ts";
@@ -75,7 +76,8 @@ export function appendKv(qkv: Tensor, cache: Tensor, start: number): void {
   checkRange("appendKv", start, t, cap);
   const total = N * t * H * D4;
   if (total === 0) return;
-  const code = `${PARAMS}
+  const kernel = planCache(`ak|${N}|${H}|${cap}|${D4}|${t}`, () => {
+    const code = `${PARAMS}
 @group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> cache: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> prm: Params;
@@ -93,9 +95,11 @@ fn main(${BUILTINS}) {
   cache[dst + ${N * H * cap * D4}u] = qkv[src + ${2 * H * D4}u];
 }
 `;
+    return { code, label: "appendKv", workgroups: dynGrid(Math.ceil(total / WG)) };
+  });
   const rt = runtime();
   const prm = paramsBuffer(start, start + t);
-  rt.dispatch({ code, label: "appendKv", workgroups: dynGrid(Math.ceil(total / WG)) }, [
+  rt.dispatch(kernel, [
     qkv.buffer,
     cache.buffer,
     prm,
@@ -120,15 +124,16 @@ export function cachedAttention(
   const out = Tensor.empty([N, t, H * D]);
   const rows = N * H * t;
   if (rows === 0) return out;
-  const G = Math.floor(WG / D4); // key groups in the value pass
   const s = scale ?? 1 / Math.sqrt(D);
-  const qLoads: string[] = [];
-  const dot: string[] = [];
-  for (let c = 0; c < D4; c++) {
-    qLoads.push(`  let q${c} = qkv[qb + ${c}u];`);
-    dot.push(`dot(q${c}, kv[kb + ${c}u])`);
-  }
-  const code = `${PARAMS}
+  const kernel = planCache(`ca|${N}|${H}|${cap}|${D4}|${t}|${s}`, () => {
+    const G = Math.floor(WG / D4); // key groups in the value pass
+    const qLoads: string[] = [];
+    const dot: string[] = [];
+    for (let c = 0; c < D4; c++) {
+      qLoads.push(`  let q${c} = qkv[qb + ${c}u];`);
+      dot.push(`dot(q${c}, kv[kb + ${c}u])`);
+    }
+    const code = `${PARAMS}
 @group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> kv: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
@@ -194,9 +199,11 @@ ${qLoads.join("\n")}
   }
 }
 `;
+    return { code, label: "cachedAttention", workgroups: dynGrid(rows) };
+  });
   const rt = runtime();
   const prm = paramsBuffer(start, start + t);
-  rt.dispatch({ code, label: "cachedAttention", workgroups: dynGrid(rows) }, [
+  rt.dispatch(kernel, [
     qkv.buffer,
     cache.buffer,
     out.buffer,
@@ -222,7 +229,8 @@ export function gatherCache(cache: Tensor, parents: Tensor, length: number): Ten
   const total = 2 * M * H * length * D4;
   if (total === 0) return out;
   // Sized by `length` (read from the uniform), so the code does not change with it.
-  const code = `${PARAMS}
+  const kernel = planCache(`gk|${N}|${H}|${cap}|${D4}|${M}|${total}`, () => {
+    const code = `${PARAMS}
 @group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> parents: array<i32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
@@ -242,9 +250,11 @@ fn main(${BUILTINS}) {
     src[((half * ${N}u + p) * ${H}u + h) * ${cap * D4}u + inner];
 }
 `;
+    return { code, label: "gatherCache", workgroups: dynGrid(Math.ceil(total / WG)) };
+  });
   const rt = runtime();
   const prm = paramsBuffer(0, length);
-  rt.dispatch({ code, label: "gatherCache", workgroups: dynGrid(Math.ceil(total / WG)) }, [
+  rt.dispatch(kernel, [
     cache.buffer,
     parents.buffer,
     out.buffer,

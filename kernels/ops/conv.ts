@@ -1,6 +1,6 @@
 /**
  * 2-D convolution on the tape (NCHW input, OIHW weights, PyTorch's conventions), over the
- * implicit-GEMM kernels of conv_wgsl.ts. Backward: the input gradient is a transposed
+ * implicit-GEMM kernels of codegen/conv/plan.ts. Backward: the input gradient is a transposed
  * convolution and the weight gradient a GEMM over N*OH*OW, both implicit GEMMs too; the bias
  * gradient sums the output gradient over batch and pixels.
  */

@@ -4,6 +4,7 @@
  */
 import { record } from "../core/autograd.ts";
 import { runtime } from "../core/runtime.ts";
+import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
 import { binding, f32, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 
@@ -36,7 +37,8 @@ function maskKernel(label: string, x: Tensor, seed: number, p: number): Tensor {
   if (out.size === 0) return out;
   const groups = Math.ceil(out.size / WG);
   const seedBuf = runtime().upload(new Uint32Array([seed >>> 0]));
-  const code = `${binding(0, "x", "f32")}
+  const kernel = planCache(`drop|${label}|${out.size}|${p}`, () => {
+    const code = `${binding(0, "x", "f32")}
 ${binding(1, "seed", "u32")}
 ${binding(2, "out", "f32", true)}
 ${HASH_WGSL}
@@ -48,7 +50,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   out[i] = select(0.0, x[i] * ${f32(1 / (1 - p))}, keep);
 }
 `;
-  runtime().dispatch({ code, label, workgroups: grid(groups) }, [x.buffer, seedBuf, out.buffer]);
+    return { code, label: label, workgroups: grid(groups) };
+  });
+  runtime().dispatch(kernel, [x.buffer, seedBuf, out.buffer]);
   // The dispatch is recorded; the pool never hands this buffer to an upload before it runs.
   runtime().pool.release(seedBuf);
   return out;

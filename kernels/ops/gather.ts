@@ -7,6 +7,7 @@
  */
 import { record } from "../core/autograd.ts";
 import { runtime } from "../core/runtime.ts";
+import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
 import { binding, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 import { zeros } from "./elementwise.ts";
@@ -36,7 +37,8 @@ export function indexSelect(table: Tensor, idx: Tensor): Tensor {
   const out = Tensor.empty([...idx.shape, ...table.shape.slice(1)], table.dtype);
   if (out.size > 0) {
     const groups = Math.ceil(out.size / WG);
-    const code = `${table.dtype === "f16" ? "enable f16;\n" : ""}${binding(0, "t", table.dtype)}
+    const kernel = planCache(`is|${table.dtype}|${idx.dtype}|${out.size}|${D}|${V}`, () => {
+      const code = `${table.dtype === "f16" ? "enable f16;\n" : ""}${binding(0, "t", table.dtype)}
 ${binding(1, "idx", idx.dtype)}
 ${binding(2, "out", table.dtype, true)}
 @compute @workgroup_size(${WG})
@@ -47,7 +49,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   out[i] = t[row * ${D}u + i % ${D}u];
 }
 `;
-    runtime().dispatch({ code, label: "indexSelect", workgroups: grid(groups) }, [
+      return { code, label: "indexSelect", workgroups: grid(groups) };
+    });
+    runtime().dispatch(kernel, [
       table.buffer,
       idx.buffer,
       out.buffer,

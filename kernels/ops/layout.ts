@@ -4,6 +4,7 @@
  */
 import { record } from "../core/autograd.ts";
 import { runtime } from "../core/runtime.ts";
+import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
 import { binding, enables, grid, linearWorkgroup, stridesOf } from "../codegen/wgsl.ts";
 
@@ -51,23 +52,26 @@ function gatherCopy(
   void x.buffer; // a disposed input throws before the output is allocated
   const out = Tensor.empty(outShape, x.dtype);
   if (out.size === 0) return out;
-  const outStrides = stridesOf(outShape);
-  const lines: string[] = [];
-  const conds: string[] = [];
-  let idx = `${srcOffset}`;
-  outShape.forEach((d, k) => {
-    const c = k === 0 ? `i / ${outStrides[k]}u` : `(i / ${outStrides[k]}u) % ${d}u`;
-    lines.push(`  let c${k} = i32(${c});`);
-    if (srcStride[k] !== 0) idx += ` + c${k} * ${srcStride[k]}`;
-    const r = ranges?.[k];
-    if (r && (r[0] > 0 || r[1] < d)) conds.push(`c${k} >= ${r[0]} && c${k} < ${r[1]}`);
-  });
-  const groups = Math.ceil(out.size / WG);
-  // Padding reads a clamped (valid) address and discards it where the coordinate is outside.
-  const value = conds.length
-    ? `select(${x.dtype}(0), x[u32(clamp(${idx}, 0, ${x.size - 1}))], ${conds.join(" && ")})`
-    : `x[u32(${idx})]`;
-  const code = `${enables(x.dtype)}${binding(0, "x", x.dtype)}
+  const kernel = planCache(
+    `gc|${label}|${x.dtype}|${x.size}|${outShape}|${srcStride}|${srcOffset}|${ranges}`,
+    () => {
+      const outStrides = stridesOf(outShape);
+      const lines: string[] = [];
+      const conds: string[] = [];
+      let idx = `${srcOffset}`;
+      outShape.forEach((d, k) => {
+        const c = k === 0 ? `i / ${outStrides[k]}u` : `(i / ${outStrides[k]}u) % ${d}u`;
+        lines.push(`  let c${k} = i32(${c});`);
+        if (srcStride[k] !== 0) idx += ` + c${k} * ${srcStride[k]}`;
+        const r = ranges?.[k];
+        if (r && (r[0] > 0 || r[1] < d)) conds.push(`c${k} >= ${r[0]} && c${k} < ${r[1]}`);
+      });
+      const groups = Math.ceil(out.size / WG);
+      // Padding reads a clamped (valid) address and discards it where the coordinate is outside.
+      const value = conds.length
+        ? `select(${x.dtype}(0), x[u32(clamp(${idx}, 0, ${x.size - 1}))], ${conds.join(" && ")})`
+        : `x[u32(${idx})]`;
+      const code = `${enables(x.dtype)}${binding(0, "x", x.dtype)}
 ${binding(1, "out", x.dtype, true)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -77,7 +81,10 @@ ${lines.join("\n")}
   out[i] = ${value};
 }
 `;
-  runtime().dispatch({ code, label, workgroups: grid(groups) }, [x.buffer, out.buffer]);
+      return { code, label: label, workgroups: grid(groups) };
+    },
+  );
+  runtime().dispatch(kernel, [x.buffer, out.buffer]);
   return out;
 }
 
@@ -186,15 +193,16 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
 
 /** Write all of `src` into `dst` at element offset `base` with `dst`'s strides. */
 function copyInto(src: Tensor, dst: Tensor, dstStrides: readonly number[], base: number): void {
-  const srcStrides = stridesOf(src.shape);
-  const lines: string[] = [];
-  let idx = `${base}u`;
-  src.shape.forEach((d, k) => {
-    const c = k === 0 ? `i / ${srcStrides[k]}u` : `(i / ${srcStrides[k]}u) % ${d}u`;
-    idx += ` + (${c}) * ${dstStrides[k]}u`;
-  });
-  const groups = Math.ceil(src.size / WG);
-  const code = `${enables(src.dtype)}${binding(0, "x", src.dtype)}
+  const kernel = planCache(`cc|${src.dtype}|${src.shape}|${dstStrides}|${base}`, () => {
+    const srcStrides = stridesOf(src.shape);
+    const lines: string[] = [];
+    let idx = `${base}u`;
+    src.shape.forEach((d, k) => {
+      const c = k === 0 ? `i / ${srcStrides[k]}u` : `(i / ${srcStrides[k]}u) % ${d}u`;
+      idx += ` + (${c}) * ${dstStrides[k]}u`;
+    });
+    const groups = Math.ceil(src.size / WG);
+    const code = `${enables(src.dtype)}${binding(0, "x", src.dtype)}
 ${binding(1, "out", src.dtype, true)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -204,7 +212,9 @@ ${lines.join("\n")}
   out[${idx}] = x[i];
 }
 `;
-  runtime().dispatch({ code, label: "concat.copy", workgroups: grid(groups) }, [
+    return { code, label: "concat.copy", workgroups: grid(groups) };
+  });
+  runtime().dispatch(kernel, [
     src.buffer,
     dst.buffer,
   ]);

@@ -5,6 +5,8 @@
  */
 import type { DType } from "../core/dtype.ts";
 import { runtime } from "../core/runtime.ts";
+import type { PooledBuffer } from "../core/buffer_pool.ts";
+import { internId, planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
 import { binding, enables, grid, linearWorkgroup, stridesOf } from "../codegen/wgsl.ts";
 
@@ -72,17 +74,20 @@ export function mapKernel(
   for (const t of inputs) void t.buffer;
   const out = Tensor.empty(shape, outDtype);
   if (out.size === 0) return out;
-  const decls = inputs.map((t, k) => binding(k, `in${k}`, t.dtype));
-  decls.push(binding(inputs.length, "out", outDtype, true));
-  const loads = inputs.map((t, k) => {
-    const raw = `in${k}[${inputIndex(t.shape, shape)}]`;
-    // Integer data copied to the same dtype stays exact (no round trip through f32).
-    const isInt = t.dtype === "i32" || t.dtype === "u32";
-    const exact = isInt && (t.dtype === outDtype || exactInts);
-    return `  let ${NAMES[k]} = ${exact ? raw : `f32(${raw})`};`;
-  });
   const groups = Math.ceil(out.size / WG);
-  const code = `${enables(outDtype, ...inputs.map((t) => t.dtype))}${decls.join("\n")}
+  let key = `map|${label}|${expr}|${outDtype}|${internId(prelude)}|${exactInts}|${shape}`;
+  for (const t of inputs) key += `|${t.dtype}${t.shape}`;
+  const kernel = planCache(key, () => {
+    const decls = inputs.map((t, k) => binding(k, `in${k}`, t.dtype));
+    decls.push(binding(inputs.length, "out", outDtype, true));
+    const loads = inputs.map((t, k) => {
+      const raw = `in${k}[${inputIndex(t.shape, shape)}]`;
+      // Integer data copied to the same dtype stays exact (no round trip through f32).
+      const isInt = t.dtype === "i32" || t.dtype === "u32";
+      const exact = isInt && (t.dtype === outDtype || exactInts);
+      return `  let ${NAMES[k]} = ${exact ? raw : `f32(${raw})`};`;
+    });
+    const code = `${enables(outDtype, ...inputs.map((t) => t.dtype))}${decls.join("\n")}
 ${prelude}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -92,9 +97,11 @@ ${loads.join("\n")}
   out[i] = ${outDtype}(${expr});
 }
 `;
-  runtime().dispatch(
-    { code, label, workgroups: grid(groups) },
-    [...inputs.map((t) => t.buffer), out.buffer],
-  );
+    return { code, label, workgroups: grid(groups) };
+  });
+  const bufs: PooledBuffer[] = [];
+  for (const t of inputs) bufs.push(t.buffer);
+  bufs.push(out.buffer);
+  runtime().dispatch(kernel, bufs);
   return out;
 }

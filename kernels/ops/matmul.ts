@@ -1,5 +1,5 @@
 /**
- * Batched matmul on the tape, over the generated kernels of `matmul_wgsl.ts`.
+ * Batched matmul on the tape, over the generated kernels of `codegen/matmul/plan.ts`.
  *
  * A 2-D right operand (a weight) with a non-transposed left operand folds the left's batch
  * axes into M: one big GEMM, and the weight's gradient sums over the batch for free.
@@ -7,6 +7,7 @@
 import { record } from "../core/autograd.ts";
 import { type MatmulSpec, planMatmul } from "../codegen/matmul/plan.ts";
 import { runtime } from "../core/runtime.ts";
+import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
 import { full } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
@@ -86,7 +87,12 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   if (out.size > 0) {
     if (K === 0) throw new Error("matmul: empty inner dimension");
     const rt = runtime();
-    const plan = planMatmul(spec, rt.ctx.limits);
+    const sp = spec;
+    const plan = planCache(
+      `mm|${sp.batch}|${sp.M}|${sp.N}|${sp.K}|${sp.transA}|${sp.transB}|${sp.aBatchStride}|` +
+        `${sp.bBatchStride}|${sp.bias}|${sp.splitK}`,
+      () => planMatmul(sp, rt.ctx.limits),
+    );
     if (plan.splitK) {
       // Partial products per K range into scratch, then a fixed-order sum (deterministic).
       const scratch = rt.pool.acquire(plan.splitK.scratchBytes);

@@ -18,6 +18,7 @@ export * from "./topk.ts";
 export * from "./matmul.ts";
 export * from "./loss.ts";
 export * from "./attention.ts";
+export * from "./cached_attention.ts";
 export * from "./c51.ts";
 export * from "./conv.ts";
 export * from "./upsample.ts";

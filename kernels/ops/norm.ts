@@ -4,6 +4,7 @@
  */
 import { record } from "../core/autograd.ts";
 import { runtime } from "../core/runtime.ts";
+import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
 import { binding, f32, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 import { mapKernel } from "./map.ts";
@@ -44,7 +45,8 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   const y = Tensor.empty(x.shape, "f32");
   const stats = Tensor.empty([rows, 2], "f32"); // mean, rstd
   const wg = workgroupFor(C);
-  const code = `${binding(0, "x", "f32")}
+  const kernel = planCache(`ln|${C}|${rows}|${eps}`, () => ({
+    code: `${binding(0, "x", "f32")}
 ${binding(1, "w", "f32")}
 ${binding(2, "b", "f32")}
 ${binding(3, "y", "f32", true)}
@@ -73,8 +75,11 @@ ${TREE(wg)}
   }
   if (lid == 0u) { stats[row * 2u] = mean; stats[row * 2u + 1u] = rstd; }
 }
-`;
-  runtime().dispatch({ code, label: "layerNorm", workgroups: grid(rows) }, [
+`,
+    label: "layerNorm",
+    workgroups: grid(rows),
+  }));
+  runtime().dispatch(kernel, [
     x.buffer,
     weight.buffer,
     bias.buffer,
@@ -105,7 +110,8 @@ ${TREE(wg)}
 /** Column `col` of the [rows, 2] statistics as [rows, 1]. */
 function columnOf(stats: Tensor, col: number, rows: number): Tensor {
   const out = Tensor.empty([rows, 1], "f32");
-  const code = `${binding(0, "s", "f32")}
+  const kernel = planCache(`lns|${col}|${rows}`, () => {
+    const code = `${binding(0, "s", "f32")}
 ${binding(1, "out", "f32", true)}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -114,7 +120,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   out[i] = s[i * 2u + ${col}u];
 }
 `;
-  runtime().dispatch({ code, label: "layerNorm.stats", workgroups: grid(Math.ceil(rows / 256)) }, [
+    return { code, label: "layerNorm.stats", workgroups: grid(Math.ceil(rows / 256)) };
+  });
+  runtime().dispatch(kernel, [
     stats.buffer,
     out.buffer,
   ]);
@@ -131,7 +139,8 @@ function layerNormInputGrad(
   wg: number,
 ): Tensor {
   const dx = Tensor.empty([rows, C], "f32");
-  const code = `${binding(0, "g", "f32")}
+  const kernel = planCache(`lnx|${C}|${rows}|${wg}`, () => {
+    const code = `${binding(0, "g", "f32")}
 ${binding(1, "x", "f32")}
 ${binding(2, "w", "f32")}
 ${binding(3, "stats", "f32")}
@@ -163,7 +172,9 @@ ${TREE(wg)}
   }
 }
 `;
-  runtime().dispatch({ code, label: "layerNorm.grad_x", workgroups: grid(rows) }, [
+    return { code, label: "layerNorm.grad_x", workgroups: grid(rows) };
+  });
+  runtime().dispatch(kernel, [
     g.buffer,
     x.buffer,
     w.buffer,

@@ -5,6 +5,7 @@
  */
 import { record } from "../core/autograd.ts";
 import { runtime } from "../core/runtime.ts";
+import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
 import { binding, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 import { mapKernel } from "./map.ts";
@@ -53,16 +54,17 @@ export function reduceKernel(x: Tensor, axis: number, kind: ReduceKind, keepDims
   void x.buffer; // a disposed input throws before the output is allocated
   const out = Tensor.empty(outShape, outDtype);
   if (out.size === 0) return out;
-  const { init, step } = combine(kind);
-  const finish = kind === "mean" ? ` / ${R}.0` : "";
-  const load = `f32(x[base + r * ${inner}u])`;
-  let body: string;
-  let groups: number;
-  if (inner === 1 && R > 32) {
-    // One workgroup per output row: strided partials, then a tree in workgroup memory.
-    groups = outer;
-    const isArg = kind === "argmax";
-    body = `
+  const kernel = planCache(`red|${kind}|${x.dtype}|${outer}|${R}|${inner}|${ax}`, () => {
+    const { init, step } = combine(kind);
+    const finish = kind === "mean" ? ` / ${R}.0` : "";
+    const load = `f32(x[base + r * ${inner}u])`;
+    let body: string;
+    let groups: number;
+    if (inner === 1 && R > 32) {
+      // One workgroup per output row: strided partials, then a tree in workgroup memory.
+      groups = outer;
+      const isArg = kind === "argmax";
+      body = `
 var<workgroup> sv: array<f32, ${WG}>;
 var<workgroup> si: array<u32, ${WG}>;
 @compute @workgroup_size(${WG})
@@ -82,20 +84,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
     if (lid < s) {
       ${
-      isArg
-        ? `let v2 = sv[lid + s]; let i2 = si[lid + s];
+        isArg
+          ? `let v2 = sv[lid + s]; let i2 = si[lid + s];
       if (v2 > sv[lid] || (v2 == sv[lid] && i2 < si[lid])) { sv[lid] = v2; si[lid] = i2; }`
-        : `sv[lid] = ${step("sv[lid]", "sv[lid + s]")};`
-    }
+          : `sv[lid] = ${step("sv[lid]", "sv[lid + s]")};`
+      }
     }
     workgroupBarrier();
   }
   if (lid == 0u) { out[o] = ${isArg ? "i32(si[0])" : `sv[0]${finish}`}; }
 }`;
-  } else {
-    groups = Math.ceil(out.size / WG);
-    const isArg = kind === "argmax";
-    body = `
+    } else {
+      groups = Math.ceil(out.size / WG);
+      const isArg = kind === "argmax";
+      body = `
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let o = ${linearWorkgroup(groups)} * ${WG}u + lid;
@@ -109,12 +111,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   out[o] = ${isArg ? "idx" : `acc${finish}`};
 }`;
-  }
-  const code = `${x.dtype === "f16" ? "enable f16;\n" : ""}${binding(0, "x", x.dtype)}
+    }
+    const code = `${x.dtype === "f16" ? "enable f16;\n" : ""}${binding(0, "x", x.dtype)}
 ${binding(1, "out", outDtype, true)}
 ${body}
 `;
-  runtime().dispatch({ code, label: `${kind}(axis ${ax})`, workgroups: grid(groups) }, [
+    return { code, label: `${kind}(axis ${ax})`, workgroups: grid(groups) };
+  });
+  runtime().dispatch(kernel, [
     x.buffer,
     out.buffer,
   ]);

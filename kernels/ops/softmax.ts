@@ -4,6 +4,7 @@
  */
 import { record } from "../core/autograd.ts";
 import { runtime } from "../core/runtime.ts";
+import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
 import { binding, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 import { mapKernel } from "./map.ts";
@@ -38,15 +39,16 @@ function forwardKernel(x: Tensor, mode: Mode): Tensor {
   const outShape = mode === "logsumexp" ? x.shape.slice(0, -1) : x.shape;
   const out = Tensor.empty(outShape, "f32");
   if (rows === 0) return out;
-  const wg = workgroupFor(C);
-  const write = {
-    softmax:
-      `for (var c = lid; c < ${C}u; c += ${wg}u) { y[base + c] = exp(x[base + c] - m) / sum; }`,
-    logsoftmax:
-      `for (var c = lid; c < ${C}u; c += ${wg}u) { y[base + c] = x[base + c] - m - log(sum); }`,
-    logsumexp: `if (lid == 0u) { y[row] = m + log(sum); }`,
-  }[mode];
-  const code = `${binding(0, "x", "f32")}
+  const kernel = planCache(`sm|${mode}|${C}|${rows}`, () => {
+    const wg = workgroupFor(C);
+    const write = {
+      softmax:
+        `for (var c = lid; c < ${C}u; c += ${wg}u) { y[base + c] = exp(x[base + c] - m) / sum; }`,
+      logsoftmax:
+        `for (var c = lid; c < ${C}u; c += ${wg}u) { y[base + c] = x[base + c] - m - log(sum); }`,
+      logsumexp: `if (lid == 0u) { y[row] = m + log(sum); }`,
+    }[mode];
+    const code = `${binding(0, "x", "f32")}
 ${binding(1, "y", "f32", true)}
 var<workgroup> red: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
@@ -66,7 +68,9 @@ ${treeReduce(wg, "x + y")}
   ${write}
 }
 `;
-  runtime().dispatch({ code, label: mode, workgroups: grid(rows) }, [x.buffer, out.buffer]);
+    return { code, label: mode, workgroups: grid(rows) };
+  });
+  runtime().dispatch(kernel, [x.buffer, out.buffer]);
   return out;
 }
 
@@ -81,8 +85,9 @@ function backwardKernel(
   const C = y.shape[y.rank - 1];
   const rows = y.size / C;
   const dx = Tensor.empty(y.shape, "f32");
-  const wg = workgroupFor(C);
-  const code = `${binding(0, "g", "f32")}
+  const kernel = planCache(`smb|${label}|${C}|${rows}|${rowTerm}|${outExpr}`, () => {
+    const wg = workgroupFor(C);
+    const code = `${binding(0, "g", "f32")}
 ${binding(1, "y", "f32")}
 ${binding(2, "dx", "f32", true)}
 var<workgroup> red: array<f32, ${wg}>;
@@ -101,7 +106,9 @@ ${treeReduce(wg, "x + y")}
   }
 }
 `;
-  runtime().dispatch({ code, label, workgroups: grid(rows) }, [g.buffer, y.buffer, dx.buffer]);
+    return { code, label: label, workgroups: grid(rows) };
+  });
+  runtime().dispatch(kernel, [g.buffer, y.buffer, dx.buffer]);
   return dx;
 }
 

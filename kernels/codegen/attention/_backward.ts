@@ -1,12 +1,12 @@
 /**
- * The fused attention backward kernels (see attention_wgsl.ts for the design):
+ * The fused attention backward kernels (see plan.ts for the design):
  * 1. `delta`: delta[bh, i] = rowsum(dO * O), one thread per row.
  * 2. `dkdv`: a workgroup per BC-key block; NS threads per key hold D/NS dims of k, v and of
  *    the dK, dV accumulators; loops over BR-query tiles (from the first one the causal mask
  *    lets see the block), recomputing P = exp2(S - L) and dS = P * (dP - delta).
  * 3. `dq`: a workgroup per BR-query block; loops over key tiles like the forward.
  * dK/dV and dQ each own their outputs, so there are no atomics and no zero-fill. The two big
- * kernels live in attention_dkdv.ts and attention_dq.ts.
+ * kernels live in _dkdv.ts and _dq.ts.
  *
  * @module
  */
@@ -15,7 +15,6 @@ import {
   ATTENTION_PARAMS_BYTES,
   type AttentionLimits,
   type AttentionSpec,
-  foldGrid,
   type KernelPlan,
   type ResolvedSpec,
   resolveSpec,
@@ -23,6 +22,7 @@ import {
   tensorAddr,
   tensorBytes,
 } from "./common.ts";
+import { grid } from "../wgsl.ts";
 import { attentionLabel, chooseRowTile, lines } from "./_tiles.ts";
 import { chooseColTile, dkdvCode, inputNames } from "./_dkdv.ts";
 import { dqCode } from "./_dq.ts";
@@ -80,11 +80,11 @@ export function planAttentionBackward(
   const inputs = inputNames(r);
   const packed = r.layout === "packed_qkv";
 
-  const deltaGrid = foldGrid(Math.ceil((r.BH * r.Tq) / 64), maxWg);
+  const deltaGrid = grid(Math.ceil((r.BH * r.Tq) / 64), maxWg, 2);
   const deltaNames = ["o", "dO", "delta"];
 
   const ct = chooseColTile(r, limits);
-  const dkdvGrid = foldGrid(Math.ceil(r.S / ct.BC) * r.BH, maxWg);
+  const dkdvGrid = grid(Math.ceil(r.S / ct.BC) * r.BH, maxWg, 2);
   const dkdvNames = [
     ...inputs,
     "dO",
@@ -99,7 +99,7 @@ export function planAttentionBackward(
 
   const RQ = r.tiles.dqRows ?? 1;
   const rt = chooseRowTile(r, limits, 2, r.tiles.dq, RQ);
-  const dqGrid = foldGrid(Math.ceil(r.Tq / rt.BR) * r.BH, maxWg);
+  const dqGrid = grid(Math.ceil(r.Tq / rt.BR) * r.BH, maxWg, 2);
   const dqNames = [...inputs, "dO", "lse", "delta", "params", packed ? "dqkv" : "dQ"];
 
   return [

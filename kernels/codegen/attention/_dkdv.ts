@@ -1,5 +1,5 @@
 /**
- * Backward dK/dV kernel of the fused attention (see attention_backward.ts): a workgroup per
+ * Backward dK/dV kernel of the fused attention (see _backward.ts): a workgroup per
  * BC-key block, NS threads per key holding D/NS dims of k, v and of the dK, dV accumulators,
  * looping over BR-query tiles from the first one the causal mask lets see the block.
  *
@@ -10,16 +10,16 @@ import {
   type AttentionLimits,
   blockCap,
   dropoutWgsl,
-  f32Lit,
   headSplit,
   type ResolvedSpec,
   rowFn,
   tensorAddr,
 } from "./common.ts";
+import { f32 } from "../wgsl.ts";
 import { attentionLabel, lines } from "./_tiles.ts";
 
 /** log2(e) as a WGSL literal: lse is stored in natural log, the kernels work in base 2. */
-export const LOG2E = f32Lit(Math.LOG2E);
+export const LOG2E = f32(Math.LOG2E);
 
 export interface ColTile {
   BC: number;
@@ -144,7 +144,7 @@ ${
   let j${x} = blk * ${BC}u + c${x};
   let kb${x} = k_row(bh, min(j${x}, ${r.S - 1}u)) + sp * ${DH4}u;
   let vb${x} = v_row(bh, min(j${x}, ${r.S - 1}u)) + sp * ${DH4}u;
-${lines(DH4, (k) => `  let k${x}_${k} = ${kN}[kb${x} + ${k}u] * ${f32Lit(r.scale * Math.LOG2E)};`)}
+${lines(DH4, (k) => `  let k${x}_${k} = ${kN}[kb${x} + ${k}u] * ${f32(r.scale * Math.LOG2E)};`)}
 ${lines(DH4, (k) => `  let v${x}_${k} = ${vN}[vb${x} + ${k}u];`)}
 ${lines(DH4, (k) => `  var dk${x}_${k} = vec4<f32>(0.0);\n  var dv${x}_${k} = vec4<f32>(0.0);`)}`
     )
@@ -231,7 +231,7 @@ ${
       `  if (j${x} < ${r.S}u) {
     let ob = dk_row(bh, j${x}) + sp * ${DH4}u;
     let vo = dv_row(bh, j${x}) + sp * ${DH4}u;
-${lines(DH4, (k) => `    ${dkN}[ob + ${k}u] = dk${x}_${k} * ${f32Lit(r.scale)};`)}
+${lines(DH4, (k) => `    ${dkN}[ob + ${k}u] = dk${x}_${k} * ${f32(r.scale)};`)}
 ${lines(DH4, (k) => `    ${dvN}[vo + ${k}u] = dv${x}_${k};`)}
   }`
     )

@@ -1,10 +1,11 @@
 /**
- * Backward dQ kernel of the fused attention (see attention_backward.ts).
+ * Backward dQ kernel of the fused attention (see _backward.ts).
  *
  * @module
  */
 
-import { dropoutWgsl, f32Lit, type ResolvedSpec, rowFn, tensorAddr } from "./common.ts";
+import { dropoutWgsl, type ResolvedSpec, rowFn, tensorAddr } from "./common.ts";
+import { f32 } from "../wgsl.ts";
 import { attentionLabel, lines, loadKvTile, rowPrelude, type RowTile } from "./_tiles.ts";
 import { inputDecls, LOG2E } from "./_dkdv.ts";
 
@@ -51,7 +52,7 @@ ${
     rows((x) =>
       `  let qb${x} = q_row(bh, iv${x}) + sp * ${DH4}u;
   let gb${x} = do_row(bh, iv${x}) + sp * ${DH4}u;
-${lines(DH4, (k) => `  let q${x}_${k} = ${qN}[qb${x} + ${k}u] * ${f32Lit(r.scale * Math.LOG2E)};`)}
+${lines(DH4, (k) => `  let q${x}_${k} = ${qN}[qb${x} + ${k}u] * ${f32(r.scale * Math.LOG2E)};`)}
 ${lines(DH4, (k) => `  let g${x}_${k} = dO[gb${x} + ${k}u];`)}
 ${lines(DH4, (k) => `  var dq${x}_${k} = vec4<f32>(0.0);`)}
   let li${x} = lse[bh * ${r.Tq}u + iv${x}] * ${LOG2E};
@@ -112,7 +113,7 @@ ${
     rows((x) =>
       `  if (i${x} < ${r.Tq}u) {
     let ob = dq_row(bh, i${x}) + sp * ${DH4}u;
-${lines(DH4, (k) => `    ${dqN}[ob + ${k}u] = dq${x}_${k} * ${f32Lit(r.scale)};`)}
+${lines(DH4, (k) => `    ${dqN}[ob + ${k}u] = dq${x}_${k} * ${f32(r.scale)};`)}
   }`
     )
   }

@@ -1,5 +1,5 @@
 /**
- * The fused attention forward kernel (see attention_wgsl.ts for the design).
+ * The fused attention forward kernel (see plan.ts for the design).
  *
  * @module
  */
@@ -9,8 +9,6 @@ import {
   type AttentionLimits,
   type AttentionSpec,
   dropoutWgsl,
-  f32Lit,
-  foldGrid,
   type KernelPlan,
   type ResolvedSpec,
   resolveSpec,
@@ -18,6 +16,7 @@ import {
   tensorAddr,
   tensorBytes,
 } from "./common.ts";
+import { f32, grid } from "../wgsl.ts";
 import {
   attentionLabel,
   chooseRowTile,
@@ -45,7 +44,7 @@ function forwardCode(r: ResolvedSpec, t: RowTile, RQ: number, gridX: number): st
   );
   decl.push(`@group(0) @binding(${b++}) var<storage, read_write> o: array<vec4<f32>>;`);
   decl.push(`@group(0) @binding(${b++}) var<storage, read_write> lse: array<f32>;`);
-  const sc2 = f32Lit(r.scale * Math.LOG2E);
+  const sc2 = f32(r.scale * Math.LOG2E);
   const PS = BC + 1; // padded row of the partial-score tile (no bank conflicts)
   const rows = (f: (x: number) => string, sep = "\n") => lines(RQ, f, sep);
   const sums = (x: number, c: number) =>
@@ -148,7 +147,7 @@ ${
     let ob = o_row(bh, i${x}) + sp * ${DH4}u;
 ${lines(DH4, (k) => `    o[ob + ${k}u] = o${x}_${k} * il;`)}
     if (sp == 0u) {
-      lse[bh * ${r.Tq}u + i${x}] = (m${x} + log2(l${x})) * ${f32Lit(Math.LN2)};
+      lse[bh * ${r.Tq}u + i${x}] = (m${x} + log2(l${x})) * ${f32(Math.LN2)};
     }
   }`
     )
@@ -166,7 +165,7 @@ export function planAttentionForward(spec: AttentionSpec, limits: AttentionLimit
   const RQ = r.tiles.forwardRows ?? 1;
   const t = chooseRowTile(r, limits, 1, r.tiles.forward, RQ);
   const total = Math.ceil(r.Tq / t.BR) * r.BH;
-  const workgroups = foldGrid(total, limits.maxComputeWorkgroupsPerDimension);
+  const workgroups = grid(total, limits.maxComputeWorkgroupsPerDimension, 2);
   const inputs = r.layout === "packed_qkv" ? ["qkv"] : ["q", "k", "v"];
   const bindingBytes: Record<string, number> = {
     o: tensorBytes(r, "o"),

@@ -222,23 +222,6 @@ export function pow2ceil(n: number): number {
   return p;
 }
 
-/**
- * A grid of `total` workgroups folded so that no dimension exceeds `max`: x = min(total, max),
- * y = ceil(total / x). Shaders rebuild the linear id as wg.x + wg.y * x and skip ids >= total.
- */
-export function foldGrid(total: number, max: number): [number, number, number] {
-  const x = Math.min(total, max);
-  const y = Math.ceil(total / x);
-  if (y > max) throw new Error(`attention: grid of ${total} workgroups exceeds ${max}^2`);
-  return [x, y, 1];
-}
-
-/** f32 literal for WGSL (always has a decimal point or exponent). */
-export function f32Lit(x: number): string {
-  const s = Math.fround(x).toPrecision(9);
-  return /[.e]/.test(s) ? s : `${s}.0`;
-}
-
 // ---- dropout -------------------------------------------------------------------------
 
 /** PCG-style 32-bit integer hash (Jarzynski & Olano 2020), as in the WGSL `pcg`. */

@@ -1,7 +1,7 @@
 /**
  * WGSL generators for fused (flash-style) self-attention, forward and backward: the public
- * entry points. The kernels live in attention_forward.ts, attention_backward.ts (delta and
- * the plan), attention_dkdv.ts and attention_dq.ts; attention_reference.ts is the float64 CPU
+ * entry points. The kernels live in _forward.ts, _backward.ts (delta and
+ * the plan), _dkdv.ts and _dq.ts; tests/helpers/attention_reference.ts is the float64 CPU
  * reference and attention_dispatch.ts minimal raw-WebGPU plumbing for tests and benchmarks.
  *
  * Forward (one kernel): a workgroup owns BR query rows of one head; NS threads share a row,
@@ -41,7 +41,6 @@ export {
   attentionParams,
   dropoutKeep,
   dropoutThreshold,
-  foldGrid,
   pcgHash,
 } from "./common.ts";
 export { planAttentionForward } from "./_forward.ts";

@@ -1,10 +1,10 @@
 /**
  * WGSL emission for implicit GEMMs: C[m, n] = sum_k A(m, k) · B(k, n) where A and B are not
  * stored matrices but gathers (a convolution's weights and the im2col view of its input),
- * and C is scattered by a caller-supplied store. The convolution kernels of conv_wgsl.ts
+ * and C is scattered by a caller-supplied store. The convolution kernels of plan.ts
  * are all instances.
  *
- * Same tiling as the matmul (matmul_wgsl.ts): a TM x TN output tile per workgroup, TK-deep
+ * Same tiling as the matmul (../matmul/plan.ts): a TM x TN output tile per workgroup, TK-deep
  * k-slices staged in workgroup memory as vec4 rows [k][m/4] and [k][n/4], RM x RN outputs
  * per thread in "split" layout, and the register-blocked, fully unrolled fma block is the
  * matmul's own `emitCompute`. Differences: loads are scalar gathers whose address (and a

@@ -1,5 +1,5 @@
 /**
- * Convolution kernels as implicit GEMMs (generator: conv_emit.ts; tiling: matmul_wgsl.ts).
+ * Convolution kernels as implicit GEMMs (generator: emit.ts; tiling: ../matmul/plan.ts).
  * No im2col buffer is ever materialized: the GEMM operand loads compute the address of the
  * input pixel (or of the output gradient) on the fly.
  *
@@ -17,7 +17,7 @@
  */
 
 import { type GemmOperand, type GemmSpec, generateImplicitGemm } from "./emit.ts";
-import { foldGrid } from "../matmul/grid.ts";
+import { grid } from "../wgsl.ts";
 import {
   chooseSplit,
   chooseTile,
@@ -440,7 +440,7 @@ export function planConv(
   parts = Math.ceil(K / chunk);
   const label = convLabel(g, kind) + (parts > 1 ? ` split${parts}` : "");
   const total = Math.ceil(M / tile.TM) * Math.ceil(N / tile.TN) * parts;
-  const workgroups = foldGrid(total, limits.maxComputeWorkgroupsPerDimension);
+  const workgroups = grid(total, limits.maxComputeWorkgroupsPerDimension);
   const spec: GemmSpec = {
     M,
     N,

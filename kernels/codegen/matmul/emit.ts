@@ -1,5 +1,5 @@
 /**
- * WGSL text emission for `planMatmul` (see matmul_wgsl.ts for the tiling scheme).
+ * WGSL text emission for `planMatmul` (see plan.ts for the tiling scheme).
  *
  * Shape of the generated kernel, per workgroup (one TM x TN output tile):
  *   fetch k-slice 0 from global memory into registers
@@ -129,7 +129,7 @@ function emitShare(op: Operand, kLen: number, buf: string | null, indent: string
 /**
  * The fully unrolled multiply-accumulate over `steps` k values of the shared slices `sh_a` /
  * `sh_b` (vec4 rows [k][m/4], [k][n/4]) into accumulators `c<r>_<j>`, for thread `ty`, `tx`.
- * Shared with the implicit-GEMM convolution kernels (conv_emit.ts).
+ * Shared with the implicit-GEMM convolution kernels (../conv/emit.ts).
  */
 export function emitCompute(
   tile: MatmulTile,

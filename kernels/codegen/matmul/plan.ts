@@ -22,10 +22,8 @@
  */
 
 import { generateMatmul } from "./emit.ts";
-import { foldGrid } from "./grid.ts";
+import { grid } from "../wgsl.ts";
 import { generateSplitReduce, type SplitK, splitOf, type SplitReduce } from "./split.ts";
-
-export { foldGrid };
 
 /** One batched matmul. A is [batch, M, K], B is [batch, K, N], C is [batch, M, N]. */
 export interface MatmulSpec {
@@ -272,7 +270,7 @@ export function planMatmul(
   checkTile(tile, limits);
   const label = matmulLabel(spec) + (split ? ` split${split.parts}` : "");
   const parts = split?.parts ?? 1;
-  const workgroups = foldGrid(
+  const workgroups = grid(
     tileCount(spec, tile) * parts,
     limits.maxComputeWorkgroupsPerDimension,
   );

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { foldGrid } from "./grid.ts";
+import { grid } from "../wgsl.ts";
 
 /** How K is cut: `parts` ranges of `chunk` (a multiple of TK); the last may be longer. */
 export interface SplitK {
@@ -52,7 +52,7 @@ export function generateSplitReduce(
   const count = (batch * M * N) / w; // elements (vec4 or scalar) of C
   const type = vec ? "vec4<f32>" : "f32";
   const groups = Math.ceil(count / REDUCE_THREADS);
-  const grid = foldGrid(groups, maxWorkgroupsPerDimension);
+  const wgs = grid(groups, maxWorkgroupsPerDimension);
   const o: string[] = [];
   o.push(`// ${label}: sum of ${parts} split-K partials`);
   o.push(`@group(0) @binding(0) var<storage, read> s_g: array<${type}, ${count * parts}>;`);
@@ -65,7 +65,7 @@ export function generateSplitReduce(
     "fn main(@builtin(workgroup_id) wid: vec3<u32>, " +
       "@builtin(local_invocation_index) lid: u32) {",
   );
-  const lin = `wid.x + wid.y * ${grid[0]}u + wid.z * ${grid[0] * grid[1]}u`;
+  const lin = `wid.x + wid.y * ${wgs[0]}u + wid.z * ${wgs[0] * wgs[1]}u`;
   o.push(`  let i = (${lin}) * ${REDUCE_THREADS}u + lid;`);
   o.push(`  if (i >= ${count}u) { return; }`);
   const terms: string[] = [];
@@ -74,5 +74,5 @@ export function generateSplitReduce(
   if (opts.accumulate) terms.push("c_g[i]");
   o.push(`  c_g[i] = ${terms.join(" + ")};`);
   o.push("}");
-  return { code: o.join("\n") + "\n", workgroups: grid, label: `${label} split-K reduce` };
+  return { code: o.join("\n") + "\n", workgroups: wgs, label: `${label} split-K reduce` };
 }

@@ -1,0 +1,227 @@
+/**
+ * Host overhead of the engine: what a warm step records (dispatches, compute passes, submits,
+ * writeBuffer uploads, bind groups created, pipelines compiled) and the host milliseconds it
+ * takes to record it, for a training step (B = 2; stage 2 joint loss, and stage 1 world loss)
+ * and a planning step (H = 2, K = 4; 1 and 16 environments) of the tiny, 40M and 150M
+ * world-action configs. Plus `rawUsPerDispatch`: recording one dispatch with the bare WebGPU
+ * API (one pipeline, one bind group, thousands of dispatches in one pass), so the engine's
+ * cost reads as a ratio on a noisy machine.
+ *
+ * Steps run in the runtime's dry-run mode: recorded exactly as a real step, never submitted
+ * (a 150M step takes minutes on a CPU adapter), so counts are exact and times are host-only.
+ *
+ *   deno task bench overhead [-- --json FILE] [-- --quick] [-- --configs tiny,40M]
+ *
+ * JSON: {"rawUsPerDispatch": n, "<config>": {"train": {...}, "train_stage1": {...},
+ * "plan_n1": {...}, "plan_n16": {...}}}, each object with dispatches, passes, submits,
+ * uploads, bindGroupsCreated, pipelinesCompiled, hostMs.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { describeAdapter } from "../kernels/core/device.ts";
+import { counterDelta, initRuntime, type RuntimeCounters } from "../kernels/core/runtime.ts";
+import { readAll, type Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
+import { AdamW } from "../kernels/nn/optim.ts";
+import { type ConfigName, worldActionConfig } from "../models/world_action/configs.ts";
+import { WorldActionModel } from "../models/world_action/model.ts";
+import { worldBatchArrays } from "../train/world_batch.ts";
+import { worldActionStep } from "../train/world_step.ts";
+import { beamSearch } from "../eval/beam_search.ts";
+import { windowTimesteps } from "../eval/context_history.ts";
+import { WamPlanningModel } from "../eval/wam_planning_model.ts";
+import type { SegmentBatch } from "../offline/mod.ts";
+
+const HELP = `overhead_bench — engine host cost per warm step (dry run: recorded, not submitted)
+
+  --configs LIST   world-action configs (default tiny,40M,150M)
+  --reps N         timed warm repetitions per case, median reported (default 3; --quick 1)
+  --quick          tiny only, one repetition (CI smoke run)
+  --json FILE      also write the results as JSON
+  --help           this text`;
+
+const { values } = parseArgs({
+  options: {
+    configs: { type: "string" },
+    reps: { type: "string" },
+    quick: { type: "boolean", default: false },
+    json: { type: "string" },
+    help: { type: "boolean", default: false },
+  },
+});
+if (values.help) {
+  console.log(HELP);
+  Deno.exit(0);
+}
+const configs = (values.configs ?? (values.quick ? "tiny" : "tiny,40M,150M")).split(",")
+  .map((s) => s.trim()) as ConfigName[];
+for (const c of configs) {
+  if (!["tiny", "40M", "70M", "150M"].includes(c)) {
+    console.error(`overhead_bench: unknown config '${c}' in --configs`);
+    Deno.exit(2);
+  }
+}
+const reps = Number(values.reps ?? (values.quick ? 1 : 3));
+if (!Number.isInteger(reps) || reps < 1) {
+  console.error("overhead_bench: --reps takes a positive integer");
+  Deno.exit(2);
+}
+
+const rt = await initRuntime();
+console.log(`adapter: ${describeAdapter(rt.ctx)}`);
+
+/** Counters of one warm step plus its host milliseconds. */
+export type StepCost = RuntimeCounters & { hostMs: number };
+
+/** Run `step` twice to warm (pipelines, pool), then `reps` times measured; median time. */
+async function measure(step: () => Promise<void>): Promise<StepCost | { error: string }> {
+  try {
+    return await measureOrThrow(step);
+  } catch (e) {
+    // E.g. a KV cache above the adapter's max storage binding (lavapipe: 128 MiB).
+    return { error: (e as Error).message.split("\n")[0] };
+  }
+}
+
+async function measureOrThrow(step: () => Promise<void>): Promise<StepCost> {
+  for (let i = 0; i < 2; i++) await step();
+  const times: number[] = [];
+  let counts: RuntimeCounters | null = null;
+  for (let i = 0; i < reps; i++) {
+    const before = rt.counters();
+    const t0 = performance.now();
+    await step();
+    times.push(performance.now() - t0);
+    counts ??= counterDelta(before, rt.counters());
+  }
+  times.sort((a, b) => a - b);
+  return { ...counts!, hostMs: Number(times[Math.floor(times.length / 2)].toFixed(3)) };
+}
+
+/** Bare-API cost of recording one dispatch: one pipeline, one bind group, one pass. */
+function rawUsPerDispatch(): number {
+  const device = rt.device;
+  const module = device.createShaderModule({
+    code: `@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@compute @workgroup_size(1) fn main() { x[0] = x[0] + 1.0; }`,
+  });
+  const pipeline = device.createComputePipeline({
+    layout: "auto",
+    compute: { module, entryPoint: "main" },
+  });
+  const buffer = device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE });
+  const group = device.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    entries: [{ binding: 0, resource: { buffer } }],
+  });
+  const n = 5000;
+  const best: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    const t0 = performance.now();
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    for (let i = 0; i < n; i++) {
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(1);
+    }
+    pass.end();
+    enc.finish(); // recorded, not submitted: the same host work the engine's dry run does
+    best.push((performance.now() - t0) * 1000 / n);
+  }
+  buffer.destroy();
+  return Number(Math.min(...best).toFixed(3));
+}
+
+/** Random token segments of one game (Phoenix's 8 valid actions). */
+function randomBatch(B: number, L: number, vocab: number, seed: number): SegmentBatch {
+  let s = seed >>> 0;
+  const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  const acts = [0, 1, 3, 4, 5, 11, 12, 13];
+  return {
+    index: seed,
+    batchSize: B,
+    segmentLength: L,
+    form: "tokens",
+    tokens: Uint16Array.from({ length: B * L * 36 }, () => Math.floor(rand() * vocab)),
+    actions: Int32Array.from({ length: B * L }, () => acts[Math.floor(rand() * acts.length)]),
+    rewards: Float32Array.from({ length: B * L }, () => Math.floor(rand() * 3) - 1),
+    terminals: new Uint8Array(B * L),
+    mask: new Uint8Array(B * L).fill(1),
+    taskIds: new Int32Array(B).fill(37),
+    gameIndex: new Int32Array(B),
+    starts: new Float64Array(B),
+  };
+}
+
+const results: Record<string, unknown> = { rawUsPerDispatch: rawUsPerDispatch() };
+console.log(`raw WebGPU: ${results.rawUsPerDispatch} us per dispatch`);
+const row = (name: string, c: StepCost | { error: string }) =>
+  "error" in c ? console.log(`| ${name} | failed: ${c.error} |`) : console.log(
+    `| ${name} | ${c.dispatches} | ${c.passes} | ${c.submits} | ${c.uploads} | ` +
+      `${c.bindGroupsCreated} | ${c.pipelinesCompiled} | ${c.hostMs.toFixed(1)} | ` +
+      `${(1000 * c.hostMs / Math.max(1, c.dispatches)).toFixed(1)} |`,
+  );
+console.log(
+  "\n| step | dispatches | passes | submits | uploads | bind groups | pipelines | host ms | " +
+    "us/dispatch |",
+);
+console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+
+rt.dryRun = true;
+for (const name of configs) {
+  const cfg = worldActionConfig(name);
+  const model = new WorldActionModel(cfg);
+  const out: Record<string, StepCost | { error: string }> = {};
+  // Training: B = 2 segments of the config's window, joint (stage 2) and world-only (stage 1).
+  const opt = new AdamW(model.parameters(), { lr: 5e-5, weightDecay: 0.01, maxGradNorm: 1 });
+  const arrays = [0, 1].map((k) =>
+    worldBatchArrays(randomBatch(2, cfg.timesteps, cfg.obsVocab, k))
+  );
+  for (const [key, joint] of [["train", true], ["train_stage1", false]] as const) {
+    let k = 0;
+    out[key] = await measure(async () => {
+      const loss = tidy(() =>
+        worldActionStep(model, opt, arrays[k % 2], { joint, stepSeed: k++ }).total
+      );
+      opt.zeroGrad();
+      await readAll([loss]); // the trainer reads the losses back once per step
+      loss.dispose();
+    });
+    row(`${name} ${key}`, out[key]);
+  }
+  opt.dispose();
+  // Planning: prefill of the full window + H = 2, K = 4, one readback.
+  const planner = new WamPlanningModel(model);
+  const H = 2, K = 4;
+  const t = windowTimesteps(cfg.timesteps, H) * (cfg.obsTokens + 1) - 1;
+  for (const N of [1, 16]) {
+    const toks = Int32Array.from({ length: N * t }, (_, i) => {
+      const off = (i % t) % (cfg.obsTokens + 1);
+      return off === cfg.obsTokens ? i % 6 : (i * 7919) % cfg.obsVocab;
+    });
+    const valid = Array.from({ length: N * cfg.actions }, (_, i) => (i % cfg.actions < 9 ? 1 : 0));
+    const key = `plan_n${N}`;
+    out[key] = await measure(async () => {
+      const a: Tensor = tidy(() =>
+        beamSearch(planner, {
+          tokens: tensor(toks, [N, t], "i32"),
+          tasks: tensor(new Int32Array(N).fill(39), [N], "i32"),
+          valid: tensor(valid, [N, cfg.actions]),
+        }, { horizon: H, beamWidth: K }).actions
+      );
+      await readAll([a]);
+      a.dispose();
+    });
+    row(`${name} ${key}`, out[key]);
+  }
+  for (const p of model.parameters()) p.dispose();
+  await rt.trim();
+  results[name] = out;
+}
+rt.dryRun = false;
+
+if (values.json) {
+  Deno.writeTextFileSync(values.json, JSON.stringify(results, null, 2) + "\n");
+  console.log(`\nwrote ${values.json}`);
+}
