@@ -7,8 +7,12 @@
 import { parseArgs } from "node:util";
 import { collect, type CollectSummary } from "./collector.ts";
 import { StepProgress } from "../util/progress.ts";
+import { onInterrupt } from "../util/interrupt.ts";
 import { EnvError } from "../envs/python_env.ts";
 import { BridgeError } from "../envs/bridge_process.ts";
+import { DataError } from "./fs_util.ts";
+import { runCli } from "../util/cli.ts";
+import { ensureWritableDir, OutputDirError } from "../util/writable.ts";
 
 export { collect };
 export type { CollectOptions, CollectSummary } from "./collector.ts";
@@ -30,10 +34,15 @@ Options:
   --max-episode-frames N    time limit in frames, 0 = none (default 108000)
   --rom-dir DIR             load <rom>.bin from DIR instead of ale-py's ROMs (or ALE_ROMS_DIR)
   --overwrite               replace complete stores already in --out
+  --restart                 start interrupted stores over (default: resume them)
   -h, --help                show this help
 
 Preprocessing follows the JOWA evaluation protocol: grayscale 84x84 (area), max over the
-last two frames, terminal on game over, no sticky actions.`;
+last two frames, terminal on game over, no sticky actions.
+
+Ctrl-C stops and closes the stores (complete, shorter); a second Ctrl-C more than a second
+later exits at once, leaving them incomplete. A fault (e.g. a crashed emulator) leaves the
+stores incomplete too: rerunning the same command resumes incomplete stores up to --steps.`;
 
 function int(name: string, v: string | undefined, def: number): number {
   if (v === undefined) return def;
@@ -75,6 +84,7 @@ async function main(args: string[]): Promise<number> {
       "max-episode-frames": { type: "string" },
       "rom-dir": { type: "string" },
       overwrite: { type: "boolean", default: false },
+      restart: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
@@ -87,15 +97,14 @@ async function main(args: string[]): Promise<number> {
   const games = values.games.split(",").map((g) => g.trim()).filter((g) => g);
   const steps = int("steps", values.steps, 10_000);
   const sticky = values.sticky === undefined ? 0 : Number(values.sticky);
+  ensureWritableDir(values.out, `--out ${values.out}`); // before any emulator starts
   const bar = new StepProgress({ label: "collect", total: steps * games.length });
   const ac = new AbortController();
-  let interrupts = 0;
-  const onSigint = () => {
-    if (++interrupts > 1) Deno.exit(130);
+  // One terminal Ctrl-C may arrive twice (deno task forwards it): only a later one is "again".
+  const removeSigint = onInterrupt(() => {
     console.error("\nstopping: finishing the stores (Ctrl-C again to abort hard)");
     ac.abort();
-  };
-  Deno.addSignalListener("SIGINT", onSigint);
+  });
   try {
     const summary = await collect({
       out: values.out,
@@ -110,6 +119,7 @@ async function main(args: string[]): Promise<number> {
       maxEpisodeFrames: int("max-episode-frames", values["max-episode-frames"], 108_000),
       romDir: values["rom-dir"],
       overwrite: values.overwrite,
+      restart: values.restart,
       signal: ac.signal,
       onProgress: (d) => bar.update(d),
     });
@@ -118,23 +128,14 @@ async function main(args: string[]): Promise<number> {
     printSummary(summary);
     return summary.interrupted ? 130 : 0;
   } finally {
-    Deno.removeSignalListener("SIGINT", onSigint);
+    removeSigint();
   }
-}
-
-/** User-facing errors print one line; anything else keeps its stack for debugging. */
-function isUserError(e: unknown): e is Error {
-  return e instanceof EnvError || e instanceof BridgeError ||
-    (e instanceof Error && (e.name === "DataError" ||
-      (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS") === true));
 }
 
 if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (e) {
-    if (!isUserError(e)) throw e;
-    console.error(`\ncollect: ${e.message}`);
-    Deno.exit(e instanceof TypeError ? 2 : 1);
-  }
+  // User-facing errors print one line (below the progress bar); anything else keeps its stack.
+  await runCli(() => main(Deno.args), {
+    prefix: "\ncollect: ",
+    userErrors: [EnvError, BridgeError, DataError, OutputDirError],
+  });
 }

@@ -1,10 +1,19 @@
 /**
  * Data collection: run a behaviour policy in the emulator and write whole episodes to
  * per-game stores (`<out>/<Game>/`) through the dataset writer.
+ *
+ * A stop asked for (abort signal, Ctrl-C) closes the stores: complete, shorter. A fault (a
+ * crashed emulator bridge, a write error) must not pass a short store off as complete: the
+ * rows so far are committed to the journal and the store stays incomplete, and the next run
+ * with the same options resumes it (new reset seeds per resumed segment, so no episode is
+ * collected twice).
  * @module
  */
 import { join } from "node:path";
-import { openStoreWriter, type StoreWriter } from "./writer.ts";
+import { DataError } from "./fs_util.ts";
+import { FILES } from "./layout.ts";
+import { type FrameStoreWriter, openStoreWriter, type StoreWriter } from "./writer.ts";
+import { ensureWritableDir } from "../util/writable.ts";
 import { epsilonGreedy, type PolicyFn, uniformPolicy } from "../envs/policies.ts";
 import type { PreprocessOptions } from "../envs/preprocess_config.ts";
 import { EnvError } from "../envs/python_env.ts";
@@ -31,6 +40,8 @@ export interface CollectOptions
   epsilon?: number;
   /** Replace complete stores already in `out` (default false). */
   overwrite?: boolean;
+  /** Start interrupted stores over instead of resuming them (default false: resume). */
+  restart?: boolean;
   /** ROM directory (see VectorEnvOptions.romDir). */
   romDir?: string;
   /** Python interpreter. */
@@ -61,6 +72,13 @@ export interface CollectSummary {
   games: CollectedGame[];
   /** True when stopped by `signal` before reaching `steps`. */
   interrupted: boolean;
+}
+
+/** What a collection journals with its stores: a resume must use the same options. */
+interface CollectState {
+  identity: Record<string, unknown>;
+  /** 0 for the first run, +1 per resume: offsets the seeds so episodes are not repeated. */
+  segment: number;
 }
 
 /** Growable per-environment episode buffer. */
@@ -112,8 +130,10 @@ class EpisodeBuffer {
  * Collects `steps` transitions per game with a behaviour policy and writes them as
  * episodes: row t holds the observation at which actions[t] (a full 0..17 id) was taken,
  * its raw reward, and terminal = 1 only on the game-over step. Episodes cut by the time
- * limit, by reaching `steps`, or by `signal` are marked truncated. Writers are always
- * closed, so an interrupted run leaves valid, shorter stores.
+ * limit, by reaching `steps`, or by `signal` are marked truncated. Stopped by `signal`, the
+ * stores are closed (valid, shorter); on a fault they stay incomplete and resumable, and
+ * calling again with the same options continues them up to `steps` rows.
+ * @throws OutputDirError before any work when `out` cannot be written.
  */
 export async function collect(opts: CollectOptions): Promise<CollectSummary> {
   const perGame = opts.envsPerGame ?? 8;
@@ -128,10 +148,8 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
   if (!Number.isInteger(seed) || seed < 0 || seed > 2 ** 30) {
     throw new EnvError(`seed must be an integer in 0..2^30, got ${seed}`);
   }
+  ensureWritableDir(opts.out); // before the bridges start
   const envGames = opts.games.flatMap((g) => Array<string>(perGame).fill(g));
-  const policy = opts.policy
-    ? epsilonGreedy(opts.policy, opts.epsilon ?? 0.001, seed + 1)
-    : uniformPolicy(seed);
   const env = await AtariVectorEnv.create({
     ...opts,
     game: envGames,
@@ -141,9 +159,19 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
     height: 84,
     width: 84,
   });
-  const writers: StoreWriter[] = [];
+  const writers: FrameStoreWriter[] = [];
+  const names = opts.games.map((_, g) => env.games[g * perGame]);
+  const identity = {
+    policy: opts.policy ? "epsilon-greedy" : "uniform",
+    epsilon: opts.policy ? (opts.epsilon ?? 0.001) : 1,
+    seed,
+    envs: perGame,
+    config: env.config,
+  };
+  let state: CollectState = { identity, segment: 0 };
+  let collecting = false;
+  let summary: CollectSummary;
   try {
-    const names = opts.games.map((_, g) => env.games[g * perGame]);
     if (new Set(names).size !== names.length) throw new EnvError("a game is listed twice");
     for (let g = 0; g < names.length; g++) {
       const e = env.envs[g * perGame];
@@ -162,20 +190,63 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
             ...env.config,
           },
           overwrite: opts.overwrite ?? false,
+          resume: !opts.restart,
         }),
       );
     }
-    return await run(env, writers, names, perGame, seed, policy, opts);
+    // Resumed stores: same options only; the new segment gets seeds no earlier one used.
+    for (const [g, w] of writers.entries()) {
+      const st = w.resumeState as CollectState | undefined;
+      if (!st && w.episodes === 0) continue;
+      if (!st || JSON.stringify(st.identity) !== JSON.stringify(identity)) {
+        throw new DataError(
+          `${join(opts.out, names[g], FILES.journal)}: interrupted collection used other ` +
+            `options (seed, envs, policy or preprocessing); rerun with those or --restart`,
+        );
+      }
+      state = { identity, segment: Math.max(state.segment, st.segment + 1) };
+    }
+    for (const w of writers) await w.commit(state);
+    const base = seed + state.segment * envGames.length;
+    const policy = opts.policy
+      ? epsilonGreedy(opts.policy, opts.epsilon ?? 0.001, base + 1)
+      : uniformPolicy(base);
+    collecting = true;
+    summary = await run(env, writers, names, perGame, base, policy, opts);
+  } catch (e) {
+    // A fault: keep every row collected, journaled but not complete, so a rerun resumes.
+    for (const w of writers) {
+      try {
+        if (!collecting) w.abort(); // failed while opening: leave the journals as they were
+        else if (w.transitions >= opts.steps) await w.close();
+        else {
+          await w.commit(state);
+          w.abort();
+        }
+      } catch {
+        w.abort();
+      }
+    }
+    if (collecting && e instanceof Error) {
+      // On the first line, before any bridge stderr tail.
+      const [head, ...tail] = e.message.split("\n");
+      e.message = [
+        `${head}; the stores in ${opts.out} are kept incomplete: rerun to resume them`,
+        ...tail,
+      ].join("\n");
+    }
+    throw e;
   } finally {
-    // Close writers even on error so the stores stay valid, then the bridges.
-    for (const w of writers) await w.close().catch(() => {});
     await env.close();
   }
+  // Finished or stopped on request: the stores are complete (shorter when stopped).
+  for (const w of writers) await w.close();
+  return summary;
 }
 
 async function run(
   env: AtariVectorEnv,
-  writers: StoreWriter[],
+  writers: FrameStoreWriter[],
   names: string[],
   perGame: number,
   seed: number,
@@ -184,22 +255,23 @@ async function run(
 ): Promise<CollectSummary> {
   const n = env.numEnvs;
   const frameBytes = 84 * 84;
-  // Spread each game's quota over its environments.
+  // Spread each game's quota (what its store still lacks) over its environments.
   const quota = Array.from({ length: n }, (_, i) => {
     const k = i % perGame;
-    return Math.floor(opts.steps / perGame) + (k < opts.steps % perGame ? 1 : 0);
+    const left = Math.max(0, opts.steps - writers[Math.floor(i / perGame)].transitions);
+    return Math.floor(left / perGame) + (k < left % perGame ? 1 : 0);
   });
   const recorded = new Array<number>(n).fill(0);
   const buffers = Array.from({ length: n }, () => new EpisodeBuffer(frameBytes));
-  const games: CollectedGame[] = names.map((game) => ({
+  const games: CollectedGame[] = names.map((game, g) => ({
     game,
     dir: join(opts.out, game),
-    episodes: 0,
-    transitions: 0,
+    episodes: writers[g].episodes,
+    transitions: writers[g].transitions,
     returns: [],
   }));
   const total = opts.steps * names.length;
-  let done = 0;
+  let done = games.reduce((a, g) => a + Math.min(g.transitions, opts.steps), 0);
   const flush = async (i: number, truncated: boolean) => {
     const g = Math.floor(i / perGame);
     const rows = await buffers[i].flush(writers[g], truncated);
@@ -208,39 +280,48 @@ async function run(
       games[g].transitions += rows;
     }
   };
-  let obs = (await env.reset(Array.from({ length: n }, (_, k) => seed + k))).obs;
   let interrupted = false;
-  while (recorded.some((r, i) => r < quota[i])) {
-    if (opts.signal?.aborted) {
-      interrupted = true;
-      break;
-    }
-    const actions = Array.from(
-      await policy({ obs, validActionMasks: env.validActionMasks, games: env.games }),
-    );
-    const s = await env.step(actions);
-    const ended = new Map(s.episodes.map((e) => [e.env, e]));
-    for (let i = 0; i < n; i++) {
-      if (recorded[i] >= quota[i]) continue;
-      const ep = ended.get(i);
-      const gameOver = ep !== undefined && !ep.truncated;
-      buffers[i].push(
-        obs.subarray(i * frameBytes, (i + 1) * frameBytes),
-        actions[i],
-        s.rewards[i],
-        gameOver ? 1 : 0,
-      );
-      recorded[i]++;
-      done++;
-      if (ep) {
-        if (gameOver) games[Math.floor(i / perGame)].returns.push(ep.return);
-        await flush(i, ep.truncated);
-      } else if (recorded[i] === quota[i]) {
-        await flush(i, true); // quota reached mid-episode
+  const loop = async (): Promise<void> => {
+    let obs = (await env.reset(Array.from({ length: n }, (_, k) => seed + k))).obs;
+    while (recorded.some((r, i) => r < quota[i])) {
+      if (opts.signal?.aborted) {
+        interrupted = true;
+        break;
       }
+      const actions = Array.from(
+        await policy({ obs, validActionMasks: env.validActionMasks, games: env.games }),
+      );
+      const s = await env.step(actions);
+      const ended = new Map(s.episodes.map((e) => [e.env, e]));
+      for (let i = 0; i < n; i++) {
+        if (recorded[i] >= quota[i]) continue;
+        const ep = ended.get(i);
+        const gameOver = ep !== undefined && !ep.truncated;
+        buffers[i].push(
+          obs.subarray(i * frameBytes, (i + 1) * frameBytes),
+          actions[i],
+          s.rewards[i],
+          gameOver ? 1 : 0,
+        );
+        recorded[i]++;
+        done++;
+        if (ep) {
+          if (gameOver) games[Math.floor(i / perGame)].returns.push(ep.return);
+          await flush(i, ep.truncated);
+        } else if (recorded[i] === quota[i]) {
+          await flush(i, true); // quota reached mid-episode
+        }
+      }
+      obs = s.obs;
+      opts.onProgress?.(done, total);
     }
-    obs = s.obs;
-    opts.onProgress?.(done, total);
+  };
+  try {
+    await loop();
+  } catch (e) {
+    // Rows up to the fault are valid: keep them as truncated episodes.
+    for (let i = 0; i < n; i++) await flush(i, true).catch(() => {});
+    throw e;
   }
   for (let i = 0; i < n; i++) await flush(i, true);
   return { games, interrupted };

@@ -8,9 +8,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { DataError, exists } from "./fs_util.ts";
 import { convertGame } from "./converter.ts";
-import { MINIMAL_ACTIONS, minimalActionsOf } from "../atari/minimal_actions.ts";
+import { gameOfTaskId, MINIMAL_ACTIONS, minimalActionsOf, taskIdOf } from "../atari/mod.ts";
 import { fmtBytes, StepProgress } from "../util/progress.ts";
-import { gameOfTaskId, taskIdOf } from "../atari/task_ids.ts";
+import { runCli } from "../util/cli.ts";
+import { ensureWritableDir, OutputDirError } from "../util/writable.ts";
 
 const HELP = `Convert DQN-Replay (gzip'd .npy checkpoints) into JOWA per-game stores.
 
@@ -33,7 +34,18 @@ Usage: deno task convert --src DIR --out DIR [options]
   -h, --help         this text
 
 Interrupted conversions resume from the last finished checkpoint file when rerun with the
-same options. A store is complete only once <out>/<Game>/manifest.json exists.`;
+same options. A store is complete only once <out>/<Game>/manifest.json exists. --overwrite
+builds the new store beside the old one (<out>/.<Game>.overwrite) and replaces the old one only
+once the new one is complete: bad input or Ctrl-C leaves the old store as it was.
+
+Files of another game or run mixed into a run directory ARE detected when
+  - a file's action indices reach beyond this game's minimal action set (e.g. a file of an
+    18-action game among Pong's 6-action files), or
+  - a checkpoint's add_count is not above the one of the run's previous checkpoint.
+They are NOT detected when the other game's minimal action set is no larger than this game's
+AND its add_count continues the run's sequence: observations, rewards and episode statistics
+are not compared, so such a file is converted as this game. Convert each game from its own
+DQN-Replay directory.`;
 
 function fail(msg: string, code = 1): never {
   console.error(`convert: ${msg}`);
@@ -132,6 +144,8 @@ async function main(): Promise<void> {
     if (games.length === 0) fail(`${src}: no known game directories found (use --games)`);
     jobs = games.map((game) => ({ game, dir: path.join(src, game) }));
   }
+  // Before pass 1 (which reads every input file): an unwritable --out fails now, in one line.
+  ensureWritableDir(values.out, `--out ${values.out}`);
   for (const { game, dir } of jobs) {
     let minimal: number[];
     if (values["minimal-actions"]) {
@@ -207,11 +221,9 @@ if (import.meta.main) {
     console.error("\nconvert: interrupted; rerun the same command to resume");
     Deno.exit(130);
   });
-  try {
+  // User errors: one readable line naming the file, no stack trace.
+  await runCli(async () => {
     await main();
-  } catch (e) {
-    // User errors: one readable line naming the file, no stack trace.
-    if (e instanceof DataError) fail(e.message);
-    throw e;
-  }
+    return 0;
+  }, { prefix: "convert: ", userErrors: [DataError, OutputDirError] });
 }

@@ -6,12 +6,16 @@
  * The seeded selection of runs and episodes is then streamed, checkpoint by checkpoint, into
  * the store; each finished checkpoint is committed with the converter's position, so an
  * interrupted conversion resumes where it stopped. Bad input found while streaming deletes the
- * partial store; only a complete store gets a manifest.
+ * partial store; only a complete store gets a manifest. An overwrite builds the new store beside
+ * the old one and swaps them only when it is complete (see writer.ts), so bad input found late
+ * leaves the old store as it was.
  * @module
  */
+import * as fs from "node:fs";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
 import { DataError, exists } from "./fs_util.ts";
+import { ensureWritableDir } from "../util/writable.ts";
 import { FILES } from "./layout.ts";
 import {
   type CheckpointIndex,
@@ -92,6 +96,11 @@ export async function convertGame(opts: ConvertOptions): Promise<ConvertResult> 
   const base = { game, out, streamedBytes: 0 };
   if (exists(path.join(out, FILES.manifest)) && !opts.overwrite) {
     return { ...base, skipped: true, resumed: false, episodes: 0, transitions: 0 };
+  }
+  // Fail on an unwritable destination before the (long) validation pass, not after it.
+  ensureWritableDir(path.dirname(out));
+  if (exists(out) && !fs.statSync(out).isDirectory()) {
+    throw new DataError(`${out}: is a file, not a store directory`);
   }
   // ---- pass 1: validate and index (writes nothing) ----
   const available = listRuns(src);

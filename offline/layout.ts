@@ -111,7 +111,7 @@ export interface StoreManifest {
   obs: { dtype: "uint8" | "uint16"; shape: number[] };
   /** Game name (scores.json spelling). */
   game: string;
-  /** Row of the task-embedding table (see task_ids.ts). */
+  /** Row of the task-embedding table (see atari/task_ids.ts). */
   taskId: number;
   /** Full action ids of the game's minimal set, ALE order. */
   minimalActions: number[];

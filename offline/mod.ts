@@ -47,8 +47,15 @@ export {
   type SegmentSamplerOptions,
 } from "./segment_sampler.ts";
 export { openSampler, type Sampler, type SamplerOptions, type SamplerState } from "./sampler.ts";
-export { ATARI_GAMES, gameOfTaskId, NUM_TASKS, taskIdOf } from "../atari/task_ids.ts";
-export { MINIMAL_ACTIONS, minimalActionsOf } from "../atari/minimal_actions.ts";
+// The game catalog (re-exported here for existing callers of the data module).
+export {
+  ATARI_GAMES,
+  gameOfTaskId,
+  MINIMAL_ACTIONS,
+  minimalActionsOf,
+  NUM_TASKS,
+  taskIdOf,
+} from "../atari/mod.ts";
 export { convertGame, type ConvertOptions, type ConvertResult } from "./converter.ts";
 export { PADDING_ROWS } from "./dqn_replay.ts";
 export { type FrameEncoder, type TokenizeOptions, tokenizeStore } from "./tokenize_store.ts";

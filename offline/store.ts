@@ -305,7 +305,8 @@ export function datasetStoreDirs(root: string, games?: string[]): string[] {
   if (!exists(root)) throw new DataError(`${root}: dataset root does not exist`);
   const names = games ?? fs.readdirSync(root).filter((n) => {
     const d = path.join(root, n);
-    return fs.statSync(d).isDirectory() &&
+    // Dot directories are a writer's overwrite in progress, not stores.
+    return !n.startsWith(".") && fs.statSync(d).isDirectory() &&
       (exists(path.join(d, FILES.manifest)) || exists(path.join(d, FILES.journal)));
   }).sort();
   if (names.length === 0) throw new DataError(`${root}: no game stores found`);

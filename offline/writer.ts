@@ -2,7 +2,9 @@
  * Store writer: appends episodes to a per-game store (frames or tokenizer ids) with atomic
  * commits. The store only looks complete (has `manifest.json`) after {@link StoreWriter.close}.
  * An interrupted writer leaves `journal.json`; reopening with `resume: true` continues from the
- * last commit, otherwise the partial store is wiped and restarted.
+ * last commit, otherwise the partial store is wiped and restarted. Overwriting a complete store
+ * builds the new one beside it (`.<name>.overwrite`) and swaps the two by renames only once the
+ * new one is complete, so a failed or interrupted overwrite never loses the old store.
  * @module
  */
 import * as fs from "node:fs";
@@ -31,7 +33,7 @@ import {
   type StoreJournal,
   type StoreManifest,
 } from "./layout.ts";
-import { taskIdOf } from "../atari/task_ids.ts";
+import { taskIdOf } from "../atari/mod.ts";
 
 /** row t is the observation at which actions[t] was taken, then rewards[t] and terminals[t]. */
 export interface EpisodeRecord {
@@ -71,7 +73,10 @@ export interface StoreWriterOptions {
   source: Record<string, unknown>;
   /** Continue an interrupted store from its journal instead of restarting it (default false). */
   resume?: boolean;
-  /** Replace an already complete store (default false: that is an error). */
+  /**
+   * Replace an already complete store (default false: that is an error). The old store stays
+   * in place, untouched, until the new one is complete.
+   */
   overwrite?: boolean;
   /** Target observation bytes per chunk file (default 64 MiB); chunks hold whole episodes. */
   chunkBytes?: number;
@@ -180,8 +185,35 @@ interface StepArrays {
   truncated: boolean;
 }
 
+/** Sibling directory in which an overwrite builds the new store (hidden from dataset scans). */
+export function overwriteDir(dir: string): string {
+  return path.join(path.dirname(dir), `.${path.basename(dir)}.overwrite`);
+}
+
+/** Where the old store sits for a moment while an overwrite swaps the new one in. */
+function replacedDir(dir: string): string {
+  return path.join(path.dirname(dir), `.${path.basename(dir)}.replaced`);
+}
+
+/**
+ * Finish or undo a swap that a crash cut between its two renames: the new store goes in
+ * when it is complete, else the old one comes back.
+ */
+function recoverSwap(dir: string): void {
+  const work = overwriteDir(dir), old = replacedDir(dir);
+  if (!exists(old)) return;
+  if (!exists(dir)) {
+    fs.renameSync(exists(path.join(work, FILES.manifest)) ? work : old, dir);
+    fsyncDir(path.dirname(dir));
+  }
+  removeIfExists(old);
+}
+
 class Writer {
+  /** Directory being written (the store itself, or its overwrite sibling). */
   readonly dir: string;
+  /** The store's final directory. */
+  readonly target: string;
   readonly spec: ObsSpec;
   readonly game: string;
   readonly minimal: number[];
@@ -205,7 +237,6 @@ class Writer {
   closed = false;
 
   constructor(dir: string, opts: StoreWriterOptions, spec: ObsSpec) {
-    this.dir = dir;
     this.spec = spec;
     this.game = opts.game;
     taskIdOf(opts.game); // validates the name early
@@ -219,16 +250,21 @@ class Writer {
     this.source = { ...opts.source };
     this.chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     this.autoCommit = opts.autoCommit ?? true;
-    fs.mkdirSync(path.join(dir, FILES.obsDir), { recursive: true });
+    this.target = dir;
+    recoverSwap(dir);
     const manifest = path.join(dir, FILES.manifest);
-    const journal = path.join(dir, FILES.journal);
     if (exists(manifest)) {
       if (!opts.overwrite) {
         throw new DataError(`${manifest}: store is already complete (use overwrite to replace)`);
       }
-      fs.rmSync(manifest); // from here on the store no longer looks complete
-      fsyncDir(dir);
+      // Build beside the complete store; close() swaps it in only once the new one is complete.
+      this.dir = overwriteDir(dir);
+    } else {
+      this.dir = dir;
+      removeIfExists(overwriteDir(dir)); // a stale overwrite of a store that is gone
     }
+    fs.mkdirSync(path.join(this.dir, FILES.obsDir), { recursive: true });
+    const journal = path.join(this.dir, FILES.journal);
     if (opts.resume && exists(journal)) this.resumeFrom(journal);
     else this.wipe();
   }
@@ -415,6 +451,10 @@ class Writer {
 
   discard(): void {
     this.closed = true;
+    if (this.dir !== this.target) {
+      removeIfExists(this.dir); // an overwrite's new store: the old one stays as it was
+      return;
+    }
     removeIfExists(path.join(this.dir, FILES.journal));
     removeIfExists(path.join(this.dir, `${FILES.journal}.tmp`));
     removeIfExists(path.join(this.dir, FILES.obsDir));
@@ -457,6 +497,15 @@ class Writer {
     atomicWriteFile(path.join(this.dir, FILES.manifest), JSON.stringify(manifest, null, 1));
     removeIfExists(path.join(this.dir, FILES.journal));
     fsyncDir(this.dir);
+    if (this.dir !== this.target) {
+      // Swap: old store aside, new one in, old one gone (recoverSwap finishes a cut swap).
+      const old = replacedDir(this.target);
+      removeIfExists(old);
+      fs.renameSync(this.target, old);
+      fs.renameSync(this.dir, this.target);
+      fsyncDir(path.dirname(this.target));
+      removeIfExists(old);
+    }
     this.closed = true;
     return Promise.resolve();
   }

@@ -187,12 +187,15 @@ Deno.test("data convert: an interrupted conversion resumes to the identical stor
       Error,
       "stop",
     );
+    // The interrupted overwrite sits beside the complete store, which is still there.
+    assertEquals((await convertGame(opts(root, "ok"))).skipped, true);
     await assertRejects(
-      () => convertGame({ ...opts(root, "ok"), fraction: 0.5 }),
+      () => convertGame({ ...opts(root, "ok"), fraction: 0.5, overwrite: true }),
       DataError,
       "--restart",
     );
-    assertEquals((await convertGame({ ...opts(root, "ok"), restart: true })).resumed, false);
+    const again = await convertGame({ ...opts(root, "ok"), restart: true, overwrite: true });
+    assertEquals(again.resumed, false);
   });
 });
 
