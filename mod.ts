@@ -19,24 +19,12 @@
  * @module
  */
 
-// Engine
-export {
-  describeAdapter,
-  gpu,
-  type GpuContext,
-  GpuUnavailableError,
-} from "./kernels/core/device.ts";
-export { initRuntime, type Kernel, Runtime, runtime, ShaderError } from "./kernels/core/runtime.ts";
-export { type AnyTypedArray, keep, readAll, Tensor, tensor, tidy } from "./kernels/core/tensor.ts";
-export type { DType } from "./kernels/core/dtype.ts";
-export { backward, detach, isGradEnabled, noGrad } from "./kernels/core/autograd.ts";
-export * from "./kernels/ops/mod.ts";
-export { AdamW, type AdamWOptions } from "./kernels/nn/optim.ts";
-export { assignValues, copyTensor, Module, type ParameterValues } from "./kernels/nn/module.ts";
-export { Embedding, InitRng, LayerNorm, Linear } from "./kernels/nn/layers.ts";
+// Engine (kernels/mod.ts: runtime, tensors, tape, every op, modules, layers, AdamW)
+export * from "./kernels/mod.ts";
 
 // Models
-export { Block, Gpt, type GptConfig, SeedStream } from "./models/world_action/transformer.ts";
+export { Block, Gpt, type GptConfig } from "./models/world_action/transformer.ts";
+export { SeedStream } from "./util/rng.ts";
 export * from "./models/safetensors/mod.ts";
 
 // Atari environments
@@ -61,6 +49,6 @@ export {
   FINETUNE_GAMES,
   gameReference,
   PRETRAIN_GAMES,
-} from "./atari/scores.ts";
+} from "./atari/mod.ts";
 export { stratifiedBootstrapCI, stratifiedBootstrapCIs } from "./eval/bootstrap.ts";
 export { computeResults, renderResultsMarkdown } from "./eval/results_table.ts";

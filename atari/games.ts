@@ -1,14 +1,16 @@
 /**
- * Atari game names, ALE ROM ids and minimal action sets.
+ * Atari game names, ALE ROM ids, the full action space and the minimal action sets.
  *
- * The table covers the 20 JOWA games (scores.json keys); its minimal action sets were
- * read from ale-py 0.12.1 `getMinimalActionSet()` and are re-checked against the live
- * emulator and scores.json by tests/envs_games_test.ts.
+ * The 20 JOWA games' ROM ids and minimal action sets come from the generated reference data
+ * ({@linkcode REFERENCE_SCORES}, out of `shared/reference/scores.json`, read from ale-py
+ * 0.12.1 `getMinimalActionSet()`); this module only derives views of it. The live emulator
+ * re-checks them in tests/envs_games_test.ts.
  * @module
  */
+import { REFERENCE_SCORES } from "./reference_scores.ts";
 
 /** ALE's 18 full action names, indexed by full action id. */
-export const ACTION_NAMES: readonly string[] = [
+export const ACTION_NAMES: readonly string[] = Object.freeze([
   "NOOP",
   "FIRE",
   "UP",
@@ -27,7 +29,7 @@ export const ACTION_NAMES: readonly string[] = [
   "UPLEFTFIRE",
   "DOWNRIGHTFIRE",
   "DOWNLEFTFIRE",
-];
+]);
 
 /** Number of actions in the full action space the agent speaks. */
 export const NUM_FULL_ACTIONS = 18;
@@ -35,88 +37,41 @@ export const NUM_FULL_ACTIONS = 18;
 /** One known game. */
 export interface GameInfo {
   /** Display name (scores.json key), e.g. "MsPacman". */
-  name: string;
+  readonly name: string;
   /** ale-py ROM id, e.g. "ms_pacman". */
-  rom: string;
+  readonly rom: string;
   /** Full action ids of the minimal action set, ALE order (DQN-Replay action k = [k]). */
-  minimalActions: readonly number[];
+  readonly minimalActions: readonly number[];
 }
 
-/** The 20 JOWA games keyed by display name. */
-export const GAMES: Readonly<Record<string, GameInfo>> = {
-  Assault: { name: "Assault", rom: "assault", minimalActions: [0, 1, 2, 3, 4, 11, 12] },
-  Atlantis: { name: "Atlantis", rom: "atlantis", minimalActions: [0, 1, 11, 12] },
-  BeamRider: {
-    name: "BeamRider",
-    rom: "beam_rider",
-    minimalActions: [0, 1, 2, 3, 4, 6, 7, 11, 12],
-  },
-  Berzerk: {
-    name: "Berzerk",
-    rom: "berzerk",
-    minimalActions: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
-  },
-  Carnival: { name: "Carnival", rom: "carnival", minimalActions: [0, 1, 3, 4, 11, 12] },
-  Centipede: {
-    name: "Centipede",
-    rom: "centipede",
-    minimalActions: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
-  },
-  ChopperCommand: {
-    name: "ChopperCommand",
-    rom: "chopper_command",
-    minimalActions: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
-  },
-  DemonAttack: { name: "DemonAttack", rom: "demon_attack", minimalActions: [0, 1, 3, 4, 11, 12] },
-  NameThisGame: {
-    name: "NameThisGame",
-    rom: "name_this_game",
-    minimalActions: [0, 1, 3, 4, 11, 12],
-  },
-  Phoenix: { name: "Phoenix", rom: "phoenix", minimalActions: [0, 1, 3, 4, 5, 11, 12, 13] },
-  Seaquest: {
-    name: "Seaquest",
-    rom: "seaquest",
-    minimalActions: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
-  },
-  SpaceInvaders: {
-    name: "SpaceInvaders",
-    rom: "space_invaders",
-    minimalActions: [0, 1, 3, 4, 11, 12],
-  },
-  StarGunner: {
-    name: "StarGunner",
-    rom: "star_gunner",
-    minimalActions: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
-  },
-  TimePilot: {
-    name: "TimePilot",
-    rom: "time_pilot",
-    minimalActions: [0, 1, 2, 3, 4, 5, 10, 11, 12, 13],
-  },
-  Zaxxon: {
-    name: "Zaxxon",
-    rom: "zaxxon",
-    minimalActions: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
-  },
-  Pong: { name: "Pong", rom: "pong", minimalActions: [0, 1, 3, 4, 11, 12] },
-  Robotank: {
-    name: "Robotank",
-    rom: "robotank",
-    minimalActions: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
-  },
-  YarsRevenge: {
-    name: "YarsRevenge",
-    rom: "yars_revenge",
-    minimalActions: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
-  },
-  Gravitar: {
-    name: "Gravitar",
-    rom: "gravitar",
-    minimalActions: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
-  },
-  MsPacman: { name: "MsPacman", rom: "ms_pacman", minimalActions: [0, 2, 3, 4, 5, 6, 7, 8, 9] },
-};
+/** The 20 JOWA games keyed by display name, in scores.json's order (15 pretraining, 5 held out). */
+export const GAMES: Readonly<Record<string, GameInfo>> = Object.freeze(
+  Object.fromEntries(
+    Object.entries(REFERENCE_SCORES.games).map((
+      [name, g],
+    ) => [name, Object.freeze({ name, rom: g.rom, minimalActions: g.minimalActions })]),
+  ),
+);
+
+/**
+ * Game -> minimal action set as full action ids (0..17, ALE order). DQN-Replay action k of a
+ * game means `MINIMAL_ACTIONS[game][k]`. Other games: pass the set explicitly.
+ */
+export const MINIMAL_ACTIONS: Readonly<Record<string, readonly number[]>> = Object.freeze(
+  Object.fromEntries(Object.values(GAMES).map((g) => [g.name, g.minimalActions])),
+);
+
+/**
+ * The minimal action set of a game (scores.json spelling), as a fresh array.
+ * @throws Error when the game is not one of the 20 known here.
+ */
+export function minimalActionsOf(game: string): number[] {
+  const a = Object.hasOwn(MINIMAL_ACTIONS, game) ? MINIMAL_ACTIONS[game] : undefined;
+  if (!a) {
+    throw new Error(`no minimal action set known for "${game}" (give it explicitly)`);
+  }
+  return [...a];
+}
 
 /** CamelCase display name to snake_case ROM id ("SpaceInvaders" -> "space_invaders"). */
 export function camelToRom(name: string): string {
@@ -128,7 +83,8 @@ export function camelToRom(name: string): string {
  * Validity is checked by the bridge, which lists the valid names on error.
  */
 export function romId(game: string): string {
-  return GAMES[game]?.rom ?? (/[A-Z]/.test(game) ? camelToRom(game) : game);
+  const known = Object.hasOwn(GAMES, game) ? GAMES[game] : undefined;
+  return known?.rom ?? (/[A-Z]/.test(game) ? camelToRom(game) : game);
 }
 
 /** Display name for a ROM id: the GAMES key when known, else CamelCase of the id. */

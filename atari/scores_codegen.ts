@@ -10,7 +10,7 @@
  * ```
  *
  * The default input is `../shared/reference/scores.json` relative to the repository root.
- * `tests/eval_metrics_reference_scores_test.ts` checks that the generated module still equals
+ * `tests/atari_catalog_test.ts` checks that the generated module still equals
  * the JSON file.
  *
  * @module

@@ -11,7 +11,7 @@ import process from "node:process";
 import { encodeNpyHeader, type NpyDtype } from "../offline/npy.ts";
 import { convertGame } from "../offline/converter.ts";
 import { openSampler } from "../offline/sampler.ts";
-import { minimalActionsOf } from "../atari/minimal_actions.ts";
+import { minimalActionsOf } from "../atari/mod.ts";
 
 const HELP = `Usage: deno run -A bench/data_bench.ts [options]
 

@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import { AtariVectorEnv } from "../envs/vector_env.ts";
 import { ensurePython } from "../envs/python_env.ts";
 import { mulberry32, randomValidAction } from "../envs/policies.ts";
-import { romId } from "../atari/games.ts";
+import { romId } from "../atari/mod.ts";
 
 const HELP = `Usage: deno run -A bench/envs_bench.ts [--game Pong] [--seconds 3] [--envs 1,16,64]
         [--procs 1,2] [--repeat 3] [--quick]

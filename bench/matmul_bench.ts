@@ -1,5 +1,5 @@
 /**
- * Matmul throughput of the generated WGSL kernels (kernels/matmul_wgsl.ts).
+ * Matmul throughput of the generated WGSL kernels (kernels/codegen/matmul/plan.ts).
  *
  * Each case records `--iters` dispatches in one compute pass and one submit after a warmup,
  * timed by wall clock around onSubmittedWorkDone, and by GPU timestamps when the device has

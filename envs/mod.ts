@@ -33,7 +33,7 @@ export {
   NUM_FULL_ACTIONS,
   romId,
   validActionMask,
-} from "../atari/games.ts";
+} from "../atari/mod.ts";
 export {
   ALE_PY_VERSION,
   ensurePython,

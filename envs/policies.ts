@@ -3,7 +3,7 @@
  * epsilon-greedy around a caller's policy function.
  * @module
  */
-import { NUM_FULL_ACTIONS } from "../atari/games.ts";
+import { NUM_FULL_ACTIONS } from "../atari/mod.ts";
 import { mulberry32 } from "../util/rng.ts";
 
 export { mulberry32 };

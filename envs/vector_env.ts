@@ -4,7 +4,7 @@
  * @module
  */
 import { BridgeError, BridgeProcess } from "./bridge_process.ts";
-import { gameName, NUM_FULL_ACTIONS, romId, validActionMask } from "../atari/games.ts";
+import { gameName, NUM_FULL_ACTIONS, romId, validActionMask } from "../atari/mod.ts";
 import {
   type PreprocessConfig,
   type PreprocessOptions,

@@ -17,8 +17,23 @@
 import { runtime } from "../kernels/core/runtime.ts";
 import { Tensor } from "../kernels/core/tensor.ts";
 import { binding, f32, grid, linearWorkgroup } from "../kernels/codegen/wgsl.ts";
+import { MAX_TOPK, topkListWgsl } from "../kernels/ops/topk.ts";
 
 const WG = 64;
+
+/** Largest beam width: each thread keeps its K best in the top-k list of kernels/ops/topk.ts. */
+export const MAX_BEAM_WIDTH = MAX_TOPK;
+
+/**
+ * The one check of a beam width K (an integer in 1..MAX_BEAM_WIDTH); returns it.
+ * @throws RangeError naming the bad value.
+ */
+export function checkBeamWidth(k: number): number {
+  if (!Number.isInteger(k) || k < 1 || k > MAX_BEAM_WIDTH) {
+    throw new RangeError(`beam width must be an integer in 1..${MAX_BEAM_WIDTH}, got ${k}`);
+  }
+  return k;
+}
 /** Score of a child that does not exist (fewer valid actions than the beam width). */
 export const DEAD_SCORE = -1e30;
 const NEG = "-3.4028234663852886e38";
@@ -67,9 +82,6 @@ export function beamExpand(
   if (q.rank !== 2 || q.dtype !== "f32") throw new Error(`beamExpand: q ${q} must be f32 [R, A]`);
   const [R, A] = q.shape;
   const N = checkValid("beamExpand", valid, A);
-  if (!Number.isInteger(k) || k < 1 || k > 32) {
-    throw new Error(`beamExpand: beam width ${k} must be an integer in 1..32`);
-  }
   const M = prev ? prev.sel.size : R;
   if (M !== N * beamsPerEnv) {
     throw new Error(`beamExpand: ${M} beams is not ${N} environments x ${beamsPerEnv}`);
@@ -85,6 +97,7 @@ export function beamExpand(
   out.parents.intRange = [0, R - 1];
   const groups = Math.ceil(M / WG);
   const row = prev ? `u32(clamp(sel[m], 0, ${R - 1}))` : "m";
+  const list = topkListWgsl(k); // validates k (beamSearch checked it with checkBeamWidth)
   const code = `${binding(0, "q", "f32")}
 ${binding(1, "valid", "f32")}
 ${binding(2, "acts", "i32", true)}
@@ -102,21 +115,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (m >= ${M}u) { return; }
   let n = m / ${beamsPerEnv}u;
   let row = ${row};
-  var bv: array<f32, ${k}>;
-  var bi: array<i32, ${k}>;
-  for (var j = 0u; j < ${k}u; j++) { bv[j] = ${NEG}; bi[j] = -1; }
+  ${list.declare}
   for (var a = 0u; a < ${A}u; a++) {
     if (valid[n * ${A}u + a] == 0.0) { continue; }
     let v = q[row * ${A}u + a];
-    // Strictly greater keeps the lower action first on ties (like topk).
-    if (bi[${k - 1}] >= 0 && v <= bv[${k - 1}]) { continue; }
-    var j = ${k - 1};
-    loop {
-      if (j == 0 || !(v > bv[j - 1] || bi[j - 1] < 0)) { break; }
-      bv[j] = bv[j - 1]; bi[j] = bi[j - 1];
-      j--;
-    }
-    bv[j] = v; bi[j] = i32(a);
+    ${list.insert("v", "i32(a)")} // ties: the lower action first
   }
   let b0 = ${prev ? "score[row]" : "0.0"};
   for (var j = 0u; j < ${k}u; j++) {
@@ -174,9 +177,8 @@ export function beamPrune(
     );
   }
   const C = total / N;
-  if (!Number.isInteger(k) || k < 1 || k > Math.min(32, C)) {
-    throw new Error(`beamPrune: keep ${k} of ${C} children`);
-  }
+  if (k > C) throw new Error(`beamPrune: keep ${k} of ${C} children`);
+  const list = topkListWgsl(k);
   const out: Pruned = {
     score: Tensor.empty([total], "f32"),
     sel: Tensor.empty([N * k], "i32"),
@@ -202,9 +204,7 @@ ${binding(9, "bestValue", "f32", true)}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let n = ${linearWorkgroup(groups)} * ${WG}u + lid;
   if (n >= ${N}u) { return; }
-  var bv: array<f32, ${k}>;
-  var bi: array<i32, ${k}>;
-  for (var j = 0u; j < ${k}u; j++) { bv[j] = ${NEG}; bi[j] = -1; }
+  ${list.declare}
   for (var c = 0u; c < ${C}u; c++) {
     let g = n * ${C}u + c;
     let s = base[g] + ${f32(gamma ** depth)} * reward[g];
@@ -218,14 +218,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     var v = s;
     if (any) { v = s + ${f32(gamma ** (depth + 1))} * mq; }
-    if (bi[${k - 1}] >= 0 && v <= bv[${k - 1}]) { continue; }
-    var j = ${k - 1};
-    loop {
-      if (j == 0 || !(v > bv[j - 1] || bi[j - 1] < 0)) { break; }
-      bv[j] = bv[j - 1]; bi[j] = bi[j - 1];
-      j--;
-    }
-    bv[j] = v; bi[j] = i32(c);
+    ${list.insert("v", "i32(c)")} // ties: the lower child first
   }
   for (var j = 0u; j < ${k}u; j++) { sel[n * ${k}u + j] = i32(n * ${C}u) + bi[j]; }
   let top = i32(n * ${C}u) + bi[0];

@@ -15,7 +15,7 @@
  */
 import { concat, indexSelect, maskedArgmax, reshape } from "../kernels/ops/mod.ts";
 import { type Tensor, tidy } from "../kernels/core/tensor.ts";
-import { beamExpand, beamPrune, type BeamRows } from "./beam_kernels.ts";
+import { beamExpand, beamPrune, type BeamRows, checkBeamWidth } from "./beam_kernels.ts";
 import type { PlanningModel, PlanningState } from "./planning_model.ts";
 
 /** Settings of one planning call. */
@@ -38,6 +38,10 @@ export interface PlanOutput {
   values: Tensor | null;
   /** i32 [N, H * obsTokens]: imagined observations along the best path (keepPaths only). */
   paths: Tensor | null;
+  /** i32 [N, H]: the best path's actions, the decision first (keepPaths only). */
+  pathActions?: Tensor | null;
+  /** f32 [N, H]: the best path's imagined rewards (keepPaths only). */
+  pathRewards?: Tensor | null;
 }
 
 /** Inputs of one planning call: N environments' contexts. */
@@ -54,9 +58,7 @@ function checkOptions(o: BeamSearchOptions): void {
   if (!Number.isInteger(o.horizon) || o.horizon < 0) {
     throw new Error(`planning horizon must be an integer >= 0, got ${o.horizon}`);
   }
-  if (!Number.isInteger(o.beamWidth) || o.beamWidth < 1 || o.beamWidth > 32) {
-    throw new Error(`beam width must be an integer in 1..32, got ${o.beamWidth}`);
-  }
+  checkBeamWidth(o.beamWidth);
 }
 
 /**
@@ -82,6 +84,8 @@ export function beamSearchFrom<S extends PlanningState>(
       let q = q0;
       let prev: BeamRows | null = null;
       let paths: Tensor | null = null;
+      let acts: Tensor | null = null;
+      let rews: Tensor | null = null;
       let out: PlanOutput | null = null;
       for (let d = 0; d < H; d++) {
         const ex = beamExpand(q, valid, K, prev, d === 0 ? 1 : K);
@@ -92,6 +96,10 @@ export function beamSearchFrom<S extends PlanningState>(
           const M = ex.actions.size;
           const obs = reshape(im.obs, [M, 1, model.obsTokens]);
           paths = paths ? concat([indexSelect(paths, ex.parents), obs], 1) : obs;
+          // Actions and rewards of each child's path, for training-time synthesis.
+          const a = reshape(ex.actions, [M, 1]), r = reshape(im.reward, [M, 1]);
+          acts = acts ? concat([indexSelect(acts, ex.parents), a], 1) : a;
+          rews = rews ? concat([indexSelect(rews, ex.parents), r], 1) : r;
         }
         const pr = beamPrune(ex.base, im.reward, im.q, ex.first, valid, K, d, gamma);
         prev = { sel: pr.sel, score: pr.score, first: ex.first };
@@ -102,6 +110,8 @@ export function beamSearchFrom<S extends PlanningState>(
             actions: pr.best,
             values: pr.bestValue,
             paths: paths && reshape(indexSelect(paths, pr.bestRow), [N, H * model.obsTokens]),
+            pathActions: acts && indexSelect(acts, pr.bestRow),
+            pathRewards: rews && indexSelect(rews, pr.bestRow),
           };
         }
       }

@@ -2,15 +2,20 @@
  * `deno task params`: parameter counts of every world-action configuration by part
  * (embeddings, backbone, each head, target Q head) from the shape spec that the model's
  * constructor checks itself against, so nothing large is allocated. The tokenizer is counted
- * by constructing models/tokenizer.ts's `Tokenizer` (a few million parameters) when that
- * module is present.
+ * by constructing models/tokenizer/model.ts's `Tokenizer` (a few million parameters) when a
+ * WebGPU adapter is available.
  *
- * Usage: deno run -A models/params_report.ts [--json]
+ * Usage: deno run -A models/params_report.ts [--json] [--help]
  *
  * @module
  */
 import { lpipsParameterShapes } from "./tokenizer/lpips.ts";
 import { parseArgs } from "node:util";
+import { GpuUnavailableError } from "../kernels/core/device.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { runCli } from "../util/cli.ts";
+import { TOKENIZER_CONFIGS } from "./tokenizer/config.ts";
+import { Tokenizer } from "./tokenizer/model.ts";
 import { CONFIGS, type WorldActionConfig } from "./world_action/configs.ts";
 import {
   countByPart,
@@ -45,29 +50,38 @@ export function paramsRow(c: WorldActionConfig): ParamsRow {
   };
 }
 
-/** Tokenizer parameter counts by config name, or a reason why there are none. */
+/** Tokenizer parameter counts by config name, or why there are none (no WebGPU adapter). */
 async function tokenizerCounts(): Promise<Record<string, number> | string> {
-  // A computed specifier: the report still runs (and type-checks) without the module.
-  const spec = "./tokenizer.ts";
-  let mod: Record<string, unknown>;
   try {
-    mod = await import(spec);
+    await initRuntime();
   } catch (e) {
-    return `models/tokenizer.ts not available (${(e as Error).message.split("\n")[0]})`;
+    if (!(e instanceof GpuUnavailableError)) throw e;
+    return `not counted: ${e.message.split("\n")[0]}`;
   }
-  const { initRuntime } = await import("../kernels/core/runtime.ts");
-  await initRuntime();
-  const Tok = mod.Tokenizer as new (cfg: unknown) => { parameterCount(): number };
-  const cfgs = mod.TOKENIZER_CONFIGS as Record<string, unknown>;
   const out: Record<string, number> = {};
-  for (const [name, cfg] of Object.entries(cfgs)) out[name] = new Tok(cfg).parameterCount();
+  for (const [name, cfg] of Object.entries(TOKENIZER_CONFIGS)) {
+    out[name] = new Tokenizer(cfg).parameterCount();
+  }
   return out;
 }
 
+const HELP = `Parameter counts of the JOWA world-action configurations and the tokenizer.
+
+Usage: deno task params [--json]
+
+  --json      print the counts as JSON
+  -h, --help  this text`;
+
 const fmt = (n: number) => n.toLocaleString("en-US");
 
-if (import.meta.main) {
-  const { values } = parseArgs({ options: { json: { type: "boolean" } } });
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
   const rows = Object.values(CONFIGS).map(paramsRow);
   const tok = await tokenizerCounts();
   if (values.json) {
@@ -119,4 +133,7 @@ if (import.meta.main) {
       }
     }
   }
+  return 0;
 }
+
+if (import.meta.main) await runCli(main);

@@ -1,8 +1,67 @@
-/** The project's small seeded PRNG, shared by initialization, policies and tests. */
+/**
+ * The project's seeded pseudo-random numbers: every generator and seed hash, in one place.
+ * None is cryptographically secure; each gives the same stream on every platform, and each
+ * stream is pinned bit-for-bit by tests (weight init, data order and dropout masks are
+ * compared run against run), so none of them may change.
+ *
+ * Which generator serves what, and why:
+ *
+ * - {@linkcode mulberry32}: weight init (`InitRng`), env policies, test fixtures. 32 bits of
+ *   state in one closure: the cheapest float stream where only the seed must reproduce it.
+ * - {@linkcode Rng} (sfc32 seeded from a key tuple): offline data (subsampling, the segment
+ *   sampler). Keyed by (seed, i, j, ...), so batch k is a pure function of (seed, k): resuming
+ *   needs only a counter, never a saved generator state.
+ * - {@linkcode Xoshiro128StarStar} seeded by {@linkcode splitMix64}: evaluation statistics (the
+ *   stratified bootstrap). A published generator (period 2^128 - 1) with reference C code and
+ *   test vectors, seeded as its authors advise; unbiased bounded integers.
+ * - {@linkcode stepSeed}: training, the dropout seed of a global step. A hash of (seed, step),
+ *   not a running state, so a resumed run draws the same masks.
+ * - {@linkcode SeedStream}: models, one seed per dropout site of a forward pass. A counter
+ *   hashed with the step's seed: sites get distinct, reproducible seeds.
+ *
+ * The shared pieces (the xor-shift-multiply mixing step, murmur3's finalizer, 32-bit rotation
+ * and the 53-bit float construction) are defined once below.
+ *
+ * @module
+ */
+
+const TWO_POW_32 = 4294967296;
+const MASK_64 = (1n << 64n) - 1n;
+/** Knuth's multiplicative-hash constant, floor(2^32 / golden ratio) rounded to a prime. */
+const KNUTH_32 = 0x9e3779b1;
+/** murmur3's two finalizer multipliers. */
+const MURMUR_C1 = 0x85ebca6b;
+const MURMUR_C2 = 0xc2b2ae35;
+
+/** One mixing step `(h ^ (h >>> shift)) * mul` in uint32 arithmetic. */
+function xorShiftMul(h: number, shift: number, mul: number): number {
+  return Math.imul(h ^ (h >>> shift), mul) >>> 0;
+}
+
+/** murmur3's 32-bit finalizer (fmix32): a bijective avalanche of all 32 bits. */
+function mix32(h: number): number {
+  h = xorShiftMul(xorShiftMul(h, 16, MURMUR_C1), 13, MURMUR_C2);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+function rotl32(x: number, k: number): number {
+  return ((x << k) | (x >>> (32 - k))) >>> 0;
+}
 
 /**
- * mulberry32: a 32-bit state generator of floats in [0, 1). Fast, seedable, reproducible
- * across platforms; not for cryptography.
+ * Uniform double in [0, 1) with 53 random bits from two 32-bit words, as
+ * `((a >>> 5) * 2^26 + (b >>> 6)) / 2^53` (the construction numpy's legacy generator uses).
+ */
+function float53(a: number, b: number): number {
+  return ((a >>> 5) * 67108864 + (b >>> 6)) / 9007199254740992;
+}
+
+// ---- mulberry32 ---------------------------------------------------------------------------
+
+/**
+ * mulberry32 (Tommy Ettinger): a generator of floats in [0, 1) with 32 bits of state.
+ * Written as published (so it can be compared with the reference) rather than with the
+ * shared mixing step.
  */
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
@@ -15,20 +74,14 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
+// ---- Rng: sfc32 seeded from a key tuple ---------------------------------------------------
+
 /**
- * Small seeded PRNG (sfc32, seeded through a murmur3-style mixer) for reproducible subsampling
- * and sampling. Streams can be derived from (seed, i, j, ...) so that, e.g., batch k of a
- * sampler is a pure function of (seed, k): resuming needs only the batch counter.
- * @module
+ * Keyed generator for reproducible subsampling and sampling: sfc32 (Chris Doty-Humphrey's
+ * small fast chaotic generator, 128-bit state) seeded by folding the keys through
+ * {@linkcode mix32}. Streams are derived from (seed, i, j, ...) so that, e.g., batch k of a
+ * sampler is a pure function of (seed, k).
  */
-
-function mix32(h: number): number {
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
-
-/** Seeded generator; identical seeds give identical streams on every platform. */
 export class Rng {
   #a: number;
   #b: number;
@@ -56,14 +109,15 @@ export class Rng {
     this.#d = (this.#d + 1) >>> 0;
     this.#a = this.#b ^ (this.#b >>> 9);
     this.#b = (this.#c + (this.#c << 3)) >>> 0;
-    this.#c = ((this.#c << 21) | (this.#c >>> 11)) >>> 0;
+    this.#c = rotl32(this.#c, 21);
     this.#c = (this.#c + t) >>> 0;
     return t;
   }
 
   /** Uniform float in [0, 1) with 53 random bits. */
   float(): number {
-    return ((this.u32() >>> 5) * 67108864 + (this.u32() >>> 6)) / 9007199254740992;
+    const a = this.u32();
+    return float53(a, this.u32());
   }
 
   /** Uniform integer in [0, n) (n up to 2^53). */
@@ -83,26 +137,12 @@ export class Rng {
   }
 }
 
-/**
- * Seeded pseudo-random number generator for reproducible evaluation statistics.
- *
- * Generator: xoshiro128** version 1.1 (Blackman & Vigna, "Scrambled linear pseudorandom number
- * generators", 2021; reference code https://prng.di.unimi.it/xoshiro128starstar.c), a 32-bit
- * generator with 128 bits of state and period 2^128 - 1. The state is initialised from a 64-bit
- * seed with SplitMix64 (https://prng.di.unimi.it/splitmix64.c), as the xoshiro authors recommend:
- * two SplitMix64 outputs `a`, `b` give the state words `[lo32(a), hi32(a), lo32(b), hi32(b)]`.
- *
- * Not cryptographically secure. The same seed gives the same stream on every platform.
- *
- * @module
- */
-
-const TWO_POW_32 = 4294967296;
-const MASK_64 = (1n << 64n) - 1n;
+// ---- xoshiro128** seeded by SplitMix64 ----------------------------------------------------
 
 /**
- * One step of SplitMix64: advances `state` by the golden-ratio increment and returns the
- * mixed output together with the new state (all values are unsigned 64-bit bigints).
+ * One step of SplitMix64 (https://prng.di.unimi.it/splitmix64.c): advances `state` by the
+ * golden-ratio increment and returns the mixed output together with the new state (all
+ * values are unsigned 64-bit bigints).
  */
 export function splitMix64(state: bigint): { value: bigint; state: bigint } {
   const next = (state + 0x9e3779b97f4a7c15n) & MASK_64;
@@ -110,10 +150,6 @@ export function splitMix64(state: bigint): { value: bigint; state: bigint } {
   z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK_64;
   z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK_64;
   return { value: z ^ (z >> 31n), state: next };
-}
-
-function rotl32(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
 
 function toSeed64(seed: number | bigint): bigint {
@@ -127,15 +163,18 @@ function toSeed64(seed: number | bigint): bigint {
 }
 
 /**
- * xoshiro128** 1.1 generator (see module docs). Produces uniform 32-bit words, unbiased
- * integers in a range and doubles in [0, 1).
+ * xoshiro128** version 1.1 (Blackman & Vigna, "Scrambled linear pseudorandom number
+ * generators", 2021; reference code https://prng.di.unimi.it/xoshiro128starstar.c): 128 bits
+ * of state, period 2^128 - 1. The state is filled from a 64-bit seed by SplitMix64: two outputs
+ * `a`, `b` give the state words `[lo32(a), hi32(a), lo32(b), hi32(b)]`. Produces uniform
+ * 32-bit words, unbiased integers in a range and doubles in [0, 1).
  */
 export class Xoshiro128StarStar {
   #s: Uint32Array;
 
   /**
    * Creates a generator from a seed. Numbers must be safe integers; negative numbers and
-   * bigints are taken modulo 2^64. The state is filled by SplitMix64 (see module docs).
+   * bigints are taken modulo 2^64. The state is filled by SplitMix64 (see above).
    */
   constructor(seed: number | bigint = 0) {
     let st = toSeed64(seed);
@@ -195,13 +234,56 @@ export class Xoshiro128StarStar {
     }
   }
 
-  /**
-   * Uniform double in [0, 1) with 53 random bits, built from two words as
-   * `((a >>> 5) * 2^26 + (b >>> 6)) / 2^53` (the construction numpy's legacy generator uses).
-   */
+  /** Uniform double in [0, 1) with 53 random bits from two words (see `float53`). */
   nextFloat(): number {
-    const a = this.nextUint32() >>> 5;
-    const b = this.nextUint32() >>> 6;
-    return (a * 67108864 + b) / 9007199254740992;
+    const a = this.nextUint32();
+    return float53(a, this.nextUint32());
   }
+}
+
+// ---- dropout seeds: counter hashes, no running state --------------------------------------
+
+/** Dropout seed of a global training step: a hash of (seed, step), never a running state. */
+export function stepSeed(seed: number, step: number): number {
+  const h = (Math.imul(seed + 0x632be5ab, KNUTH_32) ^ Math.imul(step, MURMUR_C1)) >>> 0;
+  const m = xorShiftMul(h, 15, 0x2c1b3c6d);
+  return (m ^ (m >>> 12)) >>> 0;
+}
+
+/** Dropout seeds for one forward pass: a counter hashed with the step's seed. */
+export class SeedStream {
+  #n = 0;
+  /**
+   * @param stepSeed the step's seed (e.g. {@linkcode stepSeed} of the global step), or a
+   * function giving it (a captured step's seed changes on every replay).
+   */
+  constructor(readonly stepSeed: Seed) {}
+
+  /** A fresh seed for the next dropout site (its value now). */
+  next(): number {
+    return siteSeed(resolveSeed(this.stepSeed), ++this.#n);
+  }
+
+  /**
+   * The next site's seed as a {@link Seed}: a number for a numeric step seed, else a function
+   * that derives it from the step seed's value whenever it is called (capture and replay).
+   */
+  nextSeed(): Seed {
+    const base = this.stepSeed;
+    const n = ++this.#n;
+    return typeof base === "number" ? siteSeed(base, n) : () => siteSeed(base(), n);
+  }
+}
+
+/** A seed, or a function returning the current one (per-call data of a captured step). */
+export type Seed = number | (() => number);
+
+/** The value of a {@link Seed} now. */
+export function resolveSeed(seed: Seed): number {
+  return typeof seed === "number" ? seed : seed();
+}
+
+function siteSeed(stepSeed: number, n: number): number {
+  const h = xorShiftMul((stepSeed ^ Math.imul(n, KNUTH_32)) >>> 0, 16, MURMUR_C1);
+  return (h ^ (h >>> 13)) >>> 0;
 }
