@@ -13,8 +13,10 @@
  *   deno task bench overhead [-- --json FILE] [-- --quick] [-- --configs tiny,40M]
  *
  * JSON: {"rawUsPerDispatch": n, "<config>": {"train": {...}, "train_stage1": {...},
- * "plan_n1": {...}, "plan_n16": {...}}}, each object with dispatches, passes, submits,
- * uploads, bindGroupsCreated, pipelinesCompiled, hostMs.
+ * "train_replay": {...}, "train_stage1_replay": {...}, "plan_n1": {...}, "plan_n16": {...}}},
+ * each object with dispatches, passes, submits, uploads, bindGroupsCreated,
+ * pipelinesCompiled, hostMs. The `_replay` rows are the same training step captured once and
+ * replayed (kernels/core/capture.ts, train/captured_world_step.ts).
  *
  * @module
  */
@@ -27,6 +29,7 @@ import { type ConfigName, worldActionConfig } from "../models/world_action/confi
 import { WorldActionModel } from "../models/world_action/model.ts";
 import { worldBatchArrays } from "../train/world_batch.ts";
 import { worldActionStep } from "../train/world_step.ts";
+import { captureWorldActionStep } from "../train/captured_world_step.ts";
 import { beamSearch } from "../eval/beam_search.ts";
 import { windowTimesteps } from "../eval/context_history.ts";
 import { WamPlanningModel } from "../eval/wam_planning_model.ts";
@@ -73,18 +76,24 @@ console.log(`adapter: ${describeAdapter(rt.ctx)}`);
 /** Counters of one warm step plus its host milliseconds. */
 export type StepCost = RuntimeCounters & { hostMs: number };
 
-/** Run `step` twice to warm (pipelines, pool), then `reps` times measured; median time. */
-async function measure(step: () => Promise<void>): Promise<StepCost | { error: string }> {
+/**
+ * Run `step` `warm` times (pipelines, pool; 3 for a captured step: eager, record, verify),
+ * then `reps` times measured; median time.
+ */
+async function measure(
+  step: () => Promise<void>,
+  warm = 2,
+): Promise<StepCost | { error: string }> {
   try {
-    return await measureOrThrow(step);
+    return await measureOrThrow(step, warm);
   } catch (e) {
     // E.g. a KV cache above the adapter's max storage binding (lavapipe: 128 MiB).
     return { error: (e as Error).message.split("\n")[0] };
   }
 }
 
-async function measureOrThrow(step: () => Promise<void>): Promise<StepCost> {
-  for (let i = 0; i < 2; i++) await step();
+async function measureOrThrow(step: () => Promise<void>, warm: number): Promise<StepCost> {
+  for (let i = 0; i < warm; i++) await step();
   const times: number[] = [];
   let counts: RuntimeCounters | null = null;
   for (let i = 0; i < reps; i++) {
@@ -189,6 +198,15 @@ for (const name of configs) {
       loss.dispose();
     });
     row(`${name} ${key}`, out[key]);
+    // The same step captured and replayed (train/captured_world_step.ts).
+    const step = captureWorldActionStep(model, opt, { joint });
+    out[`${key}_replay`] = await measure(async () => {
+      const loss = tidy(() => step(arrays[k % 2], k++).total);
+      await readAll([loss]);
+      loss.dispose();
+    }, 3);
+    row(`${name} ${key}_replay`, out[`${key}_replay`]);
+    step.dispose();
   }
   opt.dispose();
   // Planning: prefill of the full window + H = 2, K = 4, one readback.

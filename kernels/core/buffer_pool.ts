@@ -12,6 +12,13 @@ export interface PooledBuffer {
   readonly size: number;
   /** Submit epoch of the last command that used it; equal to the pending epoch = unsubmitted. */
   lastUseEpoch: number;
+  /** Holders (storages) of the buffer: 1 while a tensor owns it, 0 when free. */
+  holds: number;
+  /**
+   * Owned by a capture (kernels/core/capture.ts): a release never returns it to the free
+   * list, because replays keep writing it, until the capture unpins it.
+   */
+  pinned: boolean;
 }
 
 // UNIFORM too: small parameter blocks (attention's {seed, p}) come from the same pool.
@@ -35,6 +42,8 @@ export class BufferPool {
   #bytesInUse = 0;
   #bytesAllocated = 0;
   #buffersInUse = 0;
+  /** Buffers acquired while a capture records (see {@link beginArena}). */
+  #arena: Set<PooledBuffer> | null = null;
 
   constructor(private readonly device: GPUDevice, private readonly maxBufferSize: number) {}
 
@@ -71,9 +80,11 @@ export class BufferPool {
         usage: USAGE,
         label: `pool-${this.#nextId}`,
       });
-      found = { id: this.#nextId++, buffer, size, lastUseEpoch: -1 };
+      found = { id: this.#nextId++, buffer, size, lastUseEpoch: -1, holds: 0, pinned: false };
       this.#bytesAllocated += size;
     }
+    found.holds = 1;
+    this.#arena?.add(found);
     this.#bytesInUse += size;
     this.#buffersInUse++;
     return found;
@@ -81,6 +92,13 @@ export class BufferPool {
 
   /** Give a buffer back. Later commands may reuse it: the queue keeps their order. */
   release(b: PooledBuffer): void {
+    if (b.holds > 0) b.holds--;
+    // A pinned buffer stays with its capture (and counted in use) until unpinned.
+    if (b.holds > 0 || b.pinned) return;
+    this.#toFreeList(b);
+  }
+
+  #toFreeList(b: PooledBuffer): void {
     this.#bytesInUse -= b.size;
     this.#buffersInUse--;
     let list = this.#free.get(b.size);
@@ -94,6 +112,52 @@ export class BufferPool {
     }
     if (lo === list.length) list.push(b);
     else list.splice(lo, 0, b);
+  }
+
+  /** One more holder of a live (usually pinned) buffer: it is freed after one more release. */
+  retain(b: PooledBuffer): void {
+    b.holds++;
+  }
+
+  /** Start collecting every acquired buffer into an arena (a capture is recording). */
+  beginArena(): void {
+    if (this.#arena) throw new Error("buffer pool: an arena is already recording");
+    this.#arena = new Set();
+  }
+
+  /**
+   * Stop collecting and pin the arena: buffers free now leave the free list (they stay in use,
+   * owned by the capture) and buffers still held are never returned to the free list while
+   * pinned. Returns the arena.
+   */
+  endArena(): Set<PooledBuffer> {
+    const arena = this.#arena;
+    if (!arena) throw new Error("buffer pool: no arena is recording");
+    this.#arena = null;
+    for (const b of arena) {
+      if (b.holds === 0 && !b.pinned) {
+        const list = this.#free.get(b.size)!;
+        list.splice(list.indexOf(b), 1);
+        this.#bytesInUse += b.size;
+        this.#buffersInUse++;
+      }
+      b.pinned = true;
+    }
+    return arena;
+  }
+
+  /** Stop an arena without pinning it (the capture failed): its buffers behave as usual. */
+  abandonArena(): void {
+    this.#arena = null;
+  }
+
+  /** Give an arena back: free buffers return to the free list, held ones on their release. */
+  unpin(arena: Iterable<PooledBuffer>): void {
+    for (const b of arena) {
+      if (!b.pinned) continue;
+      b.pinned = false;
+      if (b.holds === 0) this.#toFreeList(b);
+    }
   }
 
   /** Destroy every free buffer (after the queue has drained). Returns their ids. */

@@ -7,6 +7,7 @@
  */
 import { gpu, type GpuContext } from "./device.ts";
 import { BufferPool, type PooledBuffer } from "./buffer_pool.ts";
+import type { ReplayProgram, Trace, TraceUpload } from "./trace.ts";
 
 /** A compute kernel: complete WGSL with entry point `main`, and how many workgroups to run. */
 export interface Kernel {
@@ -73,6 +74,8 @@ export class Runtime {
   #epoch = 0;
   #dispatchCount = 0;
   #recorded = 0;
+  /** Set while a capture records (kernels/core/capture.ts). */
+  #trace: Trace | null = null;
   #counters: RuntimeCounters = {
     dispatches: 0,
     passes: 0,
@@ -107,6 +110,25 @@ export class Runtime {
   /** A snapshot of the engine counters (see {@link RuntimeCounters}). */
   counters(): RuntimeCounters {
     return { ...this.#counters };
+  }
+
+  /** Whether a capture is recording now (ops may then register dynamic uploads and hooks). */
+  get tracing(): boolean {
+    return this.#trace !== null;
+  }
+
+  /** Start recording commands for a capture (kernels/core/capture.ts). */
+  beginTrace(): void {
+    if (this.#trace) throw new Error("runtime: a capture is already recording (nested capture)");
+    this.#trace = { entries: [], hooks: [] };
+  }
+
+  /** Stop recording and return what was recorded. */
+  endTrace(): Trace {
+    const t = this.#trace;
+    if (!t) throw new Error("runtime: no capture is recording");
+    this.#trace = null;
+    return t;
   }
 
   /** Number of distinct compiled pipelines. */
@@ -189,6 +211,16 @@ export class Runtime {
       this.#counters.bindGroupsCreated++;
     }
     for (const b of buffers) b.lastUseEpoch = this.#epoch;
+    this.#trace?.entries.push({
+      kind: "dispatch",
+      pipeline: p.pipeline,
+      group,
+      x,
+      y,
+      z,
+      buffers: [...buffers],
+      label: kernel.label,
+    });
     const pass = this.#openPass();
     pass.setPipeline(p.pipeline);
     pass.setBindGroup(0, group);
@@ -218,23 +250,107 @@ export class Runtime {
     this.#checkAlive();
     this.#endPass();
     src.lastUseEpoch = dst.lastUseEpoch = this.#epoch;
+    this.#trace?.entries.push({ kind: "copy", src, dst, bytes, srcOffset, dstOffset });
     this.#openEncoder().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
   }
 
-  /** Upload bytes into a fresh buffer that no unsubmitted command uses. */
-  upload(data: ArrayBufferView, minBytes = data.byteLength): PooledBuffer {
+  /**
+   * Upload bytes into a fresh buffer that no unsubmitted command uses. `source` (tensor()'s
+   * argument) lets a capture refill the buffer from a later call's inputs; any other upload
+   * inside a capture must be declared with {@link uploadDynamic} or {@link uploadStatic}.
+   */
+  upload(data: ArrayBufferView, minBytes = data.byteLength, source?: unknown): PooledBuffer {
     this.#checkAlive();
     const b = this.pool.acquire(Math.max(minBytes, data.byteLength), this.#epoch);
-    const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+    let bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
     // writeBuffer needs a multiple of 4 bytes.
     this.#counters.uploads++;
-    if (bytes.byteLength % 4 === 0) this.device.queue.writeBuffer(b.buffer, 0, bytes);
-    else {
+    if (bytes.byteLength % 4 !== 0) {
       const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
       padded.set(bytes);
-      this.device.queue.writeBuffer(b.buffer, 0, padded);
+      bytes = padded;
     }
+    this.device.queue.writeBuffer(b.buffer, 0, bytes);
+    this.#trace?.entries.push({
+      kind: "upload",
+      target: b,
+      bytes: bytes.slice(),
+      source,
+      ctor: data.constructor,
+      compute: null,
+      isStatic: false,
+    });
     return b;
+  }
+
+  /**
+   * Upload per-call host data (a dropout seed, a step-dependent constant): `compute()` gives
+   * the bytes now, and again on every replay of a capture that recorded this upload.
+   */
+  uploadDynamic(compute: () => ArrayBufferView, minBytes?: number): PooledBuffer {
+    const b = this.upload(compute(), minBytes);
+    if (this.#trace) (this.#trace.entries.at(-1) as TraceUpload).compute = compute;
+    return b;
+  }
+
+  /** Upload bytes that are the same on every call (a capture replays them as recorded). */
+  uploadStatic(data: ArrayBufferView, minBytes?: number): PooledBuffer {
+    const b = this.upload(data, minBytes);
+    if (this.#trace) (this.#trace.entries.at(-1) as TraceUpload).isStatic = true;
+    return b;
+  }
+
+  /**
+   * Register a host side effect of the op being recorded (the optimizer's step counter) that a
+   * replay must repeat; hooks run in order before the replay's uploads are computed. Outside a
+   * capture this does nothing (the op already did it).
+   */
+  onReplay(hook: () => void): void {
+    this.#trace?.hooks.push(hook);
+  }
+
+  /**
+   * Replay a compiled capture: one staging upload, its copies, then the recorded commands
+   * (pipelines and bind groups as recorded), and a submit.
+   */
+  replay(program: ReplayProgram): void {
+    this.#checkAlive();
+    if (this.#trace) throw new Error("runtime: cannot replay a capture while recording one");
+    if (program.staging && program.stagingBytes.byteLength > 0) {
+      this.#counters.uploads++;
+      this.device.queue.writeBuffer(program.staging, 0, program.stagingBytes);
+    }
+    this.#endPass();
+    let encoder = this.#openEncoder();
+    for (const c of program.prologue) {
+      encoder.copyBufferToBuffer(program.staging!, c.srcOffset, c.dst, 0, c.bytes);
+    }
+    let pass: GPUComputePassEncoder | null = null;
+    let n = 0;
+    for (const op of program.ops) {
+      if (op.kind === 0) {
+        pass ??= this.#openPass();
+        pass.setPipeline(op.pipeline);
+        pass.setBindGroup(0, op.group);
+        pass.dispatchWorkgroups(op.x, op.y, op.z);
+        n++;
+      } else if (op.kind === 1) {
+        this.#endPass();
+        pass = null;
+        encoder.copyBufferToBuffer(op.src, op.srcOffset, op.dst, op.dstOffset, op.bytes);
+      } else {
+        this.#submit();
+        pass = null;
+        encoder = this.#openEncoder();
+      }
+    }
+    this.#dispatchCount += n;
+    this.#counters.dispatches += n;
+    this.#recorded += n;
+    // Submitted at once: the next replay's staging upload must not overtake these copies.
+    this.#submit();
+    const epoch = this.#epoch - 1;
+    for (const b of program.touched) b.lastUseEpoch = epoch;
   }
 
   /**
@@ -263,6 +379,7 @@ export class Runtime {
     this.#checkAlive();
     this.#endPass();
     if (this.#encoder) {
+      this.#trace?.entries.push({ kind: "submit" });
       const commands = this.#encoder.finish();
       if (!this.dryRun) this.device.queue.submit([commands]);
       this.#counters.submits++;
@@ -280,6 +397,9 @@ export class Runtime {
 
   /** Read several buffers back with one submit and one map. */
   async read(parts: readonly { buffer: PooledBuffer; bytes: number }[]): Promise<ArrayBuffer[]> {
+    if (this.#trace) {
+      throw new Error("a captured step cannot read back to the host (run it with replay: false)");
+    }
     const offsets: number[] = [];
     let total = 0;
     for (const p of parts) {

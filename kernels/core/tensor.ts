@@ -63,6 +63,15 @@ export class Tensor {
     return new Tensor(shape, dtype, new Storage(buffer));
   }
 
+  /**
+   * Internal (captures): a new tensor over a live pool buffer, adding one holder to it, so
+   * disposing the tensor releases that holder only.
+   */
+  static fromBuffer(buffer: PooledBuffer, shape: readonly number[], dtype: DType): Tensor {
+    runtime().pool.retain(buffer);
+    return new Tensor(shape, dtype, new Storage(buffer));
+  }
+
   /** The tensor's GPU buffer; throws on a disposed tensor. */
   get buffer(): PooledBuffer {
     if (!this.#storage) {
@@ -146,6 +155,28 @@ export function tensor(
   shape: readonly number[] = [data.length],
   dtype: DType = "f32",
 ): Tensor {
+  return makeTensor(data, shape, dtype, false);
+}
+
+/**
+ * {@link tensor} of values that depend only on shapes and configuration (positions, row
+ * indices, a support): a capture (kernels/core/capture.ts) replays them as recorded, and
+ * rejects the step if two recordings disagree.
+ */
+export function constTensor(
+  data: ArrayLike<number> | AnyTypedArray,
+  shape: readonly number[] = [data.length],
+  dtype: DType = "f32",
+): Tensor {
+  return makeTensor(data, shape, dtype, true);
+}
+
+function makeTensor(
+  data: ArrayLike<number> | AnyTypedArray,
+  shape: readonly number[],
+  dtype: DType,
+  isConst: boolean,
+): Tensor {
   validateShape(shape); // before uploading: [-1, -2] would otherwise "fit" two values
   const n = shape.reduce((a, b) => a * b, 1);
   if (data.length !== n) {
@@ -167,7 +198,12 @@ export function tensor(
     }
   }
   // Deno's writeBuffer panics on zero bytes: an empty tensor needs no upload.
-  const buffer = n === 0 ? runtime().pool.acquire(4) : runtime().upload(typed, n * byteSize(dtype));
+  // `data` names the upload's source, so a capture can refill it from a new call's inputs.
+  const buffer = n === 0
+    ? runtime().pool.acquire(4)
+    : isConst
+    ? runtime().uploadStatic(typed, n * byteSize(dtype))
+    : runtime().upload(typed, n * byteSize(dtype), data);
   const t = new Tensor(shape, dtype, new Storage(buffer));
   t.intRange = range;
   return t;

@@ -12,6 +12,7 @@ import {
 import { runtime } from "../core/runtime.ts";
 import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
+import { resolveSeed, type Seed } from "../../util/rng.ts";
 import { dropout as dropoutOp } from "./dropout.ts";
 import { mulScalar, where } from "./elementwise.ts";
 import { permute, reshape, slice } from "./layout.ts";
@@ -26,8 +27,8 @@ export interface AttentionOptions {
   causal: boolean;
   /** Attention dropout probability (training); 0 disables. */
   dropout?: number;
-  /** Dropout seed (derive per step and layer). */
-  seed?: number;
+  /** Dropout seed (derive per step and layer); a function for a captured step's seed. */
+  seed?: Seed;
 }
 
 /**
@@ -96,12 +97,20 @@ function bind(plan: KernelPlan, buffers: Record<string, Pooled>): Pooled[] {
   });
 }
 
-/** The {seed: u32, p: f32} block the attention kernels read, uploaded fresh. */
-function paramsBlock(seed: number, p: number): Pooled {
-  const block = new ArrayBuffer(16);
-  new Uint32Array(block, 0, 1)[0] = seed >>> 0;
-  new Float32Array(block, 4, 1)[0] = p;
-  return runtime().upload(new Uint8Array(block));
+/**
+ * The {seed: u32, p: f32} block the attention kernels read, uploaded fresh: recomputed on each
+ * replay of a capture when the seed is a function, constant when it is a number.
+ */
+function paramsBlock(seed: Seed, p: number): Pooled {
+  const bytes = () => {
+    const block = new ArrayBuffer(16);
+    new Uint32Array(block, 0, 1)[0] = resolveSeed(seed) >>> 0;
+    new Float32Array(block, 4, 1)[0] = p;
+    return new Uint8Array(block);
+  };
+  return typeof seed === "number"
+    ? runtime().uploadStatic(bytes())
+    : runtime().uploadDynamic(bytes);
 }
 
 /**

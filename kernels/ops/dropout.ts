@@ -7,6 +7,7 @@ import { runtime } from "../core/runtime.ts";
 import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
 import { binding, f32, grid, linearWorkgroup } from "../codegen/wgsl.ts";
+import { resolveSeed, type Seed } from "../../util/rng.ts";
 
 const WG = 256;
 
@@ -32,11 +33,14 @@ export function uniform01(seed: number, i: number): number {
   return (pcg((pcg(seed) ^ i) >>> 0) >>> 8) / 16777216;
 }
 
-function maskKernel(label: string, x: Tensor, seed: number, p: number): Tensor {
+function maskKernel(label: string, x: Tensor, seed: Seed, p: number): Tensor {
   const out = Tensor.empty(x.shape, "f32");
   if (out.size === 0) return out;
   const groups = Math.ceil(out.size / WG);
-  const seedBuf = runtime().upload(new Uint32Array([seed >>> 0]));
+  // A function seed is per-call data of a captured step: recomputed on every replay.
+  const seedBuf = typeof seed === "number"
+    ? runtime().uploadStatic(new Uint32Array([seed >>> 0]))
+    : runtime().uploadDynamic(() => new Uint32Array([resolveSeed(seed) >>> 0]));
   const kernel = planCache(`drop|${label}|${out.size}|${p}`, () => {
     const code = `${binding(0, "x", "f32")}
 ${binding(1, "seed", "u32")}
@@ -60,9 +64,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 /**
  * Zero each element with probability `p` and scale the rest by 1/(1-p). `seed` picks the
- * mask (derive it per step and per call site). p = 0 returns `x` itself.
+ * mask (derive it per step and per call site; a function for a captured step, see
+ * kernels/core/capture.ts). p = 0 returns `x` itself.
  */
-export function dropout(x: Tensor, p: number, seed: number): Tensor {
+export function dropout(x: Tensor, p: number, seed: Seed): Tensor {
   if (!(p >= 0 && p < 1)) throw new Error(`dropout: p must be in [0, 1), got ${p}`);
   // The kernel binds array<f32>: another dtype's bits would be read as garbage.
   if (x.dtype !== "f32") throw new Error(`dropout: f32 input only, got ${x.dtype}`);

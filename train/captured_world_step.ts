@@ -1,0 +1,77 @@
+/**
+ * The world-action training step under capture and replay (kernels/core/capture.ts): the
+ * same {@link worldActionStep}, recorded once per batch shape and replayed afterwards with
+ * the new batch's arrays, dropout seeds recomputed from the new step seed and AdamW's step
+ * counter advanced, bit for bit what the eager step computes.
+ *
+ * Replace `worldActionStep(model, opt, a, { joint, stepSeed, weights })` inside the training
+ * loop's `tidy` by `step(a, stepSeed)` with `step = captureWorldActionStep(model, opt, {...})`
+ * made once. The returned loss tensors are valid until the next call.
+ *
+ * @module
+ */
+import type { Tensor } from "../kernels/core/tensor.ts";
+import { capture, type CaptureStats } from "../kernels/core/capture.ts";
+import type { AdamW } from "../kernels/nn/optim.ts";
+import type { WorldActionModel } from "../models/world_action/model.ts";
+import type { WorldBatchArrays } from "./world_batch.ts";
+import { type JointWeights, worldActionStep, type WorldLossParts } from "./world_step.ts";
+
+/** Options of {@link captureWorldActionStep}. */
+export interface CapturedWorldStepOptions {
+  /** Stage 2 (joint loss) or stage 1 (world loss only). */
+  joint: boolean;
+  weights?: JointWeights;
+  /** false: run every step eagerly (`--no-replay`). Default true. */
+  replay?: boolean;
+  /** Throw when the step cannot be replayed instead of running it eagerly (tests). */
+  strict?: boolean;
+}
+
+/** A captured training step: call it like {@link worldActionStep}. */
+export interface CapturedWorldStep {
+  /**
+   * One optimizer step on `a` with dropout seed `stepSeed`; `obsTokens` are i32 [B, L, P]
+   * tokens made on the GPU (stage 1), instead of `a.obsTokens`.
+   */
+  (a: WorldBatchArrays, stepSeed: number, obsTokens?: Tensor): WorldLossParts;
+  stats(): CaptureStats;
+  /** Free the captured buffers (the model and optimizer stay valid). */
+  dispose(): void;
+}
+
+interface StepInputs {
+  a: WorldBatchArrays;
+  stepSeed: number;
+  obsTokens?: Tensor;
+}
+
+/** Capture {@link worldActionStep} for `model` and `opt` (see the module doc). */
+export function captureWorldActionStep(
+  model: WorldActionModel,
+  opt: AdamW,
+  opts: CapturedWorldStepOptions,
+): CapturedWorldStep {
+  const captured = capture<StepInputs, WorldLossParts>(
+    (inputs, current) =>
+      worldActionStep(model, opt, inputs.a, {
+        joint: opts.joint,
+        weights: opts.weights,
+        obsTokens: inputs.obsTokens,
+        // Read at each replay: the new call's seed.
+        stepSeed: () => current().stepSeed,
+      }),
+    {
+      name: "world-action step",
+      replay: opts.replay,
+      strict: opts.strict,
+      dynamic: ["stepSeed"],
+    },
+  );
+  const step =
+    ((a: WorldBatchArrays, stepSeed: number, obsTokens?: Tensor) =>
+      captured({ a, stepSeed, obsTokens })) as CapturedWorldStep;
+  step.stats = captured.stats;
+  step.dispose = captured.dispose;
+  return step;
+}
