@@ -5,21 +5,21 @@
  * `--checkpoint` may name a checkpoint directory (`world_action.safetensors` +
  * `tokenizer.safetensors`, as `deno task pretrain` writes under runs/<name>/checkpoints/),
  * a run directory (its newest complete checkpoint), or a world-action `.safetensors` file
- * (the tokenizer beside it, or `--tokenizer`).
+ * (the tokenizer beside it, or `--tokenizer`). Stored configs are checked first
+ * (checkpoint/stored_config.ts), and weights must be finite (checkpoint/model_checkpoint.ts).
  *
  * @module
  */
 import * as path from "node:path";
-import { validateConfig, type WorldActionConfig } from "../models/world_action/configs.ts";
 import { loadModule, loadWorldActionModel } from "./model_checkpoint.ts";
-import { Tokenizer, type TokenizerConfig } from "../models/tokenizer/model.ts";
+import { Tokenizer } from "../models/tokenizer/model.ts";
+import { tokenGrid, type TokenizerConfig } from "../models/tokenizer/config.ts";
+import type { WorldActionConfig } from "../models/world_action/configs.ts";
 import { WorldActionModel } from "../models/world_action/model.ts";
 import { RunDir } from "./run_dir.ts";
+import { checkConfig, CheckpointError, storedConfigText } from "./stored_config.ts";
 
-/** A user-facing problem with the checkpoint (printed without a stack trace). */
-export class CheckpointError extends Error {
-  override name = "CheckpointError";
-}
+export { CheckpointError, storedConfig } from "./stored_config.ts";
 
 /** Files of a resolved checkpoint. */
 export interface CheckpointFiles {
@@ -72,31 +72,6 @@ export function resolveCheckpoint(target: string, tokenizer?: string): Checkpoin
   return { worldAction, tokenizer: tok };
 }
 
-/** The `config` entry of a safetensors file's metadata, reading only the header. */
-export async function storedConfig(file: string): Promise<unknown> {
-  const f = await Deno.open(file);
-  try {
-    const head = new Uint8Array(8);
-    if ((await f.read(head)) !== 8) throw new CheckpointError(`${file}: not a safetensors file`);
-    const n = Number(new DataView(head.buffer).getBigUint64(0, true));
-    if (n > 100_000_000) throw new CheckpointError(`${file}: not a safetensors file`);
-    const buf = new Uint8Array(n);
-    let got = 0;
-    while (got < n) {
-      const r = await f.read(buf.subarray(got));
-      if (r === null) throw new CheckpointError(`${file}: truncated header`);
-      got += r;
-    }
-    const meta = JSON.parse(new TextDecoder().decode(buf)).__metadata__ ?? {};
-    if (typeof meta.config !== "string") {
-      throw new CheckpointError(`${file}: no config in its metadata (not a jowa checkpoint?)`);
-    }
-    return JSON.parse(meta.config);
-  } finally {
-    f.close();
-  }
-}
-
 /** The loaded networks. */
 export interface LoadedCheckpoint {
   files: CheckpointFiles;
@@ -104,21 +79,50 @@ export interface LoadedCheckpoint {
   tokenizer: Tokenizer;
 }
 
+/** The checked stored configs of a resolved checkpoint. */
+export interface CheckpointConfigs {
+  files: CheckpointFiles;
+  worldAction: WorldActionConfig;
+  tokenizer: TokenizerConfig;
+}
+
+/**
+ * Resolve the checkpoint and check both stored configs (kind, fields, types, and that the
+ * tokenizer fits the world-action model), reading only the file headers: no GPU needed, so
+ * a command can fail fast before it starts one.
+ */
+export async function checkCheckpoint(
+  target: string,
+  tokenizerPath?: string,
+): Promise<CheckpointConfigs> {
+  const files = resolveCheckpoint(target, tokenizerPath);
+  const wcfg = checkConfig(
+    files.worldAction,
+    await storedConfigText(files.worldAction),
+    "world-action",
+  );
+  const tcfg = checkConfig(files.tokenizer, await storedConfigText(files.tokenizer), "tokenizer");
+  const grid = tokenGrid(tcfg);
+  if (tcfg.vocab > wcfg.obsVocab || grid * grid !== wcfg.obsTokens) {
+    throw new CheckpointError(
+      `${files.tokenizer}: tokenizer (${tcfg.vocab} codes, ${grid * grid} tokens per frame) ` +
+        `does not fit the world-action model of ${files.worldAction} ` +
+        `(${wcfg.obsVocab} codes, ${wcfg.obsTokens} tokens)`,
+    );
+  }
+  return { files, worldAction: wcfg, tokenizer: tcfg };
+}
+
 /** Build both networks from their stored configs and load their weights. */
 export async function loadCheckpoint(
   target: string,
   tokenizerPath?: string,
 ): Promise<LoadedCheckpoint> {
-  const files = resolveCheckpoint(target, tokenizerPath);
-  const wcfg = validateConfig(await storedConfig(files.worldAction) as WorldActionConfig);
-  const tcfg = await storedConfig(files.tokenizer) as TokenizerConfig;
+  const { files, worldAction: wcfg, tokenizer: tcfg } = await checkCheckpoint(
+    target,
+    tokenizerPath,
+  );
   const tokenizer = new Tokenizer(tcfg);
-  if (tokenizer.cfg.vocab > wcfg.obsVocab || tokenizer.tokensPerFrame !== wcfg.obsTokens) {
-    throw new CheckpointError(
-      `tokenizer (${tokenizer.cfg.vocab} codes, ${tokenizer.tokensPerFrame} tokens per frame) ` +
-        `does not fit the world-action model (${wcfg.obsVocab}, ${wcfg.obsTokens})`,
-    );
-  }
   const worldAction = new WorldActionModel(wcfg);
   await loadWorldActionModel(files.worldAction, worldAction);
   await loadModule(files.tokenizer, tokenizer);

@@ -7,7 +7,9 @@
  * world-action model see models/world_action_model_spec.ts (`target_q.*` for the target head).
  * Loading checks names and shapes against the model first (checkNames: one
  * CheckpointMismatchError listing missing, unexpected and misshapen tensors) and changes
- * nothing on a mismatch. Values are stored as F32, so a round trip is bit-exact.
+ * nothing on a mismatch. Values are stored as F32, so a round trip is bit-exact. A stored
+ * config must be valid JSON (and, for the world-action model, a valid world-action config),
+ * and every loaded tensor finite (CheckpointError naming the file and the first bad tensor).
  *
  * @module
  */
@@ -22,6 +24,7 @@ import {
 } from "../models/safetensors/mod.ts";
 import { INTEGER_SIZE_FIELDS, type WorldActionConfig } from "../models/world_action/configs.ts";
 import type { WorldActionModel } from "../models/world_action/model.ts";
+import { checkConfig, CheckpointError, parseConfigJson } from "./stored_config.ts";
 
 /** Value of the `format` metadata entry written by this module. */
 export const CHECKPOINT_FORMAT = "jowa-deno-checkpoint/1";
@@ -96,8 +99,23 @@ function loadInto(path: string, file: SafetensorsFile, named: [string, Tensor][]
       throw new SafetensorsError(`${path}: '${n}' is ${st.dtype}; checkpoints hold F32`);
     }
   }
+  const config = file.metadata.config === undefined
+    ? undefined
+    : parseConfigJson(path, file.metadata.config);
+  // Refuse non-finite weights before anything is assigned: a model holding a NaN would
+  // evaluate (or train) silently to garbage. A CPU scan of the bytes already in memory is
+  // cheaper and simpler than a GPU reduction plus a readback after the upload.
+  for (const [n] of named) {
+    const bad = firstNonFiniteF32(file.tensors.get(n)!.data);
+    if (bad >= 0) {
+      const v = file.tensors.get(n)!.toFloat32()[bad];
+      throw new CheckpointError(
+        `${path}: tensor '${n}' holds a non-finite value (${v} at element ${bad}); ` +
+          "refusing to load it",
+      );
+    }
+  }
   for (const [n, t] of named) assignValues(t, file.tensors.get(n)!.toFloat32());
-  const config = file.metadata.config === undefined ? undefined : JSON.parse(file.metadata.config);
   return { metadata: file.metadata, config };
 }
 
@@ -120,7 +138,10 @@ export async function loadWorldActionModel(
 ): Promise<LoadedInfo> {
   const file = await readSafetensors(path);
   if (file.metadata.config !== undefined) {
-    const stored = JSON.parse(file.metadata.config) as Record<string, unknown>;
+    const stored = checkConfig(path, file.metadata.config, "world-action") as unknown as Record<
+      string,
+      unknown
+    >;
     const cfg = model.cfg as unknown as Record<string, unknown>;
     const diffs = SIZE_FIELDS.filter((k) => stored[k] !== cfg[k]);
     if (diffs.length > 0) {
@@ -131,5 +152,21 @@ export async function loadWorldActionModel(
   return loadInto(path, file, allTensors(model, model.targetTensors()));
 }
 
+/**
+ * Index of the first NaN or infinity in little-endian F32 bytes, or -1. Reads the exponent
+ * bits straight from the bytes (all ones = not finite), so the data need not be aligned.
+ */
+export function firstNonFiniteF32(bytes: Uint8Array): number {
+  for (let i = 3; i < bytes.length; i += 4) {
+    if ((bytes[i] & 0x7f) === 0x7f && (bytes[i - 1] & 0x80) !== 0) return (i - 3) / 4;
+  }
+  return -1;
+}
+
 /** Config fields that shape the parameters or their meaning (dropout and seed may differ). */
-const SIZE_FIELDS: readonly (keyof WorldActionConfig)[] = [...INTEGER_SIZE_FIELDS, "vMin", "vMax"];
+const SIZE_FIELDS: readonly (keyof WorldActionConfig)[] = [
+  ...INTEGER_SIZE_FIELDS,
+  "vMin",
+  "vMax",
+  "gelu",
+];

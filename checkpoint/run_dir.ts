@@ -65,6 +65,28 @@ export class RunDir {
     return path.join(this.checkpoints, checkpointName(step));
   }
 
+  /**
+   * Whether a run was started here (config.json) but never completed a checkpoint: a first
+   * attempt that failed or was killed early, which can only be started over.
+   */
+  neverCheckpointed(): boolean {
+    return fs.existsSync(this.config) && this.latestCheckpoint() === null;
+  }
+
+  /**
+   * Remove what an attempt wrote besides its config and collected data (`data/`): partial
+   * checkpoints, metrics, stage-2 token stores, the non-finite diagnostic and the report.
+   * Only for a run with no complete checkpoint, which starts over from step 0.
+   */
+  clearProgress(): void {
+    if (this.latestCheckpoint() !== null) {
+      throw new Error(`${this.root}: has a complete checkpoint; resume it instead of clearing it`);
+    }
+    for (const p of [this.checkpoints, this.metrics, this.tokens, this.nonfinite, this.report]) {
+      fs.rmSync(p, { recursive: true, force: true });
+    }
+  }
+
   /** Create the directory tree. */
   create(): void {
     fs.mkdirSync(this.checkpoints, { recursive: true });

@@ -1,13 +1,36 @@
 /**
  * The dataset of a run without `--data`: a small one collected from the emulator (uniform
  * random policy over each game's valid actions) into `<run>/data/<Game>/`. Collection is
- * skipped for games whose store is already complete (a resumed run).
+ * skipped for games whose store is already complete with the requested steps and seed (a
+ * resumed run, or one started over after failing before its first checkpoint).
  *
  * @module
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { collect } from "../offline/collector.ts";
+import { readManifest } from "../offline/store.ts";
+
+/**
+ * Why the store in `dir` cannot stand for this collection (null: it can): it must be complete
+ * and hold `steps` rows collected with `seed`. "" for a missing store (new: nothing to say).
+ */
+export function collectedStoreProblem(dir: string, steps: number, seed: number): string | null {
+  if (!fs.existsSync(dir)) return "";
+  if (!fs.existsSync(path.join(dir, "manifest.json"))) return "its store is incomplete";
+  let m;
+  try {
+    m = readManifest(dir);
+  } catch (e) {
+    return (e as Error).message.split("\n")[0];
+  }
+  const src = m.source as { kind?: unknown; seed?: unknown };
+  if (src.kind !== "emulator" || src.seed !== seed || m.transitions !== steps) {
+    return `its store holds ${m.transitions} rows (${src.kind}, seed ${src.seed}), ` +
+      `not ${steps} collected with seed ${seed}`;
+  }
+  return null;
+}
 
 /** Collect `steps` transitions per game into `<root>/<Game>`; returns the dataset root. */
 export async function ensureCollected(
@@ -17,7 +40,11 @@ export async function ensureCollected(
   seed: number,
   log: (s: string) => void,
 ): Promise<string> {
-  const missing = games.filter((g) => !fs.existsSync(path.join(root, g, "manifest.json")));
+  const missing = games.filter((g) => {
+    const why = collectedStoreProblem(path.join(root, g), steps, seed);
+    if (why) log(`recollecting ${g}: ${why}`);
+    return why !== null;
+  });
   if (missing.length === 0) return root;
   log(`collecting ${steps} uniform-random steps of ${missing.join(", ")} into ${root}`);
   const t0 = performance.now();
