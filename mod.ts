@@ -27,6 +27,21 @@ export { Block, Gpt, type GptConfig } from "./models/world_action/transformer.ts
 export { SeedStream } from "./util/rng.ts";
 export * from "./models/safetensors/mod.ts";
 
+// The authors' released checkpoints (`deno task import`) and their forward/encode/decode layouts
+export {
+  importJowaCheckpoint,
+  JowaImportError,
+  loadAuthorsTokenizer,
+  loadAuthorsWorldModel,
+} from "./checkpoint/import_jowa.ts";
+export {
+  jowaDecode,
+  jowaEncode,
+  type JowaEncodeOutput,
+  jowaForward,
+  type JowaForwardOutput,
+} from "./models/jowa_authors_api.ts";
+
 // Atari environments
 export * from "./envs/mod.ts";
 

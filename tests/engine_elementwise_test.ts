@@ -41,6 +41,7 @@ const UNARY_DOMAIN: Record<string, [number, number, number]> = {
   relu: [-2, 2, 0.05],
   abs: [-2, 2, 0.05],
   gelu: [-3, 3, 0],
+  gelu_erf: [-3, 3, 0],
   silu: [-4, 4, 0],
   mish: [-4, 4, 0],
 };
@@ -60,7 +61,9 @@ for (const [name, [lo, hi, away]] of Object.entries(UNARY_DOMAIN)) {
 Deno.test("unary: forward is finite and stable at large |x|, non-multiple-of-256 size", async () => {
   const n = 515;
   const data = new Float64Array(n).map((_, i) => Math.fround((i - 257) * 0.4));
-  for (const name of ["tanh", "sigmoid", "gelu", "silu", "mish", "relu", "abs", "neg"]) {
+  for (
+    const name of ["tanh", "sigmoid", "gelu", "gelu_erf", "silu", "mish", "relu", "abs", "neg"]
+  ) {
     await checkOp(name, ([x]) => op.unary(name as op.UnaryOp, x), ([x]) => x.map(UNARY_REF[name]), [
       { data, shape: [5, 103] },
     ], { noGrad: true, rtol: 2e-4, atol: 1e-5 });

@@ -87,6 +87,7 @@ const SMALL: TokenizerConfig = {
   groups: 2,
   numResBlocks: 1,
   attnResolutions: [3, 6],
+  decoderAttnResolutions: [3, 6],
   zChannels: 8,
   embedDim: 8,
   vocab: 16,

@@ -28,6 +28,11 @@
  * The network is frozen: its parameters never require gradients, but gradients flow through
  * it to the inputs (the tokenizer's reconstruction).
  *
+ * The authors' tokenizer.pt holds this network as `lpips.*`; `deno task import` writes it in
+ * these names (checkpoint/jowa_tokenizer_map.ts). Departure from their code: their
+ * `LPIPS(use_dropout=True)` has Dropout(0.5) before each linear head, active while the
+ * tokenizer trains (a stochastic, unbiased perceptual term); ours has none.
+ *
  * @module
  */
 import {

@@ -36,14 +36,19 @@
  *
  * Loss (jowa.md): L1(x, recon) in [-1, 1] + codebook mean((sg[z] - e)^2) + beta * commitment
  * mean((z - sg[e])^2) with beta = 1 and the straight-through gradient, + LPIPS(x, recon) when
- * VGG16/LPIPS weights are given (models/lpips.ts), all with weight 1.
+ * VGG16/LPIPS weights are given (models/tokenizer/lpips.ts), all with weight 1.
  *
  * Parameter names (`namedParameters()`, state dicts, checkpoints) are VQGAN's, e.g.
  * "encoder.conv_in.weight" [64, 1, 3, 3], "encoder.down.0.block.1.norm2.bias" [64],
  * "encoder.down.1.attn.0.proj_out.weight" [64, 64, 1, 1], "encoder.down.0.downsample.conv.weight"
  * [64, 64, 8, 8], "pre_quant_conv.weight" [512, 512, 1, 1], "embedding.weight" [2048, 512],
  * "decoder.up.2.upsample.conv.weight" [64, 64, 3, 3], "decoder.conv_out.bias" [1].
- * Initialization: PyTorch defaults; the codebook U(-1/vocab, 1/vocab) as IRIS.
+ * Initialization (`init`): "orthogonal", the authors' (encoder/decoder convolutions orthogonal
+ * with gain sqrt(2), zero biases; pre/post-quant convolutions PyTorch's default), or
+ * "default", PyTorch's defaults throughout; the codebook U(-1/vocab, 1/vocab) as IRIS.
+ * The `paper` config is the authors' architecture (models/tokenizer/config.ts): 2 groups and
+ * no attention in the decoder's up levels, unlike the 32 groups and the up.2 attention drawn
+ * above.
  *
  * @module
  */
@@ -65,6 +70,7 @@ import { InitRng } from "../../kernels/nn/layers.ts";
 import { type Tensor, tensor, tidy } from "../../kernels/core/tensor.ts";
 import { Conv2d } from "./layers.ts";
 import { Decoder, Encoder } from "./nets.ts";
+import { orthogonalConvInit } from "./orthogonal_init.ts";
 import { tokenGrid, type TokenizerConfig } from "./config.ts";
 
 export * from "./config.ts";
@@ -131,6 +137,10 @@ export class Tokenizer extends Module {
       new Conv2d(cfg.embedDim, cfg.zChannels, 1, rng),
     );
     this.decoder = this.child("decoder", new Decoder(cfg, rng));
+    if (cfg.init === "orthogonal") {
+      orthogonalConvInit(this.encoder, rng);
+      orthogonalConvInit(this.decoder, rng);
+    }
     this.grid = tokenGrid(cfg);
     this.tokensPerFrame = this.grid * this.grid;
     this.perceptual = opts.perceptual ?? null;

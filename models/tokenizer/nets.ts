@@ -1,6 +1,6 @@
 /**
  * The tokenizer's encoder and decoder (VQGAN's, with JOWA's strides; shapes documented in
- * models/tokenizer.ts).
+ * models/tokenizer/model.ts).
  *
  * @module
  */
@@ -122,7 +122,8 @@ export class Decoder extends Module {
     const built: Level[] = [];
     let r = levelResolutions(cfg).at(-1)!;
     for (let j = 0; j < levels; j++) {
-      const level = new Level(cfg, cfg.numResBlocks + 1, cfg.attnResolutions.includes(r), rng);
+      const attn = cfg.decoderAttnResolutions.includes(r);
+      const level = new Level(cfg, cfg.numResBlocks + 1, attn, rng);
       if (j < cfg.up.length) {
         level.resample = level.add("upsample", new Upsample(cfg.ch, cfg.up[j], rng));
         r *= cfg.up[j];

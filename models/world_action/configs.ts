@@ -9,9 +9,14 @@
  *
  * @module
  */
+import { JOWA_SUPPORT, type Support } from "../../kernels/ops/c51.ts";
 
-/** Everything that fixes the world-action model's parameter shapes and behaviour. */
-export interface WorldActionConfig {
+/**
+ * Everything that fixes the world-action model's parameter shapes and behaviour. As a
+ * {@linkcode Support} it carries the C51 atoms and their range [vMin, vMax], so it can be passed
+ * to the C51 ops directly.
+ */
+export interface WorldActionConfig extends Support {
   /** Name used in reports and checkpoint metadata. */
   name: string;
   /** Transformer blocks. */
@@ -40,16 +45,26 @@ export interface WorldActionConfig {
   qEnsemble: number;
   /** Dropout inside the Q head's hidden blocks. */
   qDropout: number;
-  /** C51 atoms and their support [vMin, vMax]. */
-  atoms: number;
-  vMin: number;
-  vMax: number;
   /** Reward classes: sign(r) + 1. */
   rewardClasses: number;
   /** Termination classes. */
   endClasses: number;
   /** Seed of the parameter initialization. */
   seed: number;
+  /**
+   * GELU of the transformer MLP: "erf", the exact x * Phi(x) of PyTorch's `nn.GELU()` that
+   * the authors' code uses; "tanh", GPT-2's approximation (what checkpoints saved before this
+   * field existed were trained with, so a stored config without it reads as "tanh").
+   */
+  gelu: "erf" | "tanh";
+  /**
+   * Initialization. "jowa", the authors' code: every Linear/Embedding weight N(0, 0.02) with
+   * no residual scaling, and the Q ensemble with PyTorch's default Linear init (weights and
+   * biases U(+-1/sqrt(fan_in))), which their `init_transformer_weights` never reaches through
+   * the stacked ensemble. "gpt2": residual projections N(0, 0.02 / sqrt(2 layers)), the Q head
+   * N(0, 0.02) with zero biases. Only affects fresh models, never loaded weights.
+   */
+  init: "jowa" | "gpt2";
 }
 
 /** Tokens per timestep (observation tokens then one action token). */
@@ -67,18 +82,27 @@ const BASE = {
   tasks: 60,
   qLayers: 3,
   qDropout: 0.01,
-  atoms: 51,
-  vMin: -10,
-  vMax: 30,
+  // C51 atoms and their range: JOWA's support, defined once in kernels/ops/c51.ts.
+  ...JOWA_SUPPORT,
   rewardClasses: 3,
   endClasses: 2,
   seed: 0,
+  gelu: "erf",
+  init: "jowa",
 } as const;
 
 /**
  * Named configurations. `tiny` uses a 64-token observation vocabulary, the codebook of the
- * tiny tokenizer (models/tokenizer_config.ts TINY_TOKENIZER.vocab; the two must agree), and
- * a 2-member Q ensemble so tests exercise the averaging.
+ * tiny tokenizer (models/tokenizer/config.ts TINY_TOKENIZER.vocab; the two must agree), and
+ * a 2-member Q ensemble so tests exercise the averaging. It computes what the paper sizes
+ * compute (exact GELU, so the CPU-reference tests cover the authors' form) but keeps the
+ * GPT-2 initialization its learning tests were tuned with.
+ *
+ * The paper sizes follow the authors' code (github.com/CJReinforce/JOWA), checked against
+ * fixtures made by their classes (tests/jowa_parity_model_test.ts). Remaining departures:
+ * their Q-ensemble dropout stays active in eval mode and in the target head (a functorch
+ * copy `.eval()` never reaches); ours is off outside training, so evaluation is
+ * deterministic. They train and evaluate under bf16 autocast; we compute in f32.
  */
 export const CONFIGS: Readonly<Record<"tiny" | "40M" | "70M" | "150M", WorldActionConfig>> = {
   tiny: {
@@ -90,6 +114,7 @@ export const CONFIGS: Readonly<Record<"tiny" | "40M" | "70M" | "150M", WorldActi
     obsVocab: 64,
     qHidden: 48,
     qEnsemble: 2,
+    init: "gpt2",
   },
   "40M": { ...BASE, name: "40M", layers: 4, d: 512, heads: 8, qHidden: 768, qEnsemble: 1 },
   "70M": { ...BASE, name: "70M", layers: 6, d: 768, heads: 12, qHidden: 1024, qEnsemble: 1 },
@@ -136,6 +161,12 @@ export function validateConfig(c: WorldActionConfig): WorldActionConfig {
     throw new Error(`config ${c.name}: d/heads = ${c.d}/${c.heads} must be a multiple of 4`);
   }
   if (c.qLayers < 2) throw new Error(`config ${c.name}: qLayers must be >= 2`);
+  for (const [k, allowed] of Object.entries(CHOICE_FIELDS)) {
+    const v = (c as unknown as Record<string, unknown>)[k];
+    if (!(allowed as readonly unknown[]).includes(v)) {
+      throw new Error(`config ${c.name}: ${k} = ${JSON.stringify(v)}, expected one of ${allowed}`);
+    }
+  }
   if (!(c.vMax > c.vMin) || c.atoms < 2) throw new Error(`config ${c.name}: bad C51 support`);
   for (const p of [c.dropout, c.qDropout]) {
     if (!(p >= 0 && p < 1)) throw new Error(`config ${c.name}: dropout ${p} outside [0, 1)`);
@@ -143,8 +174,63 @@ export function validateConfig(c: WorldActionConfig): WorldActionConfig {
   return c;
 }
 
-/** The C51 support z_i = vMin + i (vMax - vMin) / (atoms - 1). */
-export function support(c: WorldActionConfig): Float32Array {
-  const dz = (c.vMax - c.vMin) / (c.atoms - 1);
-  return Float32Array.from({ length: c.atoms }, (_, i) => c.vMin + i * dz);
+/** Number fields of a config that are not sizes (any finite value; validateConfig bounds them). */
+const REAL_FIELDS = ["dropout", "qDropout", "vMin", "vMax", "seed"] as const;
+
+/** String fields with their allowed values. */
+export const CHOICE_FIELDS = {
+  gelu: ["erf", "tanh"],
+  init: ["jowa", "gpt2"],
+} as const;
+
+/** What a stored config without a choice field was made with (before the field existed). */
+const LEGACY_CHOICES = { gelu: "tanh", init: "gpt2" } as const;
+
+/**
+ * A world-action config read from untrusted JSON (a checkpoint's `config` metadata): an
+ * object with every field of {@link WorldActionConfig} at its type (extra fields dropped),
+ * then {@link validateConfig}. Throws a one-line Error naming the first bad field.
+ */
+export function parseWorldActionConfig(raw: unknown): WorldActionConfig {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new Error(`world-action config is ${jsonType(raw)}, expected an object`);
+  }
+  const o = raw as Record<string, unknown>;
+  if (typeof o.name !== "string") {
+    throw new Error(`world-action config field 'name' is ${jsonType(o.name)}, expected a string`);
+  }
+  const c: Record<string, unknown> = { name: o.name };
+  for (const k of [...INTEGER_SIZE_FIELDS, ...REAL_FIELDS]) {
+    const v = o[k];
+    if (typeof v !== "number" || !Number.isFinite(v)) {
+      throw new Error(`world-action config field '${k}' is ${jsonType(v)}, expected a number`);
+    }
+    c[k] = v;
+  }
+  for (const k of Object.keys(CHOICE_FIELDS) as (keyof typeof CHOICE_FIELDS)[]) {
+    const v = o[k] ?? LEGACY_CHOICES[k];
+    if (!(CHOICE_FIELDS[k] as readonly unknown[]).includes(v)) {
+      throw new Error(
+        `world-action config field '${k}' is ${jsonType(v)}, expected one of ${CHOICE_FIELDS[k]}`,
+      );
+    }
+    c[k] = v;
+  }
+  // The stored key order, so a re-saved config reads like the original (defaults last).
+  const keys = [
+    ...Object.keys(o).filter((k) => k in c),
+    ...Object.keys(c).filter((k) => !(k in o)),
+  ];
+  const ordered = Object.fromEntries(keys.map((k) => [k, c[k]]));
+  return validateConfig(ordered as unknown as WorldActionConfig);
+}
+
+/** How a JSON value reads in an error message. */
+export function jsonType(v: unknown): string {
+  if (v === undefined) return "missing";
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "an array";
+  if (typeof v === "string") return `a string (${JSON.stringify(v.slice(0, 20))})`;
+  if (typeof v === "number") return String(v);
+  return `${typeof v === "object" ? "an" : "a"} ${typeof v}`;
 }

@@ -1,8 +1,8 @@
 /**
  * The world-action model's output heads: the 2-layer MLP prediction heads (next observation
  * token, reward class, termination) and the distributional Q head, an ensemble of MLPs
- * [Linear -> Dropout -> LayerNorm -> Mish] x (qLayers - 1) -> Linear to actions x atoms whose
- * atom distributions are averaged.
+ * [Linear -> (Dropout, first block only) -> LayerNorm -> Mish] x (qLayers - 1) -> Linear to
+ * actions x atoms whose atom distributions are averaged.
  *
  * @module
  */
@@ -23,7 +23,7 @@ import { Module } from "../../kernels/nn/module.ts";
 import { type InitRng, LayerNorm, Linear } from "../../kernels/nn/layers.ts";
 import type { Tensor } from "../../kernels/core/tensor.ts";
 import type { WorldActionConfig } from "./configs.ts";
-import type { SeedStream } from "./transformer.ts";
+import type { SeedStream } from "../../util/rng.ts";
 
 /** Linear(d, d) -> ReLU -> Linear(d, classes) (IRIS's head). */
 export class MlpHead extends Module {
@@ -42,7 +42,13 @@ export class MlpHead extends Module {
   }
 }
 
-/** One Q-head ensemble member. */
+/**
+ * One Q-head ensemble member. As the authors' `mlp(..., dropout)` (their utils.py), only the
+ * FIRST hidden block has dropout. With `init: "jowa"` its Linears keep PyTorch's default
+ * init, as their stacked ensemble does. Departure: their ensemble runs a functorch copy whose
+ * dropout `.eval()` never switches off (in the target head too), so their evaluation and TD
+ * targets are slightly random; ours applies dropout only in training, never in the target.
+ */
 export class QMember extends Module {
   readonly hidden: { linear: Linear; norm: LayerNorm }[] = [];
   readonly out: Linear;
@@ -50,24 +56,25 @@ export class QMember extends Module {
   constructor(readonly cfg: WorldActionConfig, rng: InitRng) {
     super();
     let din = cfg.d;
+    const opts = { torchDefault: cfg.init === "jowa" };
     for (let j = 0; j < cfg.qLayers - 1; j++) {
       this.hidden.push({
-        linear: this.child(`hidden.${j}.linear`, new Linear(din, cfg.qHidden, rng)),
+        linear: this.child(`hidden.${j}.linear`, new Linear(din, cfg.qHidden, rng, opts)),
         norm: this.child(`hidden.${j}.norm`, new LayerNorm(cfg.qHidden)),
       });
       din = cfg.qHidden;
     }
-    this.out = this.child("out", new Linear(din, cfg.actions * cfg.atoms, rng));
+    this.out = this.child("out", new Linear(din, cfg.actions * cfg.atoms, rng, opts));
   }
 
   /** [..., d] -> logits [..., actions, atoms]. */
   forward(x: Tensor, seeds: SeedStream): Tensor {
     const p = this.training ? this.cfg.qDropout : 0;
     let h = x;
-    for (const { linear, norm } of this.hidden) {
-      const seed = seeds.next(); // drawn at p = 0 too: train and eval see the same seeds
+    for (const [j, { linear, norm }] of this.hidden.entries()) {
+      const seed = seeds.nextSeed(); // drawn at p = 0 too: train and eval see the same seeds
       let y = linear.forward(h);
-      if (p > 0) y = dropout(y, p, seed);
+      if (p > 0 && j === 0) y = dropout(y, p, seed);
       h = mish(norm.forward(y));
     }
     const logits = this.out.forward(h);

@@ -7,7 +7,7 @@
  *         + learned absolute position embedding
  *         + task embedding (separate tables for observation and action positions),
  *
- * embedding dropout, `layers` causal blocks (models/transformer.ts `Block`), a final
+ * embedding dropout, `layers` causal blocks (transformer.ts `Block`), a final
  * LayerNorm, and heads read at the positions of models/world_action_model_layout.ts:
  * next-observation token (all but the last observation token of each timestep), reward and
  * termination (action tokens), distributional Q (last observation token), plus a target copy
@@ -31,18 +31,14 @@ import { noGrad } from "../../kernels/core/autograd.ts";
 import { add, concat, dropout, indexSelect, reshape, slice } from "../../kernels/ops/mod.ts";
 import { copyTensor, Module } from "../../kernels/nn/module.ts";
 import { Embedding, InitRng, LayerNorm } from "../../kernels/nn/layers.ts";
-import { keep, type Tensor, tensor } from "../../kernels/core/tensor.ts";
-import {
-  contextLength,
-  support,
-  tokensPerStep,
-  validateConfig,
-  type WorldActionConfig,
-} from "./configs.ts";
+import { constTensor, keep, type Tensor, tensor } from "../../kernels/core/tensor.ts";
+import { supportValues } from "../../kernels/ops/c51.ts";
+import { contextLength, tokensPerStep, validateConfig, type WorldActionConfig } from "./configs.ts";
 import { MlpHead, QHead, type QOutputs } from "./heads.ts";
 import { type HeadRows, headRows, kindRuns } from "./layout.ts";
 import { worldActionParamSpec } from "./spec.ts";
-import { Block, SeedStream } from "./transformer.ts";
+import { Block } from "./transformer.ts";
+import { type Seed, SeedStream } from "../../util/rng.ts";
 import { decodeStep, KvCache } from "./kv_cache.ts";
 
 /** Outputs for a block of t tokens starting at absolute position `start`. */
@@ -67,7 +63,7 @@ export interface WorldActionOutputs {
 /** Options of a forward pass. */
 export interface ForwardOptions {
   /** Seed of this step's dropout masks. */
-  stepSeed?: number;
+  stepSeed?: Seed;
   /** Also evaluate the target Q head (no gradient). */
   target?: boolean;
   /** Rows (offsets) for the next-observation head instead of the default rows.obs. */
@@ -103,7 +99,14 @@ export class WorldActionModel extends Module {
     this.positionEmbed = this.child("embed.position", new Embedding(contextLength(cfg), d, rng));
     this.taskObsEmbed = this.child("embed.task_obs", new Embedding(cfg.tasks, d, rng));
     this.taskActionEmbed = this.child("embed.task_action", new Embedding(cfg.tasks, d, rng));
-    const block = { d, heads: cfg.heads, dropout: cfg.dropout, causal: true };
+    const block = {
+      d,
+      heads: cfg.heads,
+      dropout: cfg.dropout,
+      causal: true,
+      gelu: cfg.gelu,
+      scaledInit: cfg.init !== "jowa",
+    };
     for (let i = 0; i < cfg.layers; i++) {
       this.blocks.push(this.child(`blocks.${i}`, new Block(block, rng, cfg.layers)));
     }
@@ -115,7 +118,7 @@ export class WorldActionModel extends Module {
     this.targetQ = new QHead(cfg, rng);
     for (const p of this.targetQ.parameters()) p.requiresGrad = false;
     this.targetQ.eval();
-    this.support = keep(tensor(support(cfg), [cfg.atoms]));
+    this.support = keep(tensor(Float32Array.from(supportValues(cfg)), [cfg.atoms]));
     this.#checkSpec();
     this.updateTarget();
   }
@@ -170,7 +173,7 @@ export class WorldActionModel extends Module {
     const seeds = new SeedStream(opts.stepSeed ?? 0);
     let x = this.embed(tokens, tasks, 0);
     const p = this.training ? this.cfg.dropout : 0;
-    const seed = seeds.next(); // drawn at p = 0 too, like transformer.ts
+    const seed = seeds.nextSeed(); // drawn at p = 0 too, like transformer.ts
     if (p > 0) x = dropout(x, p, seed);
     for (const b of this.blocks) x = b.forward(x, seeds);
     return this.heads(this.lnF.forward(x), 0, seeds, opts);
@@ -225,7 +228,7 @@ export class WorldActionModel extends Module {
       });
       x = parts.length === 1 ? parts[0] : concat(parts, 1);
     }
-    const positions = tensor(Int32Array.from({ length: t }, (_, i) => start + i), [t], "i32");
+    const positions = constTensor(Int32Array.from({ length: t }, (_, i) => start + i), [t], "i32");
     return add(x, this.positionEmbed.forward(positions));
   }
 
@@ -269,7 +272,7 @@ function gatherRows(h: Tensor, offs: readonly number[]): Tensor | null {
   if (contiguous) return slice(h, 1, offs[0], offs[0] + offs.length);
   const idx = new Int32Array(N * offs.length);
   for (let n = 0; n < N; n++) offs.forEach((o, k) => (idx[n * offs.length + k] = n * t + o));
-  const picked = indexSelect(reshape(h, [N * t, d]), tensor(idx, [idx.length], "i32"));
+  const picked = indexSelect(reshape(h, [N * t, d]), constTensor(idx, [idx.length], "i32"));
   return reshape(picked, [N, offs.length, d]);
 }
 

@@ -8,24 +8,19 @@
  *
  * @module
  */
-import { add, crossEntropy, dropout, fusedAttention, gelu } from "../../kernels/ops/mod.ts";
+import {
+  add,
+  crossEntropy,
+  dropout,
+  fusedAttention,
+  gelu,
+  geluErf,
+} from "../../kernels/ops/mod.ts";
 import { Module } from "../../kernels/nn/module.ts";
 import { Embedding, InitRng, LayerNorm, Linear } from "../../kernels/nn/layers.ts";
 import type { Tensor } from "../../kernels/core/tensor.ts";
 import { reshape, slice } from "../../kernels/ops/layout.ts";
-
-/** Dropout seeds for one forward pass: a counter hashed with the step's seed. */
-export class SeedStream {
-  #n = 0;
-  constructor(readonly stepSeed: number) {}
-
-  /** A fresh seed for the next dropout site. */
-  next(): number {
-    let h = (this.stepSeed ^ Math.imul(++this.#n, 0x9e3779b1)) >>> 0;
-    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
-    return (h ^ (h >>> 13)) >>> 0;
-  }
-}
+import { type Seed, SeedStream } from "../../util/rng.ts";
 
 /** Sizes of a transformer stack. */
 export interface BlockConfig {
@@ -34,6 +29,13 @@ export interface BlockConfig {
   dropout: number;
   /** Attention mask: causal for language-like sequences. */
   causal: boolean;
+  /** The MLP's GELU: "erf" exact (PyTorch's nn.GELU(), JOWA), "tanh" GPT-2's (default). */
+  gelu?: "erf" | "tanh";
+  /**
+   * GPT-2's scaled init of the residual projections (attn.proj, mlp.fc2):
+   * N(0, 0.02 / sqrt(2 layers)) when true (default), plain N(0, 0.02) when false (JOWA).
+   */
+  scaledInit?: boolean;
 }
 
 /** Multi-head self-attention with a fused QKV projection. */
@@ -54,13 +56,13 @@ export class SelfAttention extends Module {
       heads: this.cfg.heads,
       causal: this.cfg.causal,
       dropout: p,
-      seed: seeds.next(),
+      seed: seeds.nextSeed(),
     });
     return drop(this.proj.forward(y), p, seeds);
   }
 }
 
-/** The feed-forward part: d -> 4d -> GELU -> d. */
+/** The feed-forward part: d -> 4d -> GELU (exact or tanh form, `cfg.gelu`) -> d. */
 export class Mlp extends Module {
   readonly fc1: Linear;
   readonly fc2: Linear;
@@ -73,8 +75,9 @@ export class Mlp extends Module {
 
   /** [..., d] -> [..., d]. */
   forward(x: Tensor, seeds: SeedStream): Tensor {
+    const act = this.cfg.gelu === "erf" ? geluErf : gelu;
     return drop(
-      this.fc2.forward(gelu(this.fc1.forward(x))),
+      this.fc2.forward(act(this.fc1.forward(x))),
       this.training ? this.cfg.dropout : 0,
       seeds,
     );
@@ -88,10 +91,10 @@ export class Block extends Module {
   readonly ln2: LayerNorm;
   readonly mlp: Mlp;
 
-  /** `layers` sets GPT-2's scaled init of the residual projections. */
+  /** `layers` sets GPT-2's scaled init of the residual projections (see `scaledInit`). */
   constructor(cfg: BlockConfig, rng: InitRng, layers: number) {
     super();
-    const projStd = 0.02 / Math.sqrt(2 * layers);
+    const projStd = cfg.scaledInit === false ? 0.02 : 0.02 / Math.sqrt(2 * layers);
     this.ln1 = this.child("ln1", new LayerNorm(cfg.d));
     this.attn = this.child("attn", new SelfAttention(cfg, rng, projStd));
     this.ln2 = this.child("ln2", new LayerNorm(cfg.d));
@@ -106,7 +109,7 @@ export class Block extends Module {
 }
 
 function drop(x: Tensor, p: number, seeds: SeedStream): Tensor {
-  const seed = seeds.next(); // drawn even at p = 0 so train and eval see the same seeds
+  const seed = seeds.nextSeed(); // drawn even at p = 0 so train and eval see the same seeds
   return p > 0 ? dropout(x, p, seed) : x;
 }
 
@@ -144,7 +147,7 @@ export class Gpt extends Module {
   }
 
   /** Logits [B, T, vocab] for token ids `idx` [B, T] (i32). */
-  forward(idx: Tensor, stepSeed = 0): Tensor {
+  forward(idx: Tensor, stepSeed: Seed = 0): Tensor {
     const T = idx.shape[1];
     if (idx.rank !== 2 || T > this.cfg.context) {
       throw new Error(`Gpt: token ids [${idx.shape}] must be [B, T <= ${this.cfg.context}]`);
@@ -158,7 +161,7 @@ export class Gpt extends Module {
   }
 
   /** Mean cross-entropy of next-token prediction where `mask` (f32 [B, T]) is 1. */
-  loss(idx: Tensor, targets: Tensor, mask?: Tensor, stepSeed = 0): Tensor {
+  loss(idx: Tensor, targets: Tensor, mask?: Tensor, stepSeed: Seed = 0): Tensor {
     return crossEntropy(this.forward(idx, stepSeed), targets, mask);
   }
 }

@@ -1,5 +1,5 @@
 /**
- * A float64 CPU forward of models/transformer.ts's Gpt (no dropout), written independently
+ * A float64 CPU forward of models/world_action/transformer.ts's Gpt (no dropout), written independently
  * from the GPU code: the reference for the engine's end-to-end gradient test. Its pieces
  * (linear, layer norm, GELU, one pre-LN block) are exported for other model references
  * (tests/helpers/cpu_wam.ts).
@@ -102,7 +102,10 @@ export function cpuGptLoss(
   return loss / wsum;
 }
 
-/** One causal pre-LN block (models/transformer.ts `Block`) on x [B, T, d]; returns the new x. */
+/**
+ * One causal pre-LN block (models/world_action/transformer.ts `Block`) on x [B, T, d]; returns the new x.
+ * `act` is the MLP's GELU (GPT-2's tanh form by default; geluErf64 for the exact form).
+ */
 export function cpuBlock(
   get: (name: string) => Float64Array,
   pre: string,
@@ -111,6 +114,7 @@ export function cpuBlock(
   T: number,
   d: number,
   H: number,
+  act: (x: number) => number = gelu,
 ): Float64Array {
   const N = B * T;
   const D = d / H;
@@ -144,7 +148,7 @@ export function cpuBlock(
   x = x.map((v, i) => v + proj[i]);
   const h2 = layerNorm(x, N, d, get(pre + "ln2.weight"), get(pre + "ln2.bias"));
   const f1 = linear(h2, N, get(pre + "mlp.fc1.weight"), get(pre + "mlp.fc1.bias"), d, 4 * d).map(
-    gelu,
+    act,
   );
   const f2 = linear(f1, N, get(pre + "mlp.fc2.weight"), get(pre + "mlp.fc2.bias"), 4 * d, d);
   x = x.map((v, i) => v + f2[i]);

@@ -66,6 +66,37 @@ export function broadcastMap(
 const GELU_C = Math.sqrt(2 / Math.PI);
 const softplus = (x: number) => Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x)));
 
+/**
+ * erf in float64, written independently of the kernel's Chebyshev fit: the Maclaurin series
+ * for |x| < 2.5, the continued fraction of erfc beyond (both accurate to ~1e-14).
+ */
+export function erf64(x: number): number {
+  return 1 - erfc64(x);
+}
+
+/** erfc in float64 (see {@link erf64}); keeps its relative accuracy in the tails. */
+export function erfc64(x: number): number {
+  const a = Math.abs(x);
+  if (a < 2.5) {
+    let term = a;
+    let s = a;
+    for (let n = 1; n < 80; n++) {
+      term *= -a * a / n;
+      s += term / (2 * n + 1);
+    }
+    const e = (2 / Math.sqrt(Math.PI)) * s;
+    return x >= 0 ? 1 - e : 1 + e;
+  }
+  // erfc(a) = exp(-a^2)/sqrt(pi) * 1/(a + (1/2)/(a + 1/(a + (3/2)/(a + ...)))), evaluated backward.
+  let f = a;
+  for (let k = 120; k >= 1; k--) f = a + (k / 2) / f;
+  const r = Math.exp(-a * a) / Math.sqrt(Math.PI) / f;
+  return x >= 0 ? r : 2 - r;
+}
+
+/** The exact GELU x * Phi(x) in float64. */
+export const geluErf64 = (x: number): number => 0.5 * x * erfc64(-x / Math.SQRT2);
+
 /** The unary ops in float64. */
 export const UNARY_REF: Record<string, (x: number) => number> = {
   neg: (x) => -x,
@@ -78,6 +109,7 @@ export const UNARY_REF: Record<string, (x: number) => number> = {
   relu: (x) => Math.max(x, 0),
   abs: Math.abs,
   gelu: (x) => 0.5 * x * (1 + Math.tanh(GELU_C * (x + 0.044715 * x ** 3))),
+  gelu_erf: (x) => geluErf64(x),
   silu: (x) => x / (1 + Math.exp(-x)),
   mish: (x) => x * Math.tanh(softplus(x)),
 };

@@ -1,5 +1,5 @@
 /**
- * A float64 CPU reference of the whole VQ-VAE tokenizer (models/tokenizer.ts), by parameter
+ * A float64 CPU reference of the whole VQ-VAE tokenizer (models/tokenizer/model.ts), by parameter
  * name, for model-level tests. The quantizer's stop-gradients are made explicit: given the
  * values at the base point (`StopGrad`), the loss is the surrogate whose finite differences
  * equal the straight-through gradient there:
@@ -155,7 +155,7 @@ export function cpuDecode(p: Params, cfg: TokenizerConfig, zq: Img): Img {
       `decoder.up.${i}`,
       h,
       cfg.numResBlocks + 1,
-      cfg.attnResolutions.includes(r),
+      cfg.decoderAttnResolutions.includes(r),
       cfg.groups,
     );
     if (i > 0) {

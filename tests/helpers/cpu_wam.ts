@@ -5,7 +5,8 @@
  * obs head where offset != K - 1, reward/termination where offset == K, Q where
  * offset == K - 1.
  */
-import { cpuBlock, layerNorm, linear, type Params } from "./cpu_gpt.ts";
+import { cpuBlock, gelu, layerNorm, linear, type Params } from "./cpu_gpt.ts";
+import { geluErf64 } from "./cpu_ops.ts";
 import type { WorldActionConfig } from "../../models/world_action/configs.ts";
 
 /** Head outputs, row-major, rows in position order. */
@@ -77,7 +78,10 @@ export function cpuWamForward(
       }
     }
   }
-  for (let l = 0; l < c.layers; l++) x = cpuBlock(get, `blocks.${l}.`, x, B, T, d, c.heads);
+  const act = c.gelu === "tanh" ? gelu : geluErf64;
+  for (let l = 0; l < c.layers; l++) {
+    x = cpuBlock(get, `blocks.${l}.`, x, B, T, d, c.heads, act);
+  }
   const h = layerNorm(x, B * T, d, get("ln_f.weight"), get("ln_f.bias"));
   const rows = cpuRows(c, T);
   const mlp = (name: string, rs: number[], classes: number) => {
