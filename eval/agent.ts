@@ -10,9 +10,10 @@
  *
  * @module
  */
-import { concat, indexSelect, reshape } from "../kernels/ops/mod.ts";
+import { indexSelect, reshape } from "../kernels/ops/mod.ts";
 import { readAll, type Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
-import { beamSearch } from "./beam_search.ts";
+import type { CaptureStats } from "../kernels/core/capture.ts";
+import { type CapturedPlanner, capturePlanner } from "./captured_planner.ts";
 import { type EnvHistory, windowTimesteps } from "./context_history.ts";
 import type { FrameTokenizer } from "./frame_tokenizer.ts";
 import type { PlanningModel } from "./planning_model.ts";
@@ -25,6 +26,16 @@ export interface AgentOptions {
   beamWidth: number;
   /** Discount used by the planner (default 0.99). */
   gamma?: number;
+  /**
+   * Timesteps of context kept, the current one included (the authors' per-game `buffer_size`);
+   * the window is min(L - H, context). Default: all that fits (L - H).
+   */
+  context?: number | null;
+  /**
+   * Replay the planner's recorded GPU work for contexts of a shape seen before
+   * (eval/captured_planner.ts; bit for bit the eager decisions). Default false: eager.
+   */
+  replay?: boolean;
 }
 
 /** One environment's inputs for a decision. */
@@ -56,6 +67,8 @@ export class PlanningAgent {
   readonly gamma: number;
   /** Observations per planning window. */
   readonly window: number;
+  /** The planner (captured: replayed for shapes seen before, unless `replay` is false). */
+  readonly #plan: CapturedPlanner;
 
   constructor(
     readonly model: PlanningModel,
@@ -67,13 +80,29 @@ export class PlanningAgent {
     this.horizon = greedy ? 0 : opts.horizon;
     this.beamWidth = greedy ? 1 : opts.beamWidth;
     this.gamma = opts.gamma ?? 0.99;
-    this.window = windowTimesteps(model.timesteps, this.horizon);
+    this.window = windowTimesteps(model.timesteps, this.horizon, opts.context);
+    this.#plan = capturePlanner(model, {
+      horizon: this.horizon,
+      beamWidth: this.beamWidth,
+      gamma: this.gamma,
+      replay: opts.replay ?? false,
+    });
     if (tokenizer.tokensPerFrame !== model.obsTokens) {
       throw new Error(
         `tokenizer gives ${tokenizer.tokensPerFrame} tokens per frame, the model expects ` +
           `${model.obsTokens}`,
       );
     }
+  }
+
+  /** Calls of the planner: eager, recorded and replayed (and why any shape fell back). */
+  replayStats(): CaptureStats {
+    return this.#plan.stats();
+  }
+
+  /** Free the planner's captured GPU buffers (the agent stays usable; it records again). */
+  dispose(): void {
+    this.#plan.dispose();
   }
 
   /** Decide for every input; `frames` holds their current frames (84 x 84 bytes each). */
@@ -95,26 +124,17 @@ export class PlanningAgent {
         plans.push(tidy(() => {
           const G = rows.length;
           const cur = n === G ? current : indexSelect(current, tensor(rows, [G], "i32"));
-          let tokens = cur;
-          if (w > 1) {
-            const past = new Int32Array(G * (w - 1) * (O + 1));
-            rows.forEach((r, g) =>
-              past.set(inputs[r].history.pastTokens(w, O), g * past.length / G)
-            );
-            tokens = concat([tensor(past, [G, past.length / G], "i32"), cur], 1);
-          }
+          const past = new Int32Array(G * (w - 1) * (O + 1));
+          rows.forEach((r, g) => past.set(inputs[r].history.pastTokens(w, O), g * past.length / G));
           const valid = new Float32Array(G * A);
           rows.forEach((r, g) => valid.set(Array.from(inputs[r].valid), g * A));
           const recordRows = rows.flatMap((r, g) => (inputs[r].record ? [g] : []));
           const keepPaths = this.horizon > 0 && recordRows.length > 0;
-          const out = beamSearch(this.model, {
-            tokens,
-            tasks: tensor(rows.map((r) => inputs[r].task), [G], "i32"),
-            valid: tensor(valid, [G, A]),
-          }, {
-            horizon: this.horizon,
-            beamWidth: this.beamWidth,
-            gamma: this.gamma,
+          const out = this.#plan({
+            current: cur,
+            past,
+            tasks: Int32Array.from(rows, (r) => inputs[r].task),
+            valid,
             keepPaths,
           });
           let imagined: Tensor | null = null;

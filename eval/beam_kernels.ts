@@ -15,6 +15,7 @@
  * @module
  */
 import { runtime } from "../kernels/core/runtime.ts";
+import { planCache } from "../kernels/core/plan_cache.ts";
 import { Tensor } from "../kernels/core/tensor.ts";
 import { binding, f32, grid, linearWorkgroup } from "../kernels/codegen/wgsl.ts";
 import { MAX_TOPK, topkListWgsl } from "../kernels/ops/topk.ts";
@@ -96,19 +97,23 @@ export function beamExpand(
   out.first.intRange = [0, A - 1];
   out.parents.intRange = [0, R - 1];
   const groups = Math.ceil(M / WG);
-  const row = prev ? `u32(clamp(sel[m], 0, ${R - 1}))` : "m";
-  const list = topkListWgsl(k); // validates k (beamSearch checked it with checkBeamWidth)
-  const code = `${binding(0, "q", "f32")}
+  // One plan per shape: a warm step generates no WGSL (kernels/core/plan_cache.ts).
+  const kernel = planCache(`beamExpand|${k}|${R}|${A}|${M}|${beamsPerEnv}|${!!prev}`, () => {
+    const row = prev ? `u32(clamp(sel[m], 0, ${R - 1}))` : "m";
+    const list = topkListWgsl(k); // validates k (beamSearch checked it with checkBeamWidth)
+    const code = `${binding(0, "q", "f32")}
 ${binding(1, "valid", "f32")}
 ${binding(2, "acts", "i32", true)}
 ${binding(3, "parents", "i32", true)}
 ${binding(4, "firsts", "i32", true)}
 ${binding(5, "base", "f32", true)}
 ${
-    prev
-      ? `${binding(6, "sel", "i32")}\n${binding(7, "score", "f32")}\n${binding(8, "first", "i32")}`
-      : ""
-  }
+      prev
+        ? `${binding(6, "sel", "i32")}\n${binding(7, "score", "f32")}\n${
+          binding(8, "first", "i32")
+        }`
+        : ""
+    }
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let m = ${linearWorkgroup(groups)} * ${WG}u + lid;
@@ -134,9 +139,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 }
 `;
+    return { code, label: `beamExpand(${k})`, workgroups: grid(groups) };
+  });
   const bufs = [q, valid, out.actions, out.parents, out.first, out.base].map((t) => t.buffer);
   if (prev) bufs.push(prev.sel.buffer, prev.score.buffer, prev.first.buffer);
-  runtime().dispatch({ code, label: `beamExpand(${k})`, workgroups: grid(groups) }, bufs);
+  runtime().dispatch(kernel, bufs);
   return out;
 }
 
@@ -178,7 +185,6 @@ export function beamPrune(
   }
   const C = total / N;
   if (k > C) throw new Error(`beamPrune: keep ${k} of ${C} children`);
-  const list = topkListWgsl(k);
   const out: Pruned = {
     score: Tensor.empty([total], "f32"),
     sel: Tensor.empty([N * k], "i32"),
@@ -190,7 +196,9 @@ export function beamPrune(
   out.bestRow.intRange = [0, total - 1];
   out.best.intRange = [0, A - 1];
   const groups = Math.ceil(N / WG);
-  const code = `${binding(0, "base", "f32")}
+  const kernel = planCache(`beamPrune|${k}|${N}|${C}|${A}|${depth}|${gamma}`, () => {
+    const list = topkListWgsl(k);
+    const code = `${binding(0, "base", "f32")}
 ${binding(1, "reward", "f32")}
 ${binding(2, "q", "f32")}
 ${binding(3, "first", "i32")}
@@ -227,11 +235,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   bestValue[n] = bv[0];
 }
 `;
+    return { code, label: `beamPrune(${k}/${C})`, workgroups: grid(groups) };
+  });
   const bufs = [base, reward, q, first, valid, out.score, out.sel, out.best, out.bestRow];
   bufs.push(out.bestValue);
-  runtime().dispatch(
-    { code, label: `beamPrune(${k}/${C})`, workgroups: grid(groups) },
-    bufs.map((t) => t.buffer),
-  );
+  runtime().dispatch(kernel, bufs.map((t) => t.buffer));
   return out;
 }

@@ -10,11 +10,14 @@
  * environments advance together: depth 0 runs N*K sequences, later depths N*K*K, branched
  * from the parents' state (the KV cache of the shared prefix is copied, not recomputed).
  * Nothing is read back here: the caller reads `actions` (with whatever else it needs) once.
+ * The prefill and each depth are submitted as they are recorded (`Runtime.submitReady`), so the
+ * GPU works while the host records the rest; eval/captured_planner.ts replays the whole call.
  *
  * @module
  */
 import { concat, indexSelect, maskedArgmax, reshape } from "../kernels/ops/mod.ts";
 import { type Tensor, tidy } from "../kernels/core/tensor.ts";
+import { runtime } from "../kernels/core/runtime.ts";
 import { beamExpand, beamPrune, type BeamRows, checkBeamWidth } from "./beam_kernels.ts";
 import type { PlanningModel, PlanningState } from "./planning_model.ts";
 
@@ -105,6 +108,8 @@ export function beamSearchFrom<S extends PlanningState>(
         prev = { sel: pr.sel, score: pr.score, first: ex.first };
         state = child;
         q = im.q;
+        // Submit this depth: the GPU runs it while the host records the next one.
+        runtime().submitReady();
         if (d === H - 1) {
           out = {
             actions: pr.best,
@@ -130,6 +135,7 @@ export function beamSearch<S extends PlanningState>(
 ): PlanOutput {
   checkOptions(opts);
   const { state, q } = model.prefill(inputs.tokens, inputs.tasks);
+  runtime().submitReady();
   try {
     return tidy(() => beamSearchFrom(model, state, q, inputs.valid, opts));
   } finally {

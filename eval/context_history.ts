@@ -1,18 +1,30 @@
 /**
  * Each environment's recent past as the world-action model sees it: observation tokens and
  * the actions taken after them. Planning from the current observation uses a window of at
- * most `timesteps - horizon` observations (the current one included), so the window plus
+ * most `timesteps - horizon` observations (the current one included; fewer with a `context`
+ * setting: min(L - H, context), as the authors' `buffer_size`), so the window plus
  * the H imagined timesteps fit the model's context (models/kv_cache_window.ts gives the same
  * count); positions restart at 0 in each window, as in training segments.
  *
  * @module
  */
 
-/** Observations a planning window holds: L - H (L with the greedy policy, H = 0). */
-export function windowTimesteps(timesteps: number, horizon: number): number {
+/**
+ * Observations a planning window holds: L - H (L with the greedy policy, H = 0), or fewer when
+ * `context` (the public protocol's per-game `buffer_size`) asks for less: min(L - H, context).
+ */
+export function windowTimesteps(
+  timesteps: number,
+  horizon: number,
+  context?: number | null,
+): number {
   const w = timesteps - horizon;
   if (w < 1) throw new Error(`horizon ${horizon} leaves no room in a ${timesteps}-step context`);
-  return w;
+  if (context === undefined || context === null) return w;
+  if (!Number.isInteger(context) || context < 1) {
+    throw new Error(`context must be a positive integer number of timesteps, got ${context}`);
+  }
+  return Math.min(w, context);
 }
 
 /** One environment's past observations (tokens) and the action taken after each. */

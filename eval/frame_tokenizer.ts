@@ -1,5 +1,5 @@
 /**
- * What evaluation needs from the observation tokenizer (models/tokenizer.ts `Tokenizer`
+ * What evaluation needs from the observation tokenizer (models/tokenizer/model.ts `Tokenizer`
  * satisfies it): frames -> tokens on the GPU, and tokens -> frames for recordings.
  *
  * @module

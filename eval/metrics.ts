@@ -13,7 +13,7 @@
  * @module
  */
 
-import { canonicalGameName, gameReference } from "../atari/scores.ts";
+import { canonicalGameName, gameReference } from "../atari/mod.ts";
 
 function assertFiniteValues(values: readonly number[], what: string): void {
   for (let i = 0; i < values.length; i++) {

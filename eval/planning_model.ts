@@ -1,7 +1,7 @@
 /**
  * The small interface the beam-search planner needs from a world-action model, so the same
  * planner runs on the real model (eval/wam_planning_model.ts, KV-cached; and
- * eval/wam_uncached_model.ts, recomputing full contexts) and on hand-built stubs in tests.
+ * tests/helpers/wam_uncached_model.ts, recomputing full contexts) and on hand-built stubs in tests.
  *
  * A `PlanningState` is a batch of M token sequences that the model can extend. Every method
  * records GPU work only: no readback happens behind the planner's back.

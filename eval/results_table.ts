@@ -18,6 +18,7 @@ import {
   type IntervalEstimate,
   resolveBootstrapOptions,
   type Statistic,
+  stratifiedBootstrapCI,
   stratifiedBootstrapCIs,
 } from "./bootstrap.ts";
 import {
@@ -30,7 +31,7 @@ import {
   perGameMeans,
   trimMean,
 } from "./metrics.ts";
-import { canonicalGameName, gameReference, type GameSplit } from "../atari/scores.ts";
+import { canonicalGameName, gameReference, type GameSplit } from "../atari/mod.ts";
 
 /** Evaluation returns of one game. */
 export interface GameEvaluation {
@@ -46,6 +47,31 @@ export interface ResultsOptions extends BootstrapOptions {
   label?: string;
   /** Standard deviation of returns: 0 = population (default), 1 = sample. */
   ddof?: 0 | 1;
+  /** The authors' published episode returns to compare with (the public protocol). */
+  authors?: AuthorsReference;
+}
+
+/** The authors' published per-episode returns of one model (public_eval_settings.json). */
+export interface AuthorsReference {
+  /** Model name, e.g. "JOWA-150M". */
+  model: string;
+  /** Episode returns per canonical game name; games without an entry are not compared. */
+  returns: Readonly<Record<string, readonly number[]>>;
+}
+
+/** Our per-game mean against the authors' published mean for the same game. */
+export interface AuthorsComparison {
+  /** The authors' mean return. */
+  mean: number;
+  /** Their number of episodes. */
+  episodes: number;
+  /**
+   * Our mean minus theirs with its bootstrap CI: a stratified bootstrap of the two-sample
+   * matrix [our returns, their returns] (each resampled within itself, bootstrap.ts).
+   */
+  difference: IntervalEstimate;
+  /** Whether 0 lies in the CI: the difference is within what episode noise explains. */
+  withinCI: boolean;
 }
 
 /** Results of one game. */
@@ -70,6 +96,8 @@ export interface GameResult {
   paperHns: number;
   /** DQN-normalized score of the paper's return; null where undefined. */
   paperDqnNormalized: number | null;
+  /** Against the authors' published returns (public protocol); absent without them. */
+  authors?: AuthorsComparison;
 }
 
 /** Aggregate metrics of one normalization with their confidence intervals. */
@@ -110,6 +138,35 @@ export interface EvaluationResults {
   bootstrap: BootstrapSettings;
   /** Kind of standard deviation reported for returns. */
   std: "population" | "sample";
+  /** The model whose published returns the games are compared with, if any. */
+  authorsModel?: string;
+}
+
+const meanOf = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/**
+ * Our mean return minus the authors' with a stratified-bootstrap CI (the two samples are the
+ * strata, each resampled with replacement within itself), and whether the CI contains 0.
+ */
+export function compareWithAuthors(
+  ours: readonly number[],
+  theirs: readonly number[],
+  bootstrap: BootstrapOptions = {},
+): AuthorsComparison {
+  if (ours.length === 0 || theirs.length === 0) {
+    throw new RangeError("compareWithAuthors: both samples need returns");
+  }
+  const difference = stratifiedBootstrapCI(
+    [ours, theirs],
+    (s) => meanOf(s[0]) - meanOf(s[1]),
+    bootstrap,
+  );
+  return {
+    mean: meanOf(theirs),
+    episodes: theirs.length,
+    difference,
+    withinCI: difference.lower <= 0 && 0 <= difference.upper,
+  };
 }
 
 function aggregateStatistics(): Record<keyof AggregateEstimates, Statistic> {
@@ -158,6 +215,7 @@ export function computeResults(
     const ref = gameReference(game);
     const stats = meanStd(e.returns, ddof);
     const dqnOk = ref.dqn !== undefined;
+    const theirs = options.authors?.returns[game];
     return {
       game,
       split: ref.split,
@@ -169,6 +227,7 @@ export function computeResults(
       paperReturn: ref.jowa150m,
       paperHns: humanNormalizedScore(game, ref.jowa150m),
       paperDqnNormalized: dqnOk ? dqnNormalizedScore(game, ref.jowa150m) : null,
+      ...(theirs ? { authors: compareWithAuthors(e.returns, theirs, bootstrap) } : {}),
     };
   });
 
@@ -196,6 +255,7 @@ export function computeResults(
     },
     bootstrap,
     std: ddof === 0 ? "population" : "sample",
+    ...(options.authors ? { authorsModel: options.authors.model } : {}),
   };
 }
 
@@ -220,20 +280,30 @@ function escapeCell(text: string): string {
 export function renderResultsMarkdown(results: EvaluationResults): string {
   const lines: string[] = [];
   lines.push(`### ${escapeCell(results.label)}`, "");
+  const pct = `${formatNumber(100 * results.bootstrap.confidence, 0)}%`;
+  const who = results.authorsModel ? escapeCell(results.authorsModel) : null;
   lines.push(
-    "| Game | Episodes | Return (mean ± std) | HNS | DQN-norm. | JOWA-150M paper return | Paper HNS |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| Game | Episodes | Return (mean ± std) | HNS | DQN-norm. | JOWA-150M paper return | Paper HNS |" +
+      (who ? ` ${who} public mean | Ours − theirs [${pct} CI] | Within CI |` : ""),
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (who ? " ---: | ---: | :---: |" : ""),
   );
   for (const g of results.games) {
+    const a = g.authors;
+    const authorCells = !who
+      ? ""
+      : a
+      ? ` ${formatNumber(a.mean, 1)} | ${formatInterval(a.difference, 1)} | ${
+        a.withinCI ? "yes" : "no"
+      } |`
+      : " — | — | — |";
     lines.push(
       `| ${g.game} | ${g.episodes} | ${formatNumber(g.meanReturn, 1)} ± ${
         formatNumber(g.stdReturn, 1)
       } | ${formatNumber(g.hns, 3)} | ${formatNumber(g.dqnNormalized, 3)} | ${
         formatNumber(g.paperReturn, 1)
-      } | ${formatNumber(g.paperHns, 3)} |`,
+      } | ${formatNumber(g.paperHns, 3)} |${authorCells}`,
     );
   }
-  const pct = `${formatNumber(100 * results.bootstrap.confidence, 0)}%`;
   lines.push(
     "",
     `| Aggregate (${results.games.length} games) | HNS [${pct} CI] | Paper HNS | DQN-norm. [${pct} CI] | Paper DQN-norm. |`,
@@ -263,5 +333,16 @@ export function renderResultsMarkdown(results: EvaluationResults): string {
       "Paper aggregates use the paper's per-game JOWA-150M returns for the same games " +
       "(one score per game, so its IQM compares with the game-means row).",
   );
+  if (who) {
+    const n = results.games.filter((g) => g.authors).length;
+    const within = results.games.filter((g) => g.authors?.withinCI).length;
+    lines.push(
+      "",
+      `${who} public mean: the authors' published episode returns with their per-game settings ` +
+        "(public_eval_settings.json; their ROMs: atari-py 0.2.5). Ours − theirs: difference of " +
+        `mean returns with a ${pct} stratified bootstrap CI (each sample resampled within ` +
+        `itself); "yes" when the CI contains 0. ${within} of ${n} games within the CI.`,
+    );
+  }
   return lines.join("\n") + "\n";
 }
