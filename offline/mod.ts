@@ -41,6 +41,7 @@ export {
   type StoredEpisode,
 } from "./store.ts";
 export {
+  type BatchShard,
   type GameWeighting,
   type SegmentBatch,
   SegmentSampler,

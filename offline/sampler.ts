@@ -12,6 +12,7 @@ import { DataError } from "./fs_util.ts";
 import { FILES, type StoreForm } from "./layout.ts";
 import { datasetStoreDirs, openStore, readManifest } from "./store.ts";
 import {
+  type BatchShard,
   datasetFingerprint,
   type GameWeighting,
   type SegmentBatch,
@@ -48,6 +49,11 @@ export interface SamplerOptions extends SegmentSamplerOptions {
   prefetch?: number;
   /** Continue the stream saved by {@link Sampler.state}. */
   state?: SamplerState;
+  /**
+   * Deliver only this share of each batch (data-parallel ranks). Not part of the state: the
+   * stream and its position are the unsharded batches', so a run resumes on any number of ranks.
+   */
+  shard?: BatchShard;
 }
 
 /** A resumable stream of batches. */
@@ -121,7 +127,7 @@ export async function openSampler(
   };
   const stateAt = (k: number): SamplerState => ({ version: 1, ...cfg, nextBatch: k, fingerprint });
   if (workers <= 0) {
-    const inline = new SegmentSampler(dirs.map((d) => openStore(d)), cfg);
+    const inline = new SegmentSampler(dirs.map((d) => openStore(d)), { ...cfg, shard: opts.shard });
     let k = start;
     return {
       ...base,
@@ -130,7 +136,13 @@ export async function openSampler(
       close: () => inline.stores.forEach((s) => s.close()),
     };
   }
-  const pool = await WorkerPool.start(dirs, cfg, workers, opts.prefetch ?? 4, start);
+  const pool = await WorkerPool.start(
+    dirs,
+    { ...cfg, shard: opts.shard },
+    workers,
+    opts.prefetch ?? 4,
+    start,
+  );
   return {
     ...base,
     next: () => pool.next(),
@@ -161,7 +173,7 @@ class WorkerPool {
 
   static async start(
     dirs: string[],
-    cfg: SegmentSamplerOptions,
+    cfg: SegmentSamplerOptions & { shard?: BatchShard },
     n: number,
     prefetch: number,
     start: number,

@@ -5,6 +5,7 @@
  */
 import { openStore } from "./store.ts";
 import {
+  type BatchShard,
   type SegmentBatch,
   SegmentSampler,
   type SegmentSamplerOptions,
@@ -12,7 +13,7 @@ import {
 
 /** Messages the main thread sends. */
 export type WorkerRequest =
-  | { type: "init"; dirs: string[]; opts: SegmentSamplerOptions }
+  | { type: "init"; dirs: string[]; opts: SegmentSamplerOptions & { shard?: BatchShard } }
   | { type: "batch"; k: number };
 
 /** Messages the worker sends back. */

@@ -33,6 +33,16 @@ export interface SegmentSamplerOptions {
 }
 
 /**
+ * Rows `[index * B / count, (index + 1) * B / count)` of every batch of a stream of batch size
+ * B: one rank's share in data-parallel training. The shards of the `count` ranks, concatenated
+ * in index order, are exactly the unsharded batch.
+ */
+export interface BatchShard {
+  index: number;
+  count: number;
+}
+
+/**
  * One batch as flat typed arrays ready for GPU upload. Row-major: item b, step t of frames is
  * `frames[((b * L + t) * 84 + y) * 84 + x]`.
  */
@@ -84,13 +94,15 @@ export class SegmentSampler {
   readonly seed: number;
   /** Observation form of all stores. */
   readonly form: StoreForm;
+  /** This sampler's share of each batch (null: all of it). */
+  readonly shard: BatchShard | null;
   readonly #cumWeights: Float64Array | null;
 
   /**
    * Sample over `stores` (all of one form).
    * @throws DataError when stores are empty, of mixed forms, or weights are invalid.
    */
-  constructor(stores: GameStore[], opts: SegmentSamplerOptions = {}) {
+  constructor(stores: GameStore[], opts: SegmentSamplerOptions & { shard?: BatchShard } = {}) {
     if (stores.length === 0) throw new DataError("sampler: no stores");
     this.stores = stores;
     this.batchSize = opts.batchSize ?? 512;
@@ -99,6 +111,16 @@ export class SegmentSampler {
     if (!(this.batchSize >= 1 && this.segmentLength >= 1)) {
       throw new RangeError("sampler: batchSize and segmentLength must be >= 1");
     }
+    const sh = opts.shard;
+    if (sh && !(sh.count >= 1 && sh.index >= 0 && sh.index < sh.count)) {
+      throw new RangeError(`sampler: shard ${sh.index} of ${sh.count}`);
+    }
+    if (sh && this.batchSize % sh.count !== 0) {
+      throw new RangeError(
+        `sampler: batch ${this.batchSize} does not split into ${sh.count} shards`,
+      );
+    }
+    this.shard = sh && sh.count > 1 ? { index: sh.index, count: sh.count } : null;
     this.form = stores[0].spec.form;
     for (const s of stores) {
       if (s.spec.form !== this.form) throw new DataError(`${s.dir}: stores mix forms`);
@@ -138,11 +160,18 @@ export class SegmentSampler {
     return out;
   }
 
-  /** Build batch `k` of the stream (pure function of seed, k and the stores). */
+  /**
+   * Build batch `k` of the stream (pure function of seed, k and the stores), or this sampler's
+   * shard of it: every item's row is drawn (the stream stays the unsharded one), only the
+   * shard's are read.
+   */
   sampleBatch(k: number): SegmentBatch {
-    const B = this.batchSize, L = this.segmentLength;
+    const L = this.segmentLength;
     const rng = new Rng(this.seed, k);
-    const gameIndex = this.#assignGames(k, rng);
+    const allGames = this.#assignGames(k, rng);
+    const B = this.shard ? this.batchSize / this.shard.count : this.batchSize;
+    const first = this.shard ? this.shard.index * B : 0;
+    const gameIndex = allGames.slice(first, first + B);
     const rowBytes = this.form === "frames" ? FRAME_BYTES : TOKENS_PER_FRAME * 2;
     const obs = new Uint8Array(B * L * rowBytes);
     const actions = new Int32Array(B * L);
@@ -151,9 +180,11 @@ export class SegmentSampler {
     const mask = new Uint8Array(B * L);
     const taskIds = new Int32Array(B);
     const starts = new Float64Array(B);
-    for (let b = 0; b < B; b++) {
-      const s = this.stores[gameIndex[b]];
+    for (let item = 0; item < first + B; item++) {
+      const s = this.stores[allGames[item]];
       const row = rng.int(s.numRows);
+      if (item < first) continue; // another shard's item: its draw keeps the stream aligned
+      const b = item - first;
       const off = s.offsets;
       // Episode e with off[e] <= row < off[e+1].
       let lo = 0, hi = s.numEpisodes - 1;

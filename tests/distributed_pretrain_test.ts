@@ -1,0 +1,268 @@
+/**
+ * Data-parallel pretraining (train/data_parallel.ts, train/pretrainer.ts under mpiexec):
+ *
+ * - 2 ranks with per-rank batch B train like 1 process with batch 2B: same losses, gradient
+ *   norms and weights after 10 steps (stage 1, the switch and stage 2 with target copies),
+ *   within 1e-5 relative. Dropout is off (its masks depend on the rank) and the data is
+ *   chosen so that every segment lies inside an episode: the average of per-rank masked means
+ *   (DDP's, and the authors') equals the global mean only when every shard has the same number
+ *   of valid targets.
+ * - Killing a rank mid-run stops the other within a bounded time; the last complete
+ *   checkpoint is intact and a run resumes from it on a different number of ranks.
+ * - Under a launcher without an MPI library: one clear error naming what to install; the
+ *   single-process reference run above ran with JOWA_MPI_LIB=/nonexistent, untouched by it.
+ */
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { DEFAULT_CONFIG, type PretrainConfig } from "../train/pretrain_options.ts";
+import { openStore, SegmentSampler } from "../offline/mod.ts";
+import { buckets, rankStepSeed, shardRows } from "../train/data_parallel.ts";
+import { readSafetensors } from "../models/safetensors/mod.ts";
+import { RunDir } from "../checkpoint/run_dir.ts";
+import { readTrainState } from "../checkpoint/train_checkpoint.ts";
+import { stepSeed } from "../util/rng.ts";
+import { writeTokenStores } from "./helpers/pretrain_stores.ts";
+
+const ROOT = path.resolve(import.meta.dirname!, "..");
+const WORKER = path.join(ROOT, "tests", "helpers", "distributed_pretrain_worker.ts");
+const tmp = Deno.makeTempDirSync({ prefix: "jowa_dp_" });
+globalThis.addEventListener("unload", () => fs.rmSync(tmp, { recursive: true, force: true }));
+const data = await writeTokenStores(path.join(tmp, "data"), ["Pong", "Phoenix"], {
+  episodes: 2,
+  steps: 60,
+  vocab: 16,
+  seed: 5,
+});
+const dirs = ["Pong", "Phoenix"].map((g) => path.join(data, g));
+
+Deno.test("data parallel: shard rows, buckets and per-rank dropout seeds", () => {
+  assert.deepEqual(shardRows(8, 1, 2), [4, 8]);
+  assert.throws(() => shardRows(6, 0, 4), /--batch 6 must be a multiple of the 4 ranks/);
+  assert.deepEqual(buckets([3, 3, 5, 1, 9, 1], 6), [[0, 1], [2, 3], [4], [5]]);
+  assert.equal(rankStepSeed(7, 3, 0), stepSeed(7, 3));
+  assert.notEqual(rankStepSeed(7, 3, 1), stepSeed(7, 3));
+});
+
+Deno.test("sampler shards: the shards of a batch, concatenated, are the unsharded batch", () => {
+  const opts = { batchSize: 6, segmentLength: 3, seed: 9 };
+  const full = new SegmentSampler(dirs.map((d) => openStore(d)), opts);
+  const shards = [0, 1, 2].map((index) =>
+    new SegmentSampler(dirs.map((d) => openStore(d)), { ...opts, shard: { index, count: 3 } })
+  );
+  for (const k of [0, 5]) {
+    const want = full.sampleBatch(k);
+    const got = shards.map((s) => s.sampleBatch(k));
+    assert.ok(got.every((g) => g.batchSize === 2));
+    for (const key of ["tokens", "actions", "rewards", "mask", "taskIds", "starts"] as const) {
+      const cat = got.flatMap((g) => Array.from(g[key] as ArrayLike<number>));
+      assert.deepEqual(cat, Array.from(want[key] as ArrayLike<number>), `batch ${k} ${key}`);
+    }
+  }
+  assert.throws(
+    () =>
+      new SegmentSampler(dirs.map((d) => openStore(d)), { ...opts, shard: { index: 0, count: 4 } }),
+    /does not split into 4 shards/,
+  );
+});
+
+async function hasMpiexec(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("mpiexec", { args: ["--version"], stdout: "null" }).output())
+      .success;
+  } catch {
+    return false;
+  }
+}
+const MPIEXEC = await hasMpiexec();
+
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+  seconds: number;
+}
+
+async function launch(
+  ranks: number,
+  cfg: PretrainConfig,
+  resume: string | null = null,
+  env: Record<string, string> = {},
+): Promise<Run> {
+  const args = [
+    Deno.execPath(),
+    "run",
+    "-A",
+    WORKER,
+    JSON.stringify(cfg),
+    ...(resume ? [resume] : []),
+  ];
+  const t0 = performance.now();
+  const o = await new Deno.Command(ranks > 1 ? "mpiexec" : args[0], {
+    args: ranks > 1 ? ["-n", String(ranks), ...args] : args.slice(1),
+    cwd: ROOT,
+    env: { NO_COLOR: "1", XDG_RUNTIME_DIR: "/tmp/xdg", ...env },
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(400_000),
+  }).output();
+  const dec = new TextDecoder();
+  return {
+    code: o.code,
+    out: dec.decode(o.stdout),
+    err: dec.decode(o.stderr),
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+function steps(
+  run: Run,
+): Map<number, { losses: Record<string, number>; gradNorm: Record<string, number> }> {
+  const m = new Map();
+  for (const l of run.out.split("\n")) {
+    if (l.startsWith("STEP ")) {
+      const v = JSON.parse(l.slice(5));
+      m.set(v.step, v);
+    }
+  }
+  return m;
+}
+
+const close = (a: number, b: number) =>
+  Math.abs(a - b) <= 1e-5 * Math.max(Math.abs(a), Math.abs(b)) + 1e-7;
+
+const base: PretrainConfig = {
+  ...DEFAULT_CONFIG,
+  runsDir: path.join(tmp, "runs"),
+  data,
+  batch: 4,
+  segmentLength: 2,
+  stage1Steps: 4,
+  stage2Steps: 6,
+  targetEvery: 2,
+  logEvery: 1,
+  ckptEvery: 5,
+  workers: 0,
+  report: false,
+  progress: false,
+  modelDropout: 0,
+};
+
+/**
+ * A seed whose first batches (both stages' streams) hold only segments inside an episode with
+ * no terminal: then every shard has the same number of valid targets (see the module doc).
+ */
+function interiorSeed(): number {
+  const stores = dirs.map((d) => openStore(d));
+  for (let seed = 0; seed < 200; seed++) {
+    const ok = [1, 2].every((stage) => {
+      const s = new SegmentSampler(stores, { batchSize: 4, segmentLength: 2, seed: seed + stage });
+      return Array.from({ length: 6 }, (_, k) => s.sampleBatch(k)).every((b) =>
+        b.mask.every((m) => m === 1) && b.terminals.every((t) => t === 0)
+      );
+    });
+    if (ok) return seed;
+  }
+  throw new Error("no seed with interior segments only");
+}
+
+Deno.test({
+  name: "data parallel: 2 ranks x batch 2 = 1 process x batch 4 (losses, norms, weights; 1e-5)",
+  ignore: !MPIEXEC,
+  fn: async () => {
+    const seed = interiorSeed();
+    const one = await launch(1, { ...base, seed, name: "one" }, null, {
+      JOWA_MPI_LIB: "/nonexistent/libmpi.so",
+    });
+    assert.equal(one.code, 0, one.err);
+    const two = await launch(2, { ...base, seed, name: "two" });
+    assert.equal(two.code, 0, two.err);
+    const [a, b] = [steps(one), steps(two)];
+    assert.equal(a.size, 10);
+    assert.equal(b.size, 10);
+    for (let s = 1; s <= 10; s++) {
+      const x = a.get(s)!, y = b.get(s)!;
+      assert.deepEqual(Object.keys(y.losses), Object.keys(x.losses));
+      for (const [k, v] of [...Object.entries(x.losses), ...Object.entries(x.gradNorm)]) {
+        const w = y.losses[k] ?? y.gradNorm[k];
+        assert.ok(close(v, w), `step ${s} ${k}: 1 rank ${v}, 2 ranks ${w}`);
+      }
+    }
+    assert.ok(Number.isFinite(a.get(10)!.losses.td), "stage 2 ran");
+    const weights = async (name: string) =>
+      await readSafetensors(
+        path.join(
+          new RunDir(path.join(base.runsDir, name)).checkpoint(10),
+          "world_action.safetensors",
+        ),
+      );
+    const [wa, wb] = [await weights("one"), await weights("two")];
+    // Element-wise within 1e-5 of the model's largest weight, not of each element: elements
+    // whose exact gradient is 0 (the attention key biases, which softmax ignores) are moved by
+    // AdamW's normalized steps of rounding noise alone, however the batch is split.
+    let scale = 0, worst = 0, where = "";
+    for (const t of wa.tensors.values()) {
+      for (const x of t.toFloat32()) scale = Math.max(scale, Math.abs(x));
+    }
+    for (const [n, t] of wa.tensors) {
+      const u = wb.tensors.get(n)!.toFloat32(), v = t.toFloat32();
+      for (let i = 0; i < v.length; i++) {
+        const d = Math.abs(u[i] - v[i]);
+        if (d > worst) [worst, where] = [d, `${n}[${i}]`];
+      }
+    }
+    assert.ok(worst <= 1e-5 * scale, `weights differ by ${worst} at ${where} (scale ${scale})`);
+    // Only rank 0 wrote: one metrics line per step.
+    const lines = fs.readFileSync(path.join(base.runsDir, "two", "metrics.jsonl"), "utf8").trim()
+      .split("\n");
+    assert.equal(lines.length, 10);
+  },
+});
+
+Deno.test({
+  name: "data parallel: a killed rank stops the job; the last checkpoint resumes on 1 rank",
+  ignore: !MPIEXEC,
+  fn: async () => {
+    const cfg = { ...base, name: "kill", stage1Steps: 0, stage2Steps: 40, ckptEvery: 3 };
+    const run = await launch(2, cfg, null, { JOWA_TEST_KILL_RANK: "1", JOWA_TEST_KILL_AT: "7" });
+    assert.notEqual(run.code, 0, run.out);
+    assert.ok(run.seconds < 300, `took ${run.seconds} s`);
+    assert.match(run.err + run.out, /BAD TERMINATION|Killed \(signal 9\)/);
+    assert.doesNotMatch(run.out, /RESULT/);
+    const dir = new RunDir(path.join(base.runsDir, "kill"));
+    const last = dir.latestCheckpoint()!;
+    const step = readTrainState(last).step;
+    assert.ok(step === 6 || step === 9, `last complete checkpoint at step ${step}`);
+    for (const c of dir.completeCheckpoints()) {
+      const f = await readSafetensors(path.join(c, "world_action.safetensors"));
+      for (const t of f.tensors.values()) assert.ok(t.toFloat32().every(Number.isFinite));
+    }
+    // Resumed on one process (a different number of ranks): runs on to the end.
+    const again = await launch(1, { ...cfg, stage2Steps: 12 }, dir.root);
+    assert.equal(again.code, 0, again.err);
+    assert.match(again.out, /RESULT \{"status":"done","step":12\}/);
+    assert.equal(steps(again).get(step + 1) !== undefined, true);
+  },
+});
+
+Deno.test("data parallel: launched without an MPI library -> one line naming what to install", async () => {
+  const o = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "train/pretrain.ts", "--runs-dir", path.join(tmp, "nompi"), "--data", data],
+    cwd: ROOT,
+    env: {
+      NO_COLOR: "1",
+      XDG_RUNTIME_DIR: "/tmp/xdg",
+      PMI_RANK: "0",
+      PMI_SIZE: "2",
+      JOWA_MPI_LIB: "/nonexistent/libmpi.so.12",
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const err = new TextDecoder().decode(o.stderr).trim();
+  assert.equal(o.code, 1, err);
+  assert.match(err, /apt-get install mpich/);
+  assert.match(err, /JOWA_MPI_LIB=\/nonexistent\/libmpi\.so\.12/);
+  assert.equal(err.split("\n").length, 1, err);
+  assert.ok(!fs.existsSync(path.join(tmp, "nompi")), "nothing written");
+});
