@@ -1,14 +1,24 @@
 /**
- * AdamW as one fused kernel per parameter, and global-norm gradient clipping that never
- * reads back: the clip scale is computed on the GPU into a buffer the AdamW kernels read.
+ * AdamW as multi-tensor kernels (a chunk of parameters per dispatch, see adamw_kernels.ts),
+ * and global-norm gradient clipping that never reads back: chunked sums of squares, then the
+ * clip scale computed once on the GPU into a buffer the AdamW kernels read. A step of N
+ * parameters is about N/31 + 1 + N/8 dispatches on a device with 32 storage buffers per stage.
  *
  * @module
  */
-import { runtime } from "../core/runtime.ts";
-import { planCache } from "../core/plan_cache.ts";
+import { type Kernel, runtime } from "../core/runtime.ts";
+import { internId, planCache } from "../core/plan_cache.ts";
 import { keep, type Tensor, tidy } from "../core/tensor.ts";
 import { zeros } from "../ops/elementwise.ts";
-import { binding, f32, grid, linearWorkgroup } from "../codegen/wgsl.ts";
+import { binding, f32 } from "../codegen/wgsl.ts";
+import {
+  adamwKernel,
+  type ChunkParam,
+  chunks,
+  PARTIALS,
+  sumSquaresKernel,
+  WG,
+} from "./adamw_kernels.ts";
 
 /** AdamW hyper-parameters (PyTorch's defaults except the learning rate). */
 export interface AdamWOptions {
@@ -23,8 +33,16 @@ export interface AdamWOptions {
   noDecay?: (name: string) => boolean;
 }
 
-const PARTIALS = 64;
-const WG = 256;
+/** A chunk's kernel and the parameter indices it binds, in binding order. */
+interface LiveChunk {
+  kernel: Kernel;
+  members: number[];
+}
+
+interface LiveChunks {
+  sumsq: LiveChunk[];
+  adamw: LiveChunk[];
+}
 
 /** Decoupled-weight-decay Adam over a fixed list of named parameters. */
 export class AdamW {
@@ -36,6 +54,8 @@ export class AdamW {
   /** [norm, scale]: the last step's global gradient norm and the clip factor applied. */
   readonly clipStats: Tensor;
   readonly #partials: Tensor;
+  /** Chunked kernels per set of parameters with a gradient ("1" where p.grad is set). */
+  readonly #chunkCache = new Map<string, LiveChunks>();
 
   /** Full names of the parameters (for `noDecay` and messages). */
   readonly names: readonly string[];
@@ -67,103 +87,93 @@ export class AdamW {
   /** Record one update of every parameter that has a gradient. No readback. */
   update(): void {
     this.step++;
-    const { beta1, beta2, eps, weightDecay, maxGradNorm, noDecay } = this.#opts;
     const rt = runtime();
+    rt.onReplay(() => this.step++); // a replayed update counts its step too
+    const { beta1, beta2, eps, weightDecay, maxGradNorm } = this.#opts;
     if (maxGradNorm !== undefined) this.#recordClip(maxGradNorm);
     else {
       // scale = 1: write through a tiny kernel so no upload races recorded commands.
-      rt.dispatch({
+      const kernel = planCache("adamw.noclip", () => ({
         code: `${binding(0, "s", "f32", true)}
 @compute @workgroup_size(1) fn main() { s[0] = 0.0; s[1] = 1.0; }`,
         label: "adamw.noclip",
         workgroups: [1, 1, 1],
-      }, [this.clipStats.buffer]);
+      }));
+      rt.dispatch(kernel, [this.clipStats.buffer]);
     }
-    const bc1 = 1 - beta1 ** this.step;
-    const bc2 = 1 - beta2 ** this.step;
-    const hyper = rt.upload(
-      new Float32Array([this.lr, beta1, beta2, eps, bc1, bc2, 1 - this.lr * weightDecay, 0]),
-    );
-    this.params.forEach((p, i) => {
-      if (!p.grad) return;
-      const decay = noDecay?.(this.names[i]) ? false : weightDecay !== 0;
-      const n = p.size;
-      const groups = Math.ceil(n / WG);
-      const kernel = planCache(`adamw|${n}|${decay}|${this.names[i] || i}`, () => {
-        const code = `${binding(0, "p", "f32", true)}
-${binding(1, "g", "f32")}
-${binding(2, "m", "f32", true)}
-${binding(3, "v", "f32", true)}
-${binding(4, "h", "f32")}
-${binding(5, "clip", "f32")}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = ${linearWorkgroup(groups)} * ${WG}u + lid;
-  if (i >= ${n}u) { return; }
-  let lr = h[0]; let b1 = h[1]; let b2 = h[2]; let eps = h[3];
-  let grad = g[i] * clip[1];
-  let mi = b1 * m[i] + (1.0 - b1) * grad;
-  let vi = b2 * v[i] + (1.0 - b2) * grad * grad;
-  m[i] = mi;
-  v[i] = vi;
-  let update = (mi / h[4]) / (sqrt(vi / h[5]) + eps);
-  p[i] = p[i]${decay ? " * h[6]" : ""} - lr * update;
-}
-`;
-        return { code, label: `adamw(${this.names[i] || i})`, workgroups: grid(groups) };
-      });
-      rt.dispatch(kernel, [
-        p.buffer,
-        p.grad.buffer,
-        this.state[i].m.buffer,
-        this.state[i].v.buffer,
+    // Dynamic: bias correction follows the step, and the schedule may change lr between
+    // replays of a captured step.
+    const hyper = rt.uploadDynamic(() => {
+      const bc1 = 1 - beta1 ** this.step;
+      const bc2 = 1 - beta2 ** this.step;
+      return new Float32Array([this.lr, beta1, beta2, eps, bc1, bc2, 1 - this.lr * weightDecay, 0]);
+    });
+    const live = this.#liveChunks();
+    for (const c of live.adamw) {
+      rt.dispatch(c.kernel, [
+        ...c.members.flatMap((k) => {
+          const p = this.params[k];
+          return [p.buffer, p.grad!.buffer, this.state[k].m.buffer, this.state[k].v.buffer];
+        }),
         hyper,
         this.clipStats.buffer,
       ]);
-    });
+    }
     rt.pool.release(hyper);
+  }
+
+  /** Storage buffers one optimizer kernel may bind (the device's limit, at most 32). */
+  #storageLimit(): number {
+    return Math.min(32, runtime().ctx.limits.maxStorageBuffersPerShaderStage ?? 8);
+  }
+
+  /** The chunked kernels for the parameters that have a gradient now (memoized per set). */
+  #liveChunks(): LiveChunks {
+    let mask = "";
+    for (const p of this.params) mask += p.grad ? "1" : "0";
+    let hit = this.#chunkCache.get(mask);
+    if (hit) return hit;
+    const { weightDecay, noDecay } = this.#opts;
+    const members: ChunkParam[] = [];
+    this.params.forEach((p, slot) => {
+      if (!p.grad) return;
+      const decay = noDecay?.(this.names[slot]) ? false : weightDecay !== 0;
+      members.push({ n: p.size, slot, decay });
+    });
+    const limit = this.#storageLimit();
+    const build = (c: ChunkParam[], kind: string, make: (c: ChunkParam[]) => Kernel) => ({
+      members: c.map((m) => m.slot),
+      kernel: planCache(
+        `${kind}|${internId(c.map((m) => `${m.n}:${m.slot}:${m.decay}`).join(","))}`,
+        () => make(c),
+      ),
+    });
+    hit = {
+      sumsq: chunks(members, limit, 1, 1).map((c) => build(c, "clip.sumsq.mt", sumSquaresKernel)),
+      adamw: chunks(members, limit, 4, 0).map((c) => build(c, "adamw.mt", adamwKernel)),
+    };
+    this.#chunkCache.set(mask, hit);
+    return hit;
   }
 
   #recordClip(maxNorm: number): void {
     const rt = runtime();
-    this.params.forEach((p, slot) => {
-      if (!p.grad) return;
-      const n = p.size;
-      const groups = Math.min(PARTIALS, Math.max(1, Math.ceil(n / (WG * 8))));
-      const kernel = planCache(`clip.sumsq|${n}|${slot}`, () => {
-        const code = `${binding(0, "g", "f32")}
-${binding(1, "partials", "f32", true)}
-var<workgroup> red: array<f32, ${WG}>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  var s = 0.0;
-  for (var i = wid.x * ${WG}u + lid; i < ${n}u; i += ${groups * WG}u) { let x = g[i]; s += x * x; }
-  red[lid] = s;
-  workgroupBarrier();
-  for (var k = ${WG / 2}u; k > 0u; k = k >> 1u) {
-    if (lid < k) { red[lid] += red[lid + k]; }
-    workgroupBarrier();
-  }
-  if (lid == 0u) { partials[${slot * PARTIALS}u + wid.x] = red[0]; }
-  if (lid == 0u && wid.x == 0u) {
-    for (var j = ${groups}u; j < ${PARTIALS}u; j++) { partials[${slot * PARTIALS}u + j] = 0.0; }
-  }
-}
-`;
-        return { code, label: "clip.sumsq", workgroups: [groups, 1, 1] };
-      });
-      rt.dispatch(kernel, [
-        p.grad.buffer,
+    for (const c of this.#liveChunks().sumsq) {
+      rt.dispatch(c.kernel, [
+        ...c.members.map((k) => this.params[k].grad!.buffer),
         this.#partials.buffer,
       ]);
-    });
+    }
     const total = this.params.length * PARTIALS;
     const hasGrad = this.params.map((p) => (p.grad ? 1 : 0));
-    const code = `${binding(0, "partials", "f32")}
+    const kernel = planCache(
+      `clip.scale|${total}|${internId(hasGrad.join(""))}|${maxNorm}`,
+      (): Kernel => {
+        const code = `${binding(0, "partials", "f32")}
 ${binding(1, "stats", "f32", true)}
 const HAS: array<u32, ${hasGrad.length}> = array<u32, ${hasGrad.length}>(${
-      hasGrad.map((h) => `${h}u`).join(", ")
-    });
+          hasGrad.map((h) => `${h}u`).join(", ")
+        });
 var<workgroup> red: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) lid: u32) {
@@ -184,7 +194,10 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   }
 }
 `;
-    rt.dispatch({ code, label: "clip.scale", workgroups: [1, 1, 1] }, [
+        return { code, label: "clip.scale", workgroups: [1, 1, 1] };
+      },
+    );
+    rt.dispatch(kernel, [
       this.#partials.buffer,
       this.clipStats.buffer,
     ]);

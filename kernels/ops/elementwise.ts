@@ -126,12 +126,21 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const rule = BINARY[op];
   const out = mapKernel(op, [a, b], rule.fwd);
   return record(out, op, [a, b], (g) => {
-    const ga = a.requiresGrad
-      ? sumTo(mapKernel(`${op}.grad_a`, [g, a, b], rule.ga), a.shape)
-      : null;
-    const gb = b.requiresGrad
-      ? sumTo(mapKernel(`${op}.grad_b`, [g, a, b], rule.gb), b.shape)
-      : null;
+    // An identity rule (add, sub's first operand) needs no kernel: the gradient is g itself,
+    // as a view (its own tensor, so disposing one input's gradient leaves the other's), or
+    // its sum over the broadcast axes.
+    const pass = (shape: readonly number[]) =>
+      g.shape.join() === shape.join() ? g.view(shape) : sumTo(g, shape);
+    const ga = !a.requiresGrad
+      ? null
+      : rule.ga === "a"
+      ? pass(a.shape)
+      : sumTo(mapKernel(`${op}.grad_a`, [g, a, b], rule.ga), a.shape);
+    const gb = !b.requiresGrad
+      ? null
+      : rule.gb === "a"
+      ? pass(b.shape)
+      : sumTo(mapKernel(`${op}.grad_b`, [g, a, b], rule.gb), b.shape);
     return [ga, gb];
   });
 }

@@ -9,7 +9,8 @@ import { type MatmulSpec, planMatmul } from "../codegen/matmul/plan.ts";
 import { runtime } from "../core/runtime.ts";
 import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
-import { full } from "./elementwise.ts";
+import { add, full, gelu, geluErf } from "./elementwise.ts";
+import type { EpilogueActivation } from "../codegen/activation.ts";
 import { sum } from "./reduce.ts";
 
 /** Transposition flags of `matmul`. */
@@ -25,10 +26,80 @@ export interface MatmulOptions {
    * whose outputs are small and whose K is the whole batch of tokens.
    */
   splitK?: "auto" | number;
+  /**
+   * Fused epilogue: act(op(A)·op(B) + bias) (GPT-2's tanh GELU or the exact erf GELU), in the
+   * matmul's output pass (or its split-K reduce) instead of a separate elementwise dispatch.
+   */
+  activation?: EpilogueActivation;
+  /** Fused epilogue: add this tensor (the output's shape) last, e.g. a residual stream. */
+  residual?: Tensor;
 }
 
 /** op(A) · op(B) over the last two axes; leading axes are batch (equal, or B 2-D). */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const { spec, outShape, N } = specOf(a, b, opts);
+  const { activation, residual } = opts;
+  if (residual && residual.shape.join() !== outShape.join()) {
+    throw new Error(
+      `matmul: residual [${residual.shape}] must have the output shape [${outShape}]`,
+    );
+  }
+  if (activation || residual) {
+    const needsGrad = [a, b, opts.bias, residual].some((t) => t?.requiresGrad);
+    if (needsGrad) {
+      // On the tape: the unfused composition, whose backward rules exist already.
+      let y = matmul(a, b, { ...opts, activation: undefined, residual: undefined });
+      if (activation) y = activation === "gelu" ? gelu(y) : geluErf(y);
+      return residual ? add(y, residual) : y;
+    }
+    spec.activation = activation;
+    spec.residual = !!residual;
+    const out = Tensor.empty(outShape, "f32");
+    run(spec, a, b, out, opts.bias ?? null, null, residual ?? null);
+    return out;
+  }
+  const out = Tensor.empty(outShape, "f32");
+  run(spec, a, b, out, opts.bias ?? null, null);
+  const transA = opts.transA ?? false;
+  const transB = opts.transB ?? false;
+  const inputs = opts.bias ? [a, b, opts.bias] : [a, b];
+  return record(out, "matmul", inputs, (g) => {
+    const ga = a.requiresGrad ? gradA(g, a, b, transA, transB) : null;
+    if (opts.bias?.requiresGrad && b.requiresGrad && b.rank === 2 && !transA) {
+      // The bias gradient (column sums of G) comes out of the weight-gradient GEMM.
+      const [gb, gbias] = gradBAndBias(g, a, transB);
+      return [ga, gb, gbias];
+    }
+    const gb = b.requiresGrad ? gradB(g, a, b, transA, transB) : null;
+    const gbias = opts.bias?.requiresGrad ? sumRows(g, N) : null;
+    return opts.bias ? [ga, gb, gbias] : [ga, gb];
+  });
+}
+
+/**
+ * op(A) · op(B) as {@link matmul} (no bias, not recorded on the tape: for backward passes),
+ * plus the sum over k of op(A) (`which` "a": one value per output row, [rows]) or of op(B)
+ * ("b": one per output column, [N]; batch-major when batched) from the same kernel.
+ */
+export function matmulKSum(
+  a: Tensor,
+  b: Tensor,
+  which: "a" | "b",
+  opts: Omit<MatmulOptions, "bias"> = {},
+): { out: Tensor; sum: Tensor } {
+  const { spec, outShape } = specOf(a, b, opts);
+  spec.sumK = which;
+  const out = Tensor.empty(outShape, "f32");
+  const sum = Tensor.empty([spec.batch * (which === "a" ? spec.M : spec.N)], "f32");
+  run(spec, a, b, out, null, sum);
+  return { out, sum };
+}
+
+function specOf(
+  a: Tensor,
+  b: Tensor,
+  opts: MatmulOptions,
+): { spec: MatmulSpec; outShape: number[]; N: number } {
   const transA = opts.transA ?? false;
   const transB = opts.transB ?? false;
   if (a.rank < 2 || b.rank < 2) {
@@ -83,37 +154,54 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   }
   spec.bias = !!opts.bias;
   if (opts.splitK) spec.splitK = opts.splitK;
-  const out = Tensor.empty(outShape, "f32");
-  if (out.size > 0) {
-    if (K === 0) throw new Error("matmul: empty inner dimension");
-    const rt = runtime();
-    const sp = spec;
-    const plan = planCache(
-      `mm|${sp.batch}|${sp.M}|${sp.N}|${sp.K}|${sp.transA}|${sp.transB}|${sp.aBatchStride}|` +
-        `${sp.bBatchStride}|${sp.bias}|${sp.splitK}`,
-      () => planMatmul(sp, rt.ctx.limits),
+  return { spec, outShape, N };
+}
+
+/** Record the plan's dispatches (one, or two with split-K) into `out` (and `sum`). */
+function run(
+  spec: MatmulSpec,
+  a: Tensor,
+  b: Tensor,
+  out: Tensor,
+  bias: Tensor | null,
+  sum: Tensor | null,
+  residual: Tensor | null = null,
+): void {
+  if (out.size === 0) return;
+  if (spec.K === 0) throw new Error("matmul: empty inner dimension");
+  const rt = runtime();
+  const sp = spec;
+  const plan = planCache(
+    `mm|${sp.batch}|${sp.M}|${sp.N}|${sp.K}|${sp.transA}|${sp.transB}|${sp.aBatchStride}|` +
+      `${sp.bBatchStride}|${sp.bias}|${sp.splitK}|${sp.sumK}|${sp.activation}|${sp.residual}`,
+    () => planMatmul(sp, rt.ctx.limits),
+  );
+  if (plan.splitK) {
+    // Partial products per K range into scratch, then a fixed-order sum (deterministic).
+    const scratch = rt.pool.acquire(plan.splitK.scratchBytes);
+    const sumScratch = sum ? rt.pool.acquire(plan.splitK.sumScratchBytes) : null;
+    rt.dispatch(
+      plan,
+      sumScratch ? [a.buffer, b.buffer, scratch, sumScratch] : [
+        a.buffer,
+        b.buffer,
+        scratch,
+      ],
     );
-    if (plan.splitK) {
-      // Partial products per K range into scratch, then a fixed-order sum (deterministic).
-      const scratch = rt.pool.acquire(plan.splitK.scratchBytes);
-      rt.dispatch(plan, [a.buffer, b.buffer, scratch]);
-      const reduceBufs = [scratch, out.buffer];
-      if (opts.bias) reduceBufs.push(opts.bias.buffer);
-      rt.dispatch(plan.splitK.reduce, reduceBufs);
-      rt.pool.release(scratch);
-    } else {
-      const bufs = [a.buffer, b.buffer, out.buffer];
-      if (opts.bias) bufs.push(opts.bias.buffer);
-      rt.dispatch(plan, bufs);
-    }
+    const reduceBufs = [scratch, out.buffer];
+    if (bias) reduceBufs.push(bias.buffer);
+    if (residual) reduceBufs.push(residual.buffer);
+    if (sumScratch) reduceBufs.push(sumScratch, sum!.buffer);
+    rt.dispatch(plan.splitK.reduce, reduceBufs);
+    rt.pool.release(scratch);
+    if (sumScratch) rt.pool.release(sumScratch);
+  } else {
+    const bufs = [a.buffer, b.buffer, out.buffer];
+    if (bias) bufs.push(bias.buffer);
+    if (residual) bufs.push(residual.buffer);
+    if (sum) bufs.push(sum.buffer);
+    rt.dispatch(plan, bufs);
   }
-  const inputs = opts.bias ? [a, b, opts.bias] : [a, b];
-  return record(out, "matmul", inputs, (g) => {
-    const ga = a.requiresGrad ? gradA(g, a, b, transA, transB) : null;
-    const gb = b.requiresGrad ? gradB(g, a, b, transA, transB) : null;
-    const gbias = opts.bias?.requiresGrad ? sumRows(g, N) : null;
-    return opts.bias ? [ga, gb, gbias] : [ga, gb];
-  });
 }
 
 // With C = op(A)·op(B): d op(A) = G·op(B)^T and d op(B) = op(A)^T·G.
@@ -129,6 +217,26 @@ function sumBatchTo(t: Tensor, shape: readonly number[]): Tensor {
   if (t.size === shape.reduce((x, y) => x * y, 1)) return t.view(shape);
   const [r, c] = t.shape.slice(-2);
   return sum(t.view([t.size / (r * c), r, c]), 0).view(shape);
+}
+
+/**
+ * Gradients of a 2-D weight B (op(A) not transposed) and of the bias, from one GEMM: the bias
+ * gradient is the column sum of G, which the weight-gradient GEMM reads as its A (B^T stored:
+ * dB^T = G^T·A) or B operand (dB = A^T·G) anyway.
+ */
+function gradBAndBias(g: Tensor, a: Tensor, transB: boolean): [Tensor, Tensor] {
+  const K = a.shape[a.rank - 1];
+  const N = g.shape[g.rank - 1];
+  const a2 = a.view([a.size / K, K]);
+  const g2 = g.view([g.size / N, N]);
+  // Same split choice as gradB: the folded (batched) case may split K, the plain 2-D one not.
+  const splitK = a.rank > 2 ? "auto" as const : undefined;
+  const { out, sum } = transB
+    ? matmulKSum(g2, a2, "a", { transA: true, splitK })
+    : matmulKSum(a2, g2, "b", { transA: true, splitK });
+  a2.dispose();
+  g2.dispose();
+  return [out, sum];
 }
 
 function gradB(g: Tensor, a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {

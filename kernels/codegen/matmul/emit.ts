@@ -19,6 +19,7 @@
 
 import type { MatmulSpec, MatmulTile } from "./plan.ts";
 import type { SplitK } from "./split.ts";
+import { activationWgsl } from "../activation.ts";
 
 /** Output tiles are handed out in column-major groups of this many tile rows, for L2 reuse. */
 const GROUP_M = 8;
@@ -129,6 +130,7 @@ function emitShare(op: Operand, kLen: number, buf: string | null, indent: string
 /**
  * The fully unrolled multiply-accumulate over `steps` k values of the shared slices `sh_a` /
  * `sh_b` (vec4 rows [k][m/4], [k][n/4]) into accumulators `c<r>_<j>`, for thread `ty`, `tx`.
+ * With `sumK` the same A (or B) registers are also summed into `sa<i>` (`sb<j>`), the k-sum.
  * Shared with the implicit-GEMM convolution kernels (../conv/emit.ts).
  */
 export function emitCompute(
@@ -136,6 +138,7 @@ export function emitCompute(
   steps: number,
   buf: string | null,
   indent: string,
+  sumK?: "a" | "b",
 ): string {
   const sa = buf === null ? "sh_a" : `sh_a[${buf}]`;
   const sb = buf === null ? "sh_b" : `sh_b[${buf}]`;
@@ -158,6 +161,8 @@ export function emitCompute(
         }
       }
     }
+    if (sumK === "a") { for (let i = 0; i < RM / 4; i++) s.push(`sa${i} += a${i};`); }
+    if (sumK === "b") { for (let j = 0; j < RN / 4; j++) s.push(`sb${j} += b${j};`); }
     out.push(`${indent}{ ${s.join(" ")} }`);
   }
   return out.join("\n");
@@ -181,6 +186,8 @@ function emitEpilogue(spec: MatmulSpec, tile: MatmulTile, guard: boolean, indent
         if (cVec) {
           let v = acc;
           if (spec.bias) v = `${v} + bias_g[${n} / 4u]`;
+          if (spec.activation) v = `act4_${spec.activation}(${v})`;
+          if (spec.residual) v = `${v} + res_g[(${idx}) / 4u]`;
           if (spec.accumulate) v = `${v} + c_g[(${idx}) / 4u]`;
           const st = `c_g[(${idx}) / 4u] = ${v};`;
           // With N % 4 == 0 a vec4 group lies entirely inside or outside the matrix.
@@ -190,6 +197,8 @@ function emitEpilogue(spec: MatmulSpec, tile: MatmulTile, guard: boolean, indent
             const e = `${idx} + ${c}u`;
             let v = `${acc}.${"xyzw"[c]}`;
             if (spec.bias) v = `${v} + bias_g[${n} + ${c}u]`;
+            if (spec.activation) v = `act_${spec.activation}(${v})`;
+            if (spec.residual) v = `${v} + res_g[${e}]`;
             if (spec.accumulate) v = `${v} + c_g[${e}]`;
             const st = `c_g[${e}] = ${v};`;
             row.push(guard ? `if (${n} + ${c}u < ${N}u) { ${st} }` : st);
@@ -203,12 +212,35 @@ function emitEpilogue(spec: MatmulSpec, tile: MatmulTile, guard: boolean, indent
   return out.join("\n");
 }
 
+/**
+ * Stores the k-sum: threads of the first tile column (sum of A, per row m) or row (sum of B,
+ * per column n) that hold the column tx = 0 (ty = 0) of their tile write it, once per row.
+ */
+function emitSumStore(spec: MatmulSpec, tile: MatmulTile, split: boolean): string {
+  const { TM, TN, RM, RN } = tile;
+  const ty = TM / RM, tx = TN / RN;
+  const isA = spec.sumK === "a";
+  const L = isA ? spec.M : spec.N;
+  const base = `${split ? `(s * ${spec.batch}u + batch)` : "batch"} * ${L}u`;
+  const out: string[] = [];
+  for (let i = 0; i < (isA ? RM : RN) / 4; i++) {
+    for (let r = 0; r < 4; r++) {
+      const x = isA ? `m0 + ${4 * i * ty + r}u + 4u * ty` : `n0 + ${4 * i * tx + r}u + 4u * tx`;
+      out.push(
+        `    if (${x} < ${L}u) { sum_g[${base} + ${x}] = s${spec.sumK}${i}.${"xyzw"[r]}; }`,
+      );
+    }
+  }
+  const who = isA ? "tn == 0u && tx == 0u" : "tm == 0u && ty == 0u";
+  return [`  if (${who}) {`, ...out, "  }"].join("\n");
+}
+
 /** The complete shader for a spec, tile, (folded) dispatch grid and binding element counts. */
 export function generateMatmul(
   spec: MatmulSpec,
   tile: MatmulTile,
   grid: [number, number, number],
-  sizes: { a: number; b: number; c: number },
+  sizes: { a: number; b: number; c: number; sum?: number },
   label: string,
   sharedBuffers: 1 | 2,
   split: SplitK | null,
@@ -216,7 +248,9 @@ export function generateMatmul(
   const buffers = sharedBuffers;
   const { M, N, K, transA, transB, aBatchStride: sa, bBatchStride: sb } = spec;
   // Split-K partials go raw into the scratch; the reduce pass adds bias and the old C.
-  const epilogueSpec = split ? { ...spec, bias: false, accumulate: false } : spec;
+  const epilogueSpec = split
+    ? { ...spec, bias: false, accumulate: false, activation: undefined, residual: false }
+    : spec;
   const parts = split?.parts ?? 1;
   const { TM, TN, TK, RM, RN } = tile;
   const threads = (TM / RM) * (TN / RN);
@@ -277,6 +311,15 @@ export function generateMatmul(
   if (epilogueSpec.bias) {
     o.push(`@group(0) @binding(3) var<storage, read> bias_g: ${arr(cVec, N)};`);
   }
+  let at = epilogueSpec.bias ? 4 : 3;
+  if (epilogueSpec.residual) {
+    o.push(`@group(0) @binding(${at++}) var<storage, read> res_g: ${arr(cVec, sizes.c)};`);
+  }
+  if (epilogueSpec.activation) o.push(activationWgsl(epilogueSpec.activation));
+  const sumK = spec.sumK;
+  if (sumK) {
+    o.push(`@group(0) @binding(${at}) var<storage, read_write> sum_g: array<f32, ${sizes.sum}>;`);
+  }
   // 2D so the hot reads are sh[constant k][ty + constant]: naga's index clamp then applies
   // only to loop-invariant values the driver can hoist.
   // With two buffers the outer index is the slice parity, a loop variable: one clamp per use,
@@ -327,6 +370,10 @@ export function generateMatmul(
     for (let j = 0; j < RN / 4; j++) accs.push(`var c${r}_${j} = vec4<f32>();`);
     o.push("  " + accs.join(" "));
   }
+  if (sumK) {
+    const n = (sumK === "a" ? RM : RN) / 4;
+    o.push("  " + Array.from({ length: n }, (_, i) => `var s${sumK}${i} = vec4<f32>();`).join(" "));
+  }
   // One full k-slice: registers -> shared buffer `buf`, then prefetch slice kt + 1 into the
   // registers while computing on `buf`. With one buffer a second barrier protects it from the
   // next store; with two, the next store goes to the other buffer, whose readers all passed
@@ -339,7 +386,7 @@ export function generateMatmul(
       o.push(`${indent}{ let kn = min(${kt} + 1u, ${kFullExpr} - 1u) * ${TK}u;`);
       o.push(emitFetch(a, "kn", TK, indent), emitFetch(b, "kn", TK, indent) + " }");
     }
-    o.push(emitCompute(tile, TK, buf, indent));
+    o.push(emitCompute(tile, TK, buf, indent, sumK));
     if (buffers === 1) o.push(`${indent}workgroupBarrier();`);
   };
   if (minFull > 0) {
@@ -358,7 +405,7 @@ export function generateMatmul(
     o.push(emitFetch(a, k0, kRem, ind), emitFetch(b, k0, kRem, ind));
     o.push(emitShare(a, kRem, buf, ind), emitShare(b, kRem, buf, ind));
     o.push(`${ind}workgroupBarrier();`);
-    o.push(emitCompute(tile, kRem, buf, ind));
+    o.push(emitCompute(tile, kRem, buf, ind, sumK));
     if (split) o.push("  }");
   }
   if (fullM < tilesM || fullN < tilesN) {
@@ -370,6 +417,7 @@ export function generateMatmul(
   } else {
     o.push(emitEpilogue(epilogueSpec, tile, false, "  "));
   }
+  if (sumK) o.push(emitSumStore(spec, tile, !!split));
   o.push("}");
   return o.join("\n") + "\n";
 }

@@ -23,6 +23,7 @@
 
 import { generateMatmul } from "./emit.ts";
 import { grid } from "../wgsl.ts";
+import type { EpilogueActivation } from "../activation.ts";
 import { generateSplitReduce, type SplitK, splitOf, type SplitReduce } from "./split.ts";
 
 /** One batched matmul. A is [batch, M, K], B is [batch, K, N], C is [batch, M, N]. */
@@ -43,9 +44,20 @@ export interface MatmulSpec {
   /** Optional fused epilogue: add bias[N] (binding 3). Default false. */
   bias?: boolean;
   /**
+   * Also write the sum over k of op(A) ("a": a [batch, M] vector) or of op(B) ("b": [batch,
+   * N]) into the binding after C (and bias): a bias gradient computed alongside the weight
+   * gradient that reads the same operand (G^T·X also gives sum_k G^T). Default: none.
+   */
+  sumK?: "a" | "b";
+  /** Fused epilogue: apply this activation to A·B + bias (before residual and accumulate). */
+  activation?: EpilogueActivation;
+  /** Fused epilogue: add a residual R [batch, M, N] (the binding after bias) last. */
+  residual?: boolean;
+  /**
    * Extension: split K over several workgroups per output tile when there are too few tiles to
    * fill the GPU (weight gradients: small M x N, K = batch x tokens). "auto" lets the planner
-   * decide, a number forces about that many parts. Default: never. A split plan needs a scratch
+   * decide, a number forces about that many parts (1: never). Default: only skinny-M (decode)
+   * products with a long K, see {@link chooseDecodeSplit}. A split plan needs a scratch
    * buffer and a second dispatch; see `MatmulPlan.splitK`.
    */
   splitK?: number | "auto";
@@ -63,14 +75,16 @@ export interface MatmulPlan {
   tile: MatmulTile;
   /** 2 when workgroup memory allows double-buffered k-slices (one barrier per slice). */
   sharedBuffers: 1 | 2;
-  /** Minimum sizes in bytes of the A, B, C (and bias) bindings; the shader declares them. */
-  bindingBytes: { a: number; b: number; c: number; bias: number };
+  /** Minimum sizes in bytes of the A, B, C (bias, k-sum) bindings; the shader declares them. */
+  bindingBytes: { a: number; b: number; c: number; bias: number; residual: number; sum: number };
   /**
    * Present when K is split: this plan's kernel then binds 0: A, 1: B, 2: scratch (read_write,
-   * `scratchBytes`) and no bias; afterwards dispatch `reduce` with 0: scratch (read), 1: C
-   * (read_write), 2: bias (when spec.bias). Both may go in one compute pass.
+   * `scratchBytes`), 3: the k-sum scratch (`sumScratchBytes`, when spec.sumK) and no bias;
+   * afterwards dispatch `reduce` with 0: scratch (read), 1: C (read_write), 2: bias (when
+   * spec.bias), the residual (when spec.residual), then the k-sum scratch (read) and the k-sum
+   * (read_write) when spec.sumK. Both may go in one compute pass.
    */
-  splitK?: { parts: number; scratchBytes: number; reduce: SplitReduce };
+  splitK?: { parts: number; scratchBytes: number; sumScratchBytes: number; reduce: SplitReduce };
 }
 
 /** Device limits the planner respects. */
@@ -214,6 +228,54 @@ export function chooseSplit(
   return best.parts > 1 ? { tile: best.tile, parts: best.parts } : null;
 }
 
+/** Decode GEMMs (M <= 16) aim for this many workgroups: two per SM of an H100 (132 SMs). */
+export const DECODE_WORKGROUPS = 264;
+/** ... and at most this many TK-deep k-slices per thread (the serial loop of one workgroup). */
+export const DECODE_MAX_SLICES = 16;
+const DECODE_MAX_PARTS = 64;
+
+/**
+ * The default for skinny-M products (decode: M <= 16 rows, N > 16) whose K exceeds
+ * DECODE_MAX_SLICES slices: such a GEMM has few output tiles and a long serial k-loop, so it
+ * is latency-bound (fc2 of 150M, 16x768x3072: 24 workgroups of 192 slices each). K is split
+ * into parts of at most DECODE_MAX_SLICES slices, and more parts (down to 2 slices each, and
+ * scratch traffic at most a quarter of B's) until the grid reaches DECODE_WORKGROUPS. Among
+ * the skinny tiles, the first that reaches the target with the most threads in flight wins;
+ * if none does, the one with the most workgroups. Null when K is short enough already.
+ */
+export function chooseDecodeSplit(
+  spec: MatmulSpec,
+  limits: MatmulLimits,
+): { tile: MatmulTile; parts: number } | null {
+  if (spec.M > 16 || spec.N <= 16) return null;
+  let best: { tile: MatmulTile; parts: number; wgs: number; threads: number } | null = null;
+  for (const t of candidatesFor(spec, limits)) {
+    if (!sensible(spec, t)) continue;
+    const slices = Math.ceil(spec.K / t.TK);
+    if (slices <= DECODE_MAX_SLICES) return null;
+    const tiles = tileCount(spec, t);
+    const least = Math.ceil(slices / DECODE_MAX_SLICES);
+    const most = Math.max(
+      least,
+      Math.min(DECODE_MAX_PARTS, Math.floor(slices / 2), Math.floor(spec.K / (4 * spec.M))),
+    );
+    let pick = { parts: 1, wgs: 0 };
+    for (let p = least; p <= most; p++) {
+      const parts = splitOf(spec.K, t.TK, p).parts;
+      if (parts > pick.parts || pick.wgs === 0) pick = { parts, wgs: tiles * parts };
+      if (pick.wgs >= DECODE_WORKGROUPS) break;
+    }
+    const cand = { tile: t, parts: pick.parts, wgs: pick.wgs, threads: pick.wgs * threadsOf(t) };
+    const reaches = (c: { wgs: number }) => c.wgs >= DECODE_WORKGROUPS;
+    if (
+      !best || (reaches(cand) && !reaches(best)) ||
+      (reaches(cand) === reaches(best) &&
+        (reaches(cand) ? cand.threads > best.threads : cand.wgs > best.wgs))
+    ) best = cand;
+  }
+  return best && best.parts > 1 ? { tile: best.tile, parts: best.parts } : null;
+}
+
 /** Validates a spec; throws with a readable message. */
 function checkSpec(spec: MatmulSpec): void {
   for (const key of ["batch", "M", "N", "K"] as const) {
@@ -238,6 +300,9 @@ export function matmulLabel(spec: MatmulSpec): string {
     spec.transB ? "tB" : "",
     spec.accumulate ? "acc" : "",
     spec.bias ? "bias" : "",
+    spec.sumK ? `sum${spec.sumK.toUpperCase()}` : "",
+    spec.activation ?? "",
+    spec.residual ? "res" : "",
   ].filter((s) => s).join(" ");
   return `matmul ${spec.M}x${spec.N}x${spec.K}${flags ? " " + flags : ""}`;
 }
@@ -246,7 +311,9 @@ export function matmulLabel(spec: MatmulSpec): string {
  * Plans a batched matmul: picks a tiling, generates the WGSL and the dispatch size.
  *
  * Bindings: @group(0) @binding(0) A (read), 1: B (read), 2: C (read_write, [batch, M, N]
- * contiguous), 3: bias[N] (read) when `spec.bias`. The shader declares fixed-size arrays, so
+ * contiguous), 3: bias[N] (read) when `spec.bias`, then the residual [batch, M, N] (read)
+ * when `spec.residual`, then the k-sum (read_write, [batch, M] or
+ * [batch, N]) when `spec.sumK`. The shader declares fixed-size arrays, so
  * each binding must be at least `plan.bindingBytes` long (WebGPU validates this at dispatch).
  */
 export function planMatmul(
@@ -259,6 +326,12 @@ export function planMatmul(
   let split: SplitK | null = null;
   if (typeof spec.splitK === "number" && spec.splitK >= 2) {
     split = splitOf(spec.K, tile.TK, Math.floor(spec.splitK));
+  } else if (spec.splitK === undefined && !override) {
+    const choice = chooseDecodeSplit(spec, limits);
+    if (choice) {
+      tile = choice.tile;
+      split = splitOf(spec.K, tile.TK, choice.parts);
+    }
   } else if (spec.splitK === "auto") {
     const choice = chooseSplit(spec, limits);
     if (choice) {
@@ -285,7 +358,7 @@ export function planMatmul(
     spec,
     tile,
     workgroups,
-    { ...sizes, c: cElems },
+    { ...sizes, c: cElems, sum: sizes.sum * parts },
     label,
     sharedBuffers,
     split,
@@ -296,15 +369,34 @@ export function planMatmul(
     label,
     tile,
     sharedBuffers,
-    bindingBytes: { a: sizes.a * 4, b: sizes.b * 4, c: sizes.c * 4, bias: sizes.bias * 4 },
+    bindingBytes: {
+      a: sizes.a * 4,
+      b: sizes.b * 4,
+      c: sizes.c * 4,
+      bias: sizes.bias * 4,
+      residual: sizes.residual * 4,
+      sum: sizes.sum * 4,
+    },
   };
   if (split) {
     const reduce = generateSplitReduce(
-      { ...spec, parts, accumulate: !!spec.accumulate, bias: !!spec.bias },
+      {
+        ...spec,
+        parts,
+        accumulate: !!spec.accumulate,
+        bias: !!spec.bias,
+        residual: !!spec.residual,
+        sum: sizes.sum,
+      },
       limits.maxComputeWorkgroupsPerDimension,
       label,
     );
-    plan.splitK = { parts, scratchBytes: cElems * 4, reduce };
+    plan.splitK = {
+      parts,
+      scratchBytes: cElems * 4,
+      sumScratchBytes: sizes.sum * parts * 4,
+      reduce,
+    };
   }
   return plan;
 }
@@ -317,12 +409,16 @@ function checkTile(t: MatmulTile, limits: MatmulLimits): void {
 }
 
 /** Element counts each binding must hold. */
-export function bindingSizes(spec: MatmulSpec): { a: number; b: number; c: number; bias: number } {
+export function bindingSizes(
+  spec: MatmulSpec,
+): { a: number; b: number; c: number; bias: number; residual: number; sum: number } {
   const last = spec.batch - 1;
   return {
     a: last * spec.aBatchStride + spec.M * spec.K,
     b: last * spec.bBatchStride + spec.K * spec.N,
     c: spec.batch * spec.M * spec.N,
     bias: spec.bias ? spec.N : 0,
+    residual: spec.residual ? spec.batch * spec.M * spec.N : 0,
+    sum: spec.sumK === "a" ? spec.batch * spec.M : spec.sumK === "b" ? spec.batch * spec.N : 0,
   };
 }

@@ -8,6 +8,7 @@
  */
 
 import { grid } from "../wgsl.ts";
+import { activationWgsl, type EpilogueActivation } from "../activation.ts";
 
 /** How K is cut: `parts` ranges of `chunk` (a multiple of TK); the last may be longer. */
 export interface SplitK {
@@ -39,10 +40,22 @@ const REDUCE_THREADS = 256;
 
 /**
  * Generates the reduction. Bindings: 0 scratch [parts, batch, M, N] (read), 1 C (read_write),
- * 2 bias[N] (read) when `bias`.
+ * 2 bias[N] (read) when `bias`, then the residual [batch, M, N] (read) when `residual`; then,
+ * when `sum` > 0 (elements of a k-sum, see
+ * `MatmulSpec.sumK`), the k-sum scratch [parts, sum] (read) and the k-sum [sum] (read_write).
  */
 export function generateSplitReduce(
-  opts: { batch: number; M: number; N: number; parts: number; accumulate: boolean; bias: boolean },
+  opts: {
+    batch: number;
+    M: number;
+    N: number;
+    parts: number;
+    accumulate: boolean;
+    bias: boolean;
+    residual?: boolean;
+    activation?: EpilogueActivation;
+    sum?: number;
+  },
   maxWorkgroupsPerDimension: number,
   label: string,
 ): SplitReduce {
@@ -51,7 +64,8 @@ export function generateSplitReduce(
   const w = vec ? 4 : 1;
   const count = (batch * M * N) / w; // elements (vec4 or scalar) of C
   const type = vec ? "vec4<f32>" : "f32";
-  const groups = Math.ceil(count / REDUCE_THREADS);
+  const sum = opts.sum ?? 0;
+  const groups = Math.ceil(Math.max(count, sum) / REDUCE_THREADS);
   const wgs = grid(groups, maxWorkgroupsPerDimension);
   const o: string[] = [];
   o.push(`// ${label}: sum of ${parts} split-K partials`);
@@ -60,6 +74,16 @@ export function generateSplitReduce(
   if (opts.bias) {
     o.push(`@group(0) @binding(2) var<storage, read> bias_g: array<${type}, ${N / w}>;`);
   }
+  const resAt = opts.bias ? 3 : 2;
+  if (opts.residual) {
+    o.push(`@group(0) @binding(${resAt}) var<storage, read> res_g: array<${type}, ${count}>;`);
+  }
+  if (sum > 0) {
+    const at = resAt + (opts.residual ? 1 : 0);
+    o.push(`@group(0) @binding(${at}) var<storage, read> ss_g: array<f32, ${sum * parts}>;`);
+    o.push(`@group(0) @binding(${at + 1}) var<storage, read_write> sum_g: array<f32, ${sum}>;`);
+  }
+  if (opts.activation) o.push(activationWgsl(opts.activation));
   o.push(`@compute @workgroup_size(${REDUCE_THREADS})`);
   o.push(
     "fn main(@builtin(workgroup_id) wid: vec3<u32>, " +
@@ -67,12 +91,21 @@ export function generateSplitReduce(
   );
   const lin = `wid.x + wid.y * ${wgs[0]}u + wid.z * ${wgs[0] * wgs[1]}u`;
   o.push(`  let i = (${lin}) * ${REDUCE_THREADS}u + lid;`);
+  if (sum > 0) {
+    const t: string[] = [];
+    for (let s = 0; s < parts; s++) t.push(`ss_g[i${s ? ` + ${s * sum}u` : ""}]`);
+    o.push(`  if (i < ${sum}u) { sum_g[i] = ${t.join(" + ")}; }`);
+  }
   o.push(`  if (i >= ${count}u) { return; }`);
   const terms: string[] = [];
   for (let s = 0; s < parts; s++) terms.push(`s_g[i${s ? ` + ${s * count}u` : ""}]`);
   if (opts.bias) terms.push(`bias_g[i % ${N / w}u]`);
-  if (opts.accumulate) terms.push("c_g[i]");
-  o.push(`  c_g[i] = ${terms.join(" + ")};`);
+  // Same association as before epilogues existed: ((s0 + s1 + ...) + bias) + C.
+  let v = terms.join(" + ");
+  if (opts.activation) v = `act${vec ? "4" : ""}_${opts.activation}(${v})`;
+  if (opts.residual) v = `${v} + res_g[i]`;
+  if (opts.accumulate) v = `${v} + c_g[i]`;
+  o.push(`  c_g[i] = ${v};`);
   o.push("}");
   return { code: o.join("\n") + "\n", workgroups: wgs, label: `${label} split-K reduce` };
 }
