@@ -13,10 +13,11 @@
  *   deno task bench overhead [-- --json FILE] [-- --quick] [-- --configs tiny,40M]
  *
  * JSON: {"rawUsPerDispatch": n, "<config>": {"train": {...}, "train_stage1": {...},
- * "train_replay": {...}, "train_stage1_replay": {...}, "plan_n1": {...}, "plan_n16": {...}}},
- * each object with dispatches, passes, submits, uploads, bindGroupsCreated,
- * pipelinesCompiled, hostMs. The `_replay` rows are the same training step captured once and
- * replayed (kernels/core/capture.ts, train/captured_world_step.ts).
+ * "train_replay": {...}, "train_stage1_replay": {...}, "plan_n1": {...}, "plan_n16": {...},
+ * "plan_n1_replay": {...}, "plan_n16_replay": {...}}}, each object with dispatches, passes,
+ * submits, uploads, bindGroupsCreated, pipelinesCompiled, hostMs. The `_replay` rows are the
+ * same step captured once and replayed (kernels/core/capture.ts, train/captured_world_step.ts,
+ * eval/captured_planner.ts).
  *
  * @module
  */
@@ -33,6 +34,7 @@ import { captureWorldActionStep } from "../train/captured_world_step.ts";
 import { beamSearch } from "../eval/beam_search.ts";
 import { windowTimesteps } from "../eval/context_history.ts";
 import { WamPlanningModel } from "../eval/wam_planning_model.ts";
+import { capturePlanner } from "../eval/captured_planner.ts";
 import type { SegmentBatch } from "../offline/mod.ts";
 
 const HELP = `overhead_bench — engine host cost per warm step (dry run: recorded, not submitted)
@@ -232,6 +234,26 @@ for (const name of configs) {
       a.dispose();
     });
     row(`${name} ${key}`, out[key]);
+    // The same planning step captured and replayed (eval/captured_planner.ts): the past
+    // tokens, tasks and valid masks from the host, the current tokens on the GPU (as the
+    // tokenizer leaves them).
+    const plan = capturePlanner(planner, { horizon: H, beamWidth: K });
+    const O = cfg.obsTokens, pastLen = t - O;
+    const past = new Int32Array(N * pastLen), cur = new Int32Array(N * O);
+    for (let n = 0; n < N; n++) {
+      past.set(toks.subarray(n * t, n * t + pastLen), n * pastLen);
+      cur.set(toks.subarray(n * t + pastLen, (n + 1) * t), n * O);
+    }
+    const tasks = new Int32Array(N).fill(39), validF = Float32Array.from(valid);
+    out[`${key}_replay`] = await measure(async () => {
+      const current = tensor(cur, [N, O], "i32");
+      const a = tidy(() => plan({ current, past, tasks, valid: validF, keepPaths: false }).actions);
+      current.dispose();
+      await readAll([a]);
+      a.dispose();
+    }, 3);
+    row(`${name} ${key}_replay`, out[`${key}_replay`]);
+    plan.dispose();
   }
   for (const p of model.parameters()) p.dispose();
   await rt.trim();

@@ -6,7 +6,9 @@
  *
  * Environments whose windows have different lengths (an episode that started later) are
  * planned in separate groups in the same step; with all episodes started together there is
- * one group.
+ * one group. With `replay`, each group's planning (prefill and every imagined depth) is
+ * recorded once per shape (environments, window) and replayed afterwards
+ * (eval/captured_planner.ts).
  *
  * @module
  */

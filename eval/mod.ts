@@ -5,6 +5,8 @@
  *   and `beam_kernels.ts` (batched beam search in the imagined MDP, on the GPU),
  *   `planning_model.ts` and `wam_planning_model.ts` (the world-action model as a planner's
  *   model, with KV-cache branching), `frame_tokenizer.ts`, `context_history.ts`;
+ *   `captured_planner.ts` and `replayed_tokenizer.ts` (the planner and the tokenizer's
+ *   encode recorded once per shape and replayed; `--no-replay` keeps them eager);
  * - running games: `episode_runner.ts`, `recording.ts` and `gif.ts`;
  * - scores: `metrics.ts` (human- and DQN-normalized scores, IQM, rliable's aggregates),
  *   `bootstrap.ts` (stratified bootstrap confidence intervals), `results_table.ts`,
@@ -23,6 +25,13 @@ export {
 export { checkBeamWidth, MAX_BEAM_WIDTH } from "./beam_kernels.ts";
 export type { Imagined, PlanningModel, PlanningState } from "./planning_model.ts";
 export { WamPlanningModel } from "./wam_planning_model.ts";
+export {
+  type CapturedPlanner,
+  type CapturedPlannerOptions,
+  capturePlanner,
+  type PlannerInputs,
+} from "./captured_planner.ts";
+export { type ReplayedTokenizer, replayedTokenizer } from "./replayed_tokenizer.ts";
 export * from "./metrics.ts";
 export * from "./bootstrap.ts";
 export * from "./results_table.ts";

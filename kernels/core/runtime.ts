@@ -68,6 +68,8 @@ export class Runtime {
   #byKernel = new WeakMap<Kernel, CachedPipeline>();
   #bindGroups = new Map<string, GPUBindGroup>();
   #pendingChecks: Promise<void>[] = [];
+  /** Pipelines compiled since the last flush (their shader checks not yet awaited). */
+  #uncheckedPipelines = 0;
   #encoder: GPUCommandEncoder | null = null;
   #pass: GPUComputePassEncoder | null = null;
   /** Epoch of the commands being recorded now; increments at each submit. */
@@ -157,6 +159,7 @@ export class Runtime {
       label: kernel.label,
     });
     this.#counters.pipelinesCompiled++;
+    this.#uncheckedPipelines++;
     const entry = { id: this.#pipelines.size + 1, pipeline, label: kernel.label };
     this.#pipelines.set(kernel.code, entry);
     this.#byKernel.set(kernel, entry);
@@ -354,6 +357,18 @@ export class Runtime {
   }
 
   /**
+   * Submit what has been recorded now, synchronously, unless a pipeline compiled since the
+   * last flush still awaits its shader check (then the commands wait for the next `flush()`,
+   * which checks first). Long steps (the planner, per imagined depth) call it so the GPU
+   * starts on one part while the host records the next; inside a capture the submit is
+   * recorded and replayed at the same point (warm steps compile nothing, so it is stable).
+   */
+  submitReady(): void {
+    if (this.#uncheckedPipelines > 0) return;
+    this.#submit();
+  }
+
+  /**
    * Submit what has been recorded. Shader errors of pipelines created since the last flush
    * are awaited first: a failing one throws (naming the op) and nothing is submitted.
    */
@@ -361,6 +376,7 @@ export class Runtime {
     if (this.#pendingChecks.length > 0) {
       const checks = this.#pendingChecks;
       this.#pendingChecks = [];
+      this.#uncheckedPipelines = 0;
       try {
         await Promise.all(checks);
       } catch (e) {

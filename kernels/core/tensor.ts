@@ -168,8 +168,30 @@ export function constTensor(
   shape: readonly number[] = [data.length],
   dtype: DType = "f32",
 ): Tensor {
-  return makeTensor(data, shape, dtype, true);
+  // Small constants (positions, row indices, uniform blocks) are uploaded once and shared:
+  // a warm step uploads none of them, and a capture has nothing to replay for them.
+  if (data.length === 0 || data.length > CONST_MAX_VALUES) {
+    return makeTensor(data, shape, dtype, true);
+  }
+  const key = `${dtype}|${shape}|${Array.prototype.join.call(data, ",")}`;
+  let base = constCache.get(key);
+  if (base) constCache.delete(key); // re-inserted: most recently used last
+  else {
+    base = keep(makeTensor(data, shape, dtype, true)); // not owned by the caller's tidy
+    if (constCache.size >= CONST_MAX_ENTRIES) {
+      const [k, old] = constCache.entries().next().value!;
+      constCache.delete(k);
+      old.dispose(); // views handed out keep the storage alive
+    }
+  }
+  constCache.set(key, base);
+  return base.view(shape);
 }
+
+/** Largest constant shared by {@link constTensor}, in values; entries kept (LRU). */
+const CONST_MAX_VALUES = 4096;
+const CONST_MAX_ENTRIES = 4096;
+const constCache = new Map<string, Tensor>();
 
 function makeTensor(
   data: ArrayLike<number> | AnyTypedArray,

@@ -22,7 +22,7 @@
  */
 import { runtime } from "../core/runtime.ts";
 import { planCache } from "../core/plan_cache.ts";
-import { Tensor } from "../core/tensor.ts";
+import { constTensor, Tensor } from "../core/tensor.ts";
 import { f32 } from "../codegen/wgsl.ts";
 import { checkIndices } from "./gather.ts";
 
@@ -41,9 +41,13 @@ const BUILTINS =
   "@builtin(local_invocation_index) lid: u32";
 const PARAMS = `struct Params { start: u32, length: u32, p2: u32, p3: u32 }`;
 
-/** Upload {start, length} as a uniform block. */
-function paramsBuffer(start: number, length: number) {
-  return runtime().upload(new Uint32Array([start, length, 0, 0]));
+/**
+ * {start, length} as a uniform block: a shared constant (kernels/core/tensor.ts `constTensor`),
+ * uploaded once per value, so decoding steps upload nothing and a capture replays nothing
+ * for it. The returned view is disposed by the caller after the dispatch is recorded.
+ */
+function paramsBuffer(start: number, length: number): Tensor {
+  return constTensor(new Uint32Array([start, length, 0, 0]), [4], "u32");
 }
 
 /** Shape [2, N, H, capacity, D] of a layer's cache; throws when `cache` does not have it. */
@@ -102,9 +106,9 @@ fn main(${BUILTINS}) {
   rt.dispatch(kernel, [
     qkv.buffer,
     cache.buffer,
-    prm,
+    prm.buffer,
   ]);
-  rt.pool.release(prm);
+  prm.dispose();
 }
 
 /**
@@ -207,9 +211,9 @@ ${qLoads.join("\n")}
     qkv.buffer,
     cache.buffer,
     out.buffer,
-    prm,
+    prm.buffer,
   ]);
-  rt.pool.release(prm);
+  prm.dispose();
   return out;
 }
 
@@ -258,8 +262,8 @@ fn main(${BUILTINS}) {
     cache.buffer,
     parents.buffer,
     out.buffer,
-    prm,
+    prm.buffer,
   ]);
-  rt.pool.release(prm);
+  prm.dispose();
   return out;
 }

@@ -38,9 +38,9 @@
 import { noGrad } from "../../kernels/core/autograd.ts";
 import { add, fusedAttention, indexSelect } from "../../kernels/ops/mod.ts";
 import { appendKv, cachedAttention, gatherCache } from "../../kernels/ops/cached_attention.ts";
-import { keep, Tensor, tensor, tidy } from "../../kernels/core/tensor.ts";
+import { constTensor, keep, Tensor, tidy } from "../../kernels/core/tensor.ts";
 import { contextLength, type WorldActionConfig } from "./configs.ts";
-import { SeedStream } from "./transformer.ts";
+import { SeedStream } from "../../util/rng.ts";
 import type { WorldActionModel, WorldActionOutputs } from "./model.ts";
 
 /** Keys and values of every layer for N sequences of equal length. */
@@ -104,7 +104,8 @@ export class KvCache {
   /** Each sequence repeated k times, consecutively (children of n are n*k .. n*k+k-1). */
   repeat(k: number): KvCache {
     const parents = Int32Array.from({ length: this.n * k }, (_, i) => Math.floor(i / k));
-    const idx = tensor(parents, [parents.length], "i32");
+    // A function of (n, k) alone: a captured step replays it as recorded.
+    const idx = constTensor(parents, [parents.length], "i32");
     const out = this.branch(idx);
     idx.dispose();
     return out;

@@ -1,0 +1,76 @@
+/**
+ * Pipelines compiled during an evaluation with staggered episodes (the tiny world-action model
+ * and tokenizer, 2 environments whose episodes last 3 and 5 agent steps, planner and encode
+ * replayed as `deno task eval` runs them): the agent plans environments grouped by window
+ * length, so a step's shapes are its groups (environments, window). A step whose groups were
+ * all planned before compiles no pipeline: warm shapes reuse every
+ * plan, and replays use the recorded ones.
+ *
+ * Not yet covered: a group shape seen for the first time (a new window length or number of
+ * environments) still compiles its pipelines, because sizes are baked into the WGSL.
+ */
+import assert from "node:assert/strict";
+import { counterDelta, initRuntime } from "../kernels/core/runtime.ts";
+import { worldActionConfig } from "../models/world_action/configs.ts";
+import { WorldActionModel } from "../models/world_action/model.ts";
+import { Tokenizer } from "../models/tokenizer/model.ts";
+import { TINY_TOKENIZER } from "../models/tokenizer/config.ts";
+import { PlanningAgent } from "../eval/agent.ts";
+import { EnvHistory } from "../eval/context_history.ts";
+import { WamPlanningModel } from "../eval/wam_planning_model.ts";
+import { replayedTokenizer } from "../eval/replayed_tokenizer.ts";
+import { mulberry32 } from "../util/rng.ts";
+
+const rt = await initRuntime();
+
+Deno.test("staggered evaluation: a step whose shapes were seen before compiles no pipeline", async () => {
+  // L = 3, H = 1: windows of 1 then 2 observations.
+  const cfg = worldActionConfig("tiny", { seed: 5, timesteps: 3 });
+  const model = new WamPlanningModel(new WorldActionModel(cfg));
+  const tok = replayedTokenizer(new Tokenizer({ ...TINY_TOKENIZER, seed: 6 }));
+  const agent = new PlanningAgent(model, tok, { horizon: 1, beamWidth: 2, replay: true });
+  const frame = TINY_TOKENIZER.inChannels * TINY_TOKENIZER.resolution ** 2;
+  const lengths = [3, 5];
+  const histories = lengths.map(() => new EnvHistory(agent.window));
+  const age = lengths.map(() => 0);
+  const valid = Array.from({ length: 18 }, (_, a) => (a < 6 ? 1 : 0));
+  const rng = mulberry32(9);
+  const seen = new Set<string>();
+  const log: string[] = [];
+  let checked = 0;
+  for (let s = 0; s < 10; s++) {
+    // The agent's groups this step: environments by window length.
+    const groups = new Map<number, number>();
+    for (const h of histories) groups.set(h.window, (groups.get(h.window) ?? 0) + 1);
+    const keys = [...groups].map(([w, n]) => `${n}x${w}`);
+    const warm = keys.every((k) => seen.has(k));
+    const frames = Uint8Array.from({ length: 2 * frame }, () => Math.floor(rng() * 256));
+    const before = rt.counters();
+    const d = await agent.decide(
+      frames,
+      histories.map((history) => ({ history, task: 39, valid })),
+    );
+    const c = counterDelta(before, rt.counters());
+    log.push(`step ${s} [${keys}] ${c.pipelinesCompiled} pipelines, ${c.bindGroupsCreated} bg`);
+    if (s === 0) assert.ok(c.pipelinesCompiled > 0, "the first step compiles (counter works)");
+    if (warm) {
+      checked++;
+      assert.equal(c.pipelinesCompiled, 0, log.join("\n"));
+    }
+    keys.forEach((k) => seen.add(k));
+    // Each environment's episode ends after its length: its history restarts (staggered).
+    d.forEach((x, e) => {
+      histories[e].push(x.tokens, x.action);
+      if (++age[e] === lengths[e]) {
+        histories[e].clear();
+        age[e] = 0;
+      }
+    });
+  }
+  assert.ok(checked >= 4, `only ${checked} steps had seen shapes:\n${log.join("\n")}`);
+  assert.deepEqual(agent.replayStats().fallbacks, []);
+  assert.ok(agent.replayStats().replays > 0, JSON.stringify(agent.replayStats()));
+  console.log(log.join("\n"));
+  agent.dispose();
+  tok.dispose();
+});
