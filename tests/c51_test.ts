@@ -129,7 +129,10 @@ function randomBatch(seed: number): CpuActionBatch {
   };
 }
 
-function upload(b: CpuActionBatch) {
+/** CQL's rows differ from the TD transitions (every real step vs transitions). */
+const CQL_MASK = [1, 1, 1, 1, 0, 1];
+
+function upload(b: CpuActionBatch, cqlMask = CQL_MASK) {
   return {
     probs: tensor(Float32Array.from(b.probs), [b.N, b.A, b.K]),
     nextTargetProbs: tensor(Float32Array.from(b.next), [b.N, b.A, b.K]),
@@ -138,24 +141,36 @@ function upload(b: CpuActionBatch) {
     terminals: tensor(b.terminals, [b.N]),
     valid: tensor(b.valid, [b.N, b.A]),
     mask: tensor(b.mask, [b.N]),
+    cqlMask: tensor(cqlMask, [b.N]),
   };
 }
 
 Deno.test("C51 TD loss and CQL match float64 references (a* over valid actions, terminals, clipping)", async () => {
   const b = randomBatch(7);
   const g = upload(b);
-  const [td, pen, both, joint] = await readAll([
+  const parts = actionLoss(g);
+  const cqlRows = { probs: g.probs, actions: g.actions, mask: g.cqlMask, valid: g.valid };
+  const [td, pen, penValid, both, joint] = await readAll([
     c51TdLoss(g, { gamma: 0.99 }),
-    cqlPenalty(g, { cqlAlpha: 0.1 }),
-    actionLoss(g),
-    jointLoss(tensor([2.5], []), actionLoss(g), 0.1),
+    cqlPenalty(cqlRows, { cqlAlpha: 0.1 }),
+    cqlPenalty(cqlRows, { cqlAlpha: 0.1, cqlActions: "valid" }),
+    parts.action,
+    jointLoss(tensor([2.5], []), parts.action, 0.1),
   ]);
   const wantTd = tdLoss(b, 0.99);
-  const wantCql = cql(b, 0.1);
+  const wantCql = cql({ ...b, mask: CQL_MASK }, 0.1);
+  const wantValid = cql({ ...b, mask: CQL_MASK }, 0.1, "valid");
+  // The options must differ on this batch, or the test could not tell them apart.
+  assert.ok(Math.abs(wantCql - wantValid) > 1e-3, `${wantCql} vs ${wantValid}`);
   assertClose([td[0]], [wantTd], { rtol: 1e-4, what: "TD loss" });
-  assertClose([pen[0]], [wantCql], { rtol: 1e-4, atol: 1e-5, what: "CQL" });
+  assertClose([pen[0]], [wantCql], { rtol: 1e-4, atol: 1e-5, what: "CQL (all actions)" });
+  assertClose([penValid[0]], [wantValid], { rtol: 1e-4, atol: 1e-5, what: "CQL (valid only)" });
   assertClose([both[0]], [wantTd + wantCql], { rtol: 1e-4, what: "action loss" });
   assertClose([joint[0]], [0.25 + wantTd + wantCql], { rtol: 1e-4, what: "joint loss" });
+  assert.throws(
+    () => cqlPenalty({ ...cqlRows, valid: undefined }, { cqlActions: "valid" }),
+    /needs the valid-action mask/,
+  );
 });
 
 Deno.test("action loss gradient w.r.t. online logits matches float64 finite differences", async () => {
@@ -187,14 +202,14 @@ Deno.test("action loss gradient w.r.t. online logits matches float64 finite diff
   };
   const cpuLoss = (x: Float64Array) => {
     const bb = { ...small, probs: softmaxRows(x) };
-    return tdLoss(bb, 0.99) + cql(bb, 0.1);
+    return tdLoss(bb, 0.99) + cql({ ...bb, mask: [1, 0] }, 0.1);
   };
   await checkOp(
     "actionLoss",
     ([x]) => {
-      const gb = upload({ ...small, probs: new Float64Array(N * A * K) });
+      const gb = upload({ ...small, probs: new Float64Array(N * A * K) }, [1, 0]);
       gb.probs.dispose();
-      return actionLoss({ ...gb, probs: softmax(x) });
+      return actionLoss({ ...gb, probs: softmax(x) }).action;
     },
     ([x]) => Float64Array.of(cpuLoss(x)),
     [{ data: logits, shape: [N, A, K] }],

@@ -1,5 +1,5 @@
 /**
- * The tokenizer's part of pretraining, as a thin adapter over models/tokenizer.ts: stage-1
+ * The tokenizer's part of pretraining, as a thin adapter over models/tokenizer/model.ts: stage-1
  * loss parts on a subset of the batch's frames, token ids of every frame of a batch (on the
  * GPU, for the world part), and the frame encoder that builds the stage-2 token stores.
  *
@@ -7,15 +7,32 @@
  */
 import { concat } from "../kernels/ops/mod.ts";
 import { readAll, type Tensor } from "../kernels/core/tensor.ts";
-import { Tokenizer, TOKENIZER_CONFIGS } from "../models/tokenizer/model.ts";
+import { type PerceptualLoss, Tokenizer, TOKENIZER_CONFIGS } from "../models/tokenizer/model.ts";
+import { Lpips } from "../models/tokenizer/lpips.ts";
 import { FRAME_BYTES } from "../offline/mod.ts";
 import type { FrameEncoder } from "../offline/mod.ts";
 
-/** A tokenizer of a named size ("tiny" | "paper") initialized from `seed`. */
-export function makeTokenizer(name: string, seed: number): Tokenizer {
+/**
+ * A tokenizer of a named size ("tiny" | "paper") initialized from `seed`; with `perceptual`
+ * its training loss has the LPIPS term.
+ */
+export function makeTokenizer(name: string, seed: number, perceptual?: PerceptualLoss): Tokenizer {
   const base = TOKENIZER_CONFIGS[name];
   if (!base) throw new Error(`unknown tokenizer config '${name}'`);
-  return new Tokenizer({ ...base, seed });
+  return new Tokenizer({ ...base, seed }, { perceptual });
+}
+
+/**
+ * The LPIPS network of `--lpips FILE` (after the runtime is up), or undefined without one.
+ * @throws Error naming the flag and file (missing, unreadable or wrong tensors).
+ */
+export async function loadPerceptual(file: string | null | undefined): Promise<Lpips | undefined> {
+  if (!file) return undefined;
+  try {
+    return await Lpips.load(file);
+  } catch (e) {
+    throw new Error(`--lpips ${file}: ${(e as Error).message.split("\n")[0]}`);
+  }
 }
 
 /** Indices of `n` frames spread evenly over `total` (a deterministic subset). */

@@ -1,20 +1,27 @@
 /**
- * From a token segment batch (train/data sampler) to the arrays the world-action model and
- * the losses take: the interleaved token rows, the next-observation targets, reward and
- * termination classes, the transitions of the action loss and each item's valid actions.
+ * From a token segment batch (offline/ sampler) to the arrays the world-action model and
+ * the losses take, with the authors' masks (`compute_loss` and `compute_labels_world_model`,
+ * src/models/jowa_model.py). B items, L timesteps, P tokens per frame; mask = their
+ * `mask_padding`:
  *
- * Masks (B items, L timesteps, transition s = (o_s, a_s, r_s, d_s, o_{s+1})):
+ * - next observation token: the flattened tokens [B, L*P] shifted by one, i.e. target j is
+ *   token j+1 (frame 0's tokens 1..P-1 included: L*P - 1 targets per segment), weighted by
+ *   the mask of the timestep that owns the target token;
  * - reward/termination at step s: mask[s] (the last row of an episode has no next frame but
  *   still carries its terminal flag, which the termination head must see);
- * - next observation of step s (s < L-1): mask[s+1];
- * - action loss at s < L-1: mask[s] and (mask[s+1] or terminal[s]) (a terminal transition
- *   needs no next observation: its target is r alone).
+ * - TD transition at every step s (L per segment): mask[s] and (mask[s+1] or terminal[s]),
+ *   so the last position counts when it is terminal (its target is r alone). Departure: a
+ *   terminal that is not the last real step counts once here, twice in theirs (their data,
+ *   right-padded after the terminal, never has one);
+ * - CQL at every real step s: mask[s].
+ *
+ * Rewards are clipped to [-1, 1] for the TD target (theirs are raw; DQN-Replay's rewards are
+ * clipped already, so the two agree on it).
  *
  * @module
  */
 import type { SegmentBatch } from "../offline/mod.ts";
-import { MINIMAL_ACTIONS } from "../atari/minimal_actions.ts";
-import { gameOfTaskId } from "../atari/task_ids.ts";
+import { gameOfTaskId, MINIMAL_ACTIONS } from "../atari/mod.ts";
 
 /** CPU arrays of one training batch (B items, L timesteps, P tokens per frame). */
 export interface WorldBatchArrays {
@@ -28,23 +35,21 @@ export interface WorldBatchArrays {
   stepActions: Int32Array;
   /** i32 [B]. */
   taskIds: Int32Array;
-  /** f32 [B*(L-1)]. */
-  nextObsMask: Float32Array;
+  /** f32 [B, L*P - 1]: weight of next-token target j (token j+1 of the item's frames). */
+  obsMask: Float32Array;
   /** i32 [B*L]: sign(r) + 1. */
   rewardClass: Int32Array;
   /** i32 [B*L]. */
   terminal: Int32Array;
-  /** f32 [B*L]. */
+  /** f32 [B*L]: real timesteps (reward/termination rows and CQL rows). */
   stepMask: Float32Array;
-  /** i32 [B*(L-1)]: a_s. */
-  actions: Int32Array;
-  /** f32 [B*(L-1)]: r_s clipped to [-1, 1] (DQN-Replay's are already). */
+  /** f32 [B*L]: r_s clipped to [-1, 1] (DQN-Replay's are already). */
   rewards: Float32Array;
-  /** f32 [B*(L-1)]: d_s. */
+  /** f32 [B*L]: d_s. */
   terminals: Float32Array;
-  /** f32 [B*(L-1)]. */
-  actionMask: Float32Array;
-  /** f32 [B*(L-1), A]: 1 for the item's game's valid actions. */
+  /** f32 [B*L]: TD transitions (see the module doc). */
+  tdMask: Float32Array;
+  /** f32 [B*L, A]: 1 for the item's game's valid actions. */
   valid: Float32Array;
 }
 
@@ -76,36 +81,34 @@ export function worldBatchArrays(b: SegmentBatch, opts: WorldBatchOptions = {}):
   const valid = opts.validActions ?? ((id: number) => defaultValidActions(id, A));
   const B = b.batchSize, L = b.segmentLength;
   const P = b.tokens ? b.tokens.length / (B * L) : 36;
-  const nextObsMask = new Float32Array(B * (L - 1));
+  const R = L * P - 1; // next-token targets per item
+  const obsMask = new Float32Array(B * R);
   const rewardClass = new Int32Array(B * L);
   const terminal = new Int32Array(B * L);
   const stepMask = new Float32Array(B * L);
-  const actions = new Int32Array(B * (L - 1));
-  const rewards = new Float32Array(B * (L - 1));
-  const terminals = new Float32Array(B * (L - 1));
-  const actionMask = new Float32Array(B * (L - 1));
-  const validArr = new Float32Array(B * (L - 1) * A);
+  const rewards = new Float32Array(B * L);
+  const terminals = new Float32Array(B * L);
+  const tdMask = new Float32Array(B * L);
+  const validArr = new Float32Array(B * L * A);
   for (let i = 0; i < B; i++) {
     const rowValid = new Float32Array(A);
     for (const a of valid(b.taskIds[i])) rowValid[a] = 1;
     for (let s = 0; s < L; s++) {
       const k = i * L + s;
       const m = b.mask[k];
-      const r = opts.poison ? NaN : Math.max(-1, Math.min(1, b.rewards[k]));
       rewardClass[k] = m ? Math.sign(b.rewards[k]) + 1 : 0;
       terminal[k] = m ? b.terminals[k] : 0;
       stepMask[k] = m;
-      if (s === L - 1) continue;
-      const t = i * (L - 1) + s;
-      nextObsMask[t] = b.mask[k + 1];
-      actions[t] = b.actions[k];
-      rewards[t] = r;
-      terminals[t] = b.terminals[k];
-      actionMask[t] = m && (b.mask[k + 1] || b.terminals[k]) ? 1 : 0;
-      validArr.set(rowValid, t * A);
+      rewards[k] = opts.poison ? NaN : Math.max(-1, Math.min(1, b.rewards[k]));
+      terminals[k] = b.terminals[k];
+      const next = s + 1 < L && b.mask[k + 1];
+      tdMask[k] = m && (next || b.terminals[k]) ? 1 : 0;
+      validArr.set(rowValid, k * A);
+      // Targets s*P-1 .. s*P+P-2 are the tokens of frame s (frame 0 starts at its token 1).
+      obsMask.fill(m, i * R + Math.max(0, s * P - 1), i * R + s * P + P - 1);
     }
   }
-  if (opts.poison) nextObsMask[0] = NaN;
+  if (opts.poison) obsMask[0] = NaN;
   return {
     B,
     L,
@@ -113,14 +116,13 @@ export function worldBatchArrays(b: SegmentBatch, opts: WorldBatchOptions = {}):
     obsTokens: b.tokens ? Int32Array.from(b.tokens) : null,
     stepActions: Int32Array.from(b.actions),
     taskIds: Int32Array.from(b.taskIds),
-    nextObsMask,
+    obsMask,
     rewardClass,
     terminal,
     stepMask,
-    actions,
     rewards,
     terminals,
-    actionMask,
+    tdMask,
     valid: validArr,
   };
 }

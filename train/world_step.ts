@@ -1,21 +1,30 @@
 /**
- * One forward pass of the world-action model on a batch and its loss parts: the world loss
- * of Eq. 8 split into its three cross-entropies (so each can be logged), and in stage 2 the
- * action loss of Eq. 9 (C51 TD + CQL) and the joint objective of Eq. 10.
- *
- * The world loss is the same sum as `worldLoss` in train/losses.ts, computed part by part
- * because reward/termination use every real step while the next-observation term needs the
- * next frame (see train/world_batch.ts).
+ * One forward pass of the world-action model on a batch and its loss parts (train/losses.ts):
+ * the world loss of Eq. 8 as its three cross-entropies (so each can be logged), and in stage 2
+ * the action loss of Eq. 9 (C51 TD + CQL) and the joint objective of Eq. 10, on the rows and
+ * masks of train/world_batch.ts (the authors' `compute_loss`).
  *
  * @module
  */
-import { add, concat, crossEntropy, mulScalar, reshape, slice } from "../kernels/ops/mod.ts";
+import { concat, reshape, slice } from "../kernels/ops/mod.ts";
 import { backward } from "../kernels/core/autograd.ts";
 import type { AdamW } from "../kernels/nn/optim.ts";
 import { type Tensor, tensor } from "../kernels/core/tensor.ts";
-import { nextObservationRows, type WorldActionModel } from "../models/world_action/model.ts";
-import { c51TdLoss, cqlPenalty } from "./losses.ts";
+import {
+  interleave,
+  type WorldActionModel,
+  type WorldActionOutputs,
+} from "../models/world_action/model.ts";
+import {
+  type ActionBatch,
+  actionLoss,
+  type CqlActions,
+  jointLoss,
+  worldLoss,
+  type WorldLossTerms,
+} from "./losses.ts";
 import type { WorldBatchArrays } from "./world_batch.ts";
+import type { Seed } from "../util/rng.ts";
 
 /** Loss weights of the joint objective (paper values by default). */
 export interface JointWeights {
@@ -25,6 +34,8 @@ export interface JointWeights {
   alpha: number;
   /** Discount. */
   gamma: number;
+  /** Actions of the CQL logsumexp (default "all", as Eq. 9 and the authors' code). */
+  cqlActions?: CqlActions;
 }
 
 /** Paper values: beta 0.1, alpha 0.1, gamma 0.99. */
@@ -51,76 +62,89 @@ export function worldActionLosses(
   a: WorldBatchArrays,
   opts: {
     joint: boolean;
-    stepSeed: number;
+    stepSeed: Seed;
     weights?: JointWeights;
     /** i32 [B, L, P] tokens made on the GPU (stage 1), instead of `a.obsTokens`. */
     obsTokens?: Tensor;
   },
 ): WorldLossParts {
   const w = opts.weights ?? PAPER_WEIGHTS;
-  const { B, L, P } = a;
-  const N = B * (L - 1);
-  const cfg = model.cfg;
-  const obsT = opts.obsTokens ?? tensor(a.obsTokens!, [B, L, P], "i32");
-  // Interleave on the GPU: [B, L, P] obs + [B, L, 1] action -> [B, L*(P+1)].
-  const tokens = reshape(
-    concat([obsT, tensor(a.stepActions, [B, L, 1], "i32")], 2),
-    [B, L * (P + 1)],
-  );
-  const tasks = tensor(a.taskIds, [B], "i32");
-  const out = model.forward(tokens, tasks, {
-    stepSeed: opts.stepSeed,
-    target: opts.joint,
-    obsRows: nextObservationRows(cfg, L),
+  const obsT = opts.obsTokens ?? tensor(a.obsTokens!, [a.B, a.L, a.P], "i32");
+  const out = segmentForward(model, a, obsT, { stepSeed: opts.stepSeed, target: opts.joint });
+  const world = worldTerms(out, a, obsT);
+  if (!opts.joint) return { total: world.world, ...world };
+  const action = actionLoss(actionBatch(out, a), {
+    gamma: w.gamma,
+    cqlAlpha: w.alpha,
+    cqlActions: w.cqlActions,
+    support: model.cfg, // the config's C51 atoms and range
   });
-  const obsLogits = reshape(out.obsLogits!, [N, P, cfg.obsVocab]);
-  const tokenMask = tensor(expandMask(a.nextObsMask, P), [N, P]);
-  const nextObs = reshape(slice(obsT, 1, 1, L), [N, P]);
-  const obs = crossEntropy(obsLogits, nextObs, tokenMask);
-  const stepMask = tensor(a.stepMask, [B * L]);
-  const reward = crossEntropy(
-    reshape(out.rewardLogits!, [B * L, cfg.rewardClasses]),
-    tensor(a.rewardClass, [B * L], "i32"),
-    stepMask,
-  );
-  const end = crossEntropy(
-    reshape(out.endLogits!, [B * L, cfg.endClasses]),
-    tensor(a.terminal, [B * L], "i32"),
-    stepMask,
-  );
-  const world = add(add(obs, reward), end);
-  if (!opts.joint) return { total: world, obs, reward, end, world };
-  const A = cfg.actions, K = cfg.atoms;
-  const probs = reshape(slice(out.q!.probs, 1, 0, L - 1), [N, A, K]);
-  const nextTargetProbs = reshape(slice(out.targetQ!.probs, 1, 1, L), [N, A, K]);
-  const batch = {
-    probs,
-    nextTargetProbs,
-    actions: tensor(a.actions, [N], "i32"),
+  return { total: jointLoss(world.world, action.action, w.beta), ...world, ...action };
+}
+
+/**
+ * The model's forward on whole segments: tokens `obsT` i32 [B, L, P] interleaved with the
+ * batch's actions, every head at its default rows.
+ */
+export function segmentForward(
+  model: WorldActionModel,
+  a: WorldBatchArrays,
+  obsT: Tensor,
+  opts: { stepSeed: Seed; target: boolean },
+): WorldActionOutputs {
+  const tokens = interleave(obsT, tensor(a.stepActions, [a.B, a.L], "i32"));
+  return model.forward(tokens, tensor(a.taskIds, [a.B], "i32"), opts);
+}
+
+/**
+ * The world loss of a {@link segmentForward}: observation-head rows 0..L*P-2 (all but the
+ * last action token's) predict tokens 1..L*P-1 of the flattened observations `obsT`.
+ */
+export function worldTerms(
+  out: WorldActionOutputs,
+  a: WorldBatchArrays,
+  obsT: Tensor,
+): WorldLossTerms {
+  const { B, L, P } = a;
+  const R = L * P - 1;
+  return worldLoss(slice(out.obsLogits!, 1, 0, R), out.rewardLogits!, out.endLogits!, {
+    obsTokens: slice(reshape(obsT, [B, L * P]), 1, 1, L * P),
+    obsMask: tensor(a.obsMask, [B, R]),
+    rewardClass: tensor(a.rewardClass, [B, L], "i32"),
+    terminal: tensor(a.terminal, [B, L], "i32"),
+    mask: tensor(a.stepMask, [B, L]),
+  });
+}
+
+/**
+ * The action-loss inputs of a {@link segmentForward} (with the target head): one row per
+ * timestep (B*L), transition s bootstrapping from the target head at s+1.
+ */
+export function actionBatch(out: WorldActionOutputs, a: WorldBatchArrays): ActionBatch {
+  const { B, L } = a;
+  const [, , A, K] = out.q!.probs.shape;
+  const N = B * L;
+  const tp = out.targetQ!.probs; // [B, L, A, K]
+  // The last slot has no next step: it counts only when terminal, whose target ignores the
+  // distribution, so its own stands in.
+  const next = L > 1 ? concat([slice(tp, 1, 1, L), slice(tp, 1, L - 1, L)], 1) : tp;
+  return {
+    probs: reshape(out.q!.probs, [N, A, K]),
+    nextTargetProbs: reshape(next, [N, A, K]),
+    actions: tensor(a.stepActions, [N], "i32"),
     rewards: tensor(a.rewards, [N]),
     terminals: tensor(a.terminals, [N]),
     valid: tensor(a.valid, [N, A]),
-    mask: tensor(a.actionMask, [N]),
+    mask: tensor(a.tdMask, [N]),
+    cqlMask: tensor(a.stepMask, [N]),
   };
-  const support = { atoms: K, vMin: cfg.vMin, vMax: cfg.vMax };
-  const td = c51TdLoss(batch, { gamma: w.gamma, support });
-  const cql = cqlPenalty(batch, { cqlAlpha: w.alpha, support });
-  const action = add(td, cql);
-  const total = add(mulScalar(world, w.beta), action);
-  return { total, obs, reward, end, world, td, cql, action };
-}
-
-/** [N] -> [N*P], each value repeated P times. */
-function expandMask(m: Float32Array, P: number): Float32Array {
-  const out = new Float32Array(m.length * P);
-  for (let i = 0; i < m.length; i++) out.fill(m[i], i * P, (i + 1) * P);
-  return out;
 }
 
 /** Options of {@link worldActionStep}. */
 export interface WorldActionStepOptions {
   joint: boolean;
-  stepSeed: number;
+  /** Dropout seed of the step (a function in a captured step: see captured_world_step.ts). */
+  stepSeed: Seed;
   weights?: JointWeights;
   obsTokens?: Tensor;
 }

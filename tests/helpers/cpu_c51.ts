@@ -89,14 +89,19 @@ export function tdLoss(b: CpuActionBatch, gamma: number): number {
   return num / Math.max(den, 1e-12);
 }
 
-/** CQL: alpha * masked mean of logsumexp over valid a of Q(o,a) - Q(o,a_data). */
-export function cql(b: CpuActionBatch, alpha: number): number {
+/**
+ * CQL: alpha * masked mean of logsumexp_a Q(o,a) - Q(o,a_data), the logsumexp over all
+ * actions (Eq. 9, the authors' code) or, with `actions` "valid", over the valid ones only.
+ */
+export function cql(b: CpuActionBatch, alpha: number, actions: "all" | "valid" = "all"): number {
   const z = atoms(b.K);
   let num = 0;
   let den = 0;
   for (let n = 0; n < b.N; n++) {
     const qs: number[] = [];
-    for (let a = 0; a < b.A; a++) if (b.valid[n * b.A + a]) qs.push(q(b.probs, n, a, b.A, b.K, z));
+    for (let a = 0; a < b.A; a++) {
+      if (actions === "all" || b.valid[n * b.A + a]) qs.push(q(b.probs, n, a, b.A, b.K, z));
+    }
     const m = Math.max(...qs);
     const lse = m + Math.log(qs.reduce((s, v) => s + Math.exp(v - m), 0));
     num += b.mask[n] * (lse - q(b.probs, n, b.actions[n], b.A, b.K, z));
