@@ -1,7 +1,8 @@
 /**
  * Matmul epilogues (`matmul(..., {activation, residual})`): act(op(A)·op(B) + bias) + R
  * fused into the output pass or the split-K reduce, for GPT-2's tanh GELU and the exact erf
- * GELU, with and without bias and residual, scalar and vec4 outputs, decode (split) shapes.
+ * GELU, with and without bias and residual, scalar and vec4 outputs, decode (skinny) shapes
+ * and a forced split-K.
  * Forward against float64 and against the unfused composition (matmul, gelu op, add); on the
  * tape the op takes the composition, checked by finite differences.
  */
@@ -45,13 +46,23 @@ function ref(
 
 Deno.test("matmul epilogue: GELU (tanh, erf) + residual, fused = float64 = unfused", async () => {
   let seed = 3;
-  // Scalar output (N 9), vec4 output (N 12), and split-K decode shapes (the reduce applies it).
-  for (const [M, N, K] of [[33, 9, 20], [5, 12, 7], [3, 40, 600], [16, 36, 300]]) {
-    const split = !!planMatmul(
-      { batch: 1, M, N, K, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 },
+  // Scalar output (N 9), vec4 output (N 12), decode shapes (the skinny kernel applies it after
+  // its in-workgroup reduction) and a forced split-K (the reduce pass applies it).
+  const shapes: [number, number, number, number?][] = [
+    [33, 9, 20],
+    [5, 12, 7],
+    [3, 40, 600],
+    [16, 36, 300],
+    [3, 40, 600, 3],
+  ];
+  for (const [M, N, K, splitK] of shapes) {
+    const plan = planMatmul(
+      { batch: 1, M, N, K, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0, splitK },
       rt.ctx.limits,
-    ).splitK;
-    assert.equal(split, K >= 300, `${M}x${N}x${K}: split as expected`);
+    );
+    const split = !!plan.splitK;
+    assert.equal(split, splitK !== undefined, `${M}x${N}x${K}: split as expected`);
+    assert.equal(!!plan.skinny, K >= 300 && !splitK, `${M}x${N}x${K}: skinny as expected`);
     for (const act of [undefined, "gelu", "gelu_erf"] as const) {
       for (const [withBias, withRes] of [[true, true], [false, true], [true, false]]) {
         if (!act && !withRes) continue;
@@ -68,7 +79,13 @@ Deno.test("matmul epilogue: GELU (tanh, erf) + residual, fused = float64 = unfus
           const tw = tensor(Float32Array.from(w), [N, K]);
           const tb = b ? tensor(Float32Array.from(b), [N]) : undefined;
           const tr = r ? tensor(Float32Array.from(r), [M, N]) : undefined;
-          const fused = matmul(tx, tw, { transB: true, bias: tb, activation: act, residual: tr });
+          const fused = matmul(tx, tw, {
+            transB: true,
+            bias: tb,
+            activation: act,
+            residual: tr,
+            splitK,
+          });
           const mid = rt.dispatchCount;
           let u: Tensor = matmul(tx, tw, { transB: true, bias: tb });
           if (act) u = act === "gelu" ? gelu(u) : geluErf(u);

@@ -1,9 +1,11 @@
 /**
- * Skinny-M (decode) GEMMs split K across workgroups by default (`chooseDecodeSplit`): the
- * planner's occupancy on the JOWA-150M and 40M decode shapes (M = 1, 4, 16 rows) — at least
- * DECODE_WORKGROUPS (264, two per H100 SM) workgroups where the shape allows, never more than
- * DECODE_MAX_SLICES (16) TK-deep k-slices per workgroup — and the split product through the
- * matmul op (bias, awkward K) against float64 and against the unsplit kernel (`splitK: 1`).
+ * Skinny-M GEMMs WITH a k-sum (`sumK`, the bias-gradient products) split K across workgroups
+ * by default (`chooseDecodeSplit`; without a k-sum they take the one-pass skinny kernel, see
+ * tests/matmul_skinny_test.ts): the planner's occupancy on the JOWA-150M and 40M decode
+ * shapes (M = 1, 4, 16 rows) — at least DECODE_WORKGROUPS (264, two per H100 SM) workgroups
+ * where the shape allows, never more than DECODE_MAX_SLICES (16) TK-deep k-slices per
+ * workgroup — and the split product with its k-sum through `matmulKSum` (awkward K) against
+ * float64 and against the unsplit kernel (`splitK: 1`).
  */
 import assert from "node:assert/strict";
 import {
@@ -15,7 +17,7 @@ import {
 } from "../kernels/codegen/matmul/plan.ts";
 import { initRuntime } from "../kernels/core/runtime.ts";
 import { readAll, tensor, tidy } from "../kernels/core/tensor.ts";
-import { matmul } from "../kernels/ops/mod.ts";
+import { matmulKSum } from "../kernels/ops/matmul.ts";
 import { assertClose, randArray } from "./helpers/reference.ts";
 
 const LIMITS = {
@@ -44,7 +46,7 @@ Deno.test("decode split: 150M and 40M decode shapes reach 264 workgroups, <= 16 
   ]];
   for (const M of [1, 4, 16]) {
     for (const [N, K] of shapes) {
-      const p = planMatmul(spec(M, N, K), LIMITS);
+      const p = planMatmul(spec(M, N, K, { sumK: "b" }), LIMITS);
       const parts = p.splitK?.parts ?? 1;
       const wgs = p.workgroups[0] * p.workgroups[1] * p.workgroups[2];
       const what = `M${M} N${N} K${K}: ${parts} parts, ${wgs} workgroups`;
@@ -57,47 +59,51 @@ Deno.test("decode split: 150M and 40M decode shapes reach 264 workgroups, <= 16 
     }
   }
   // Unsplit before: fc2 of 150M ran 192 slices in each of its few workgroups.
-  const before = planMatmul(spec(16, 768, 3072, { splitK: 1 }), LIMITS);
+  const before = planMatmul(spec(16, 768, 3072, { splitK: 1, sumK: "b" }), LIMITS);
   assert.equal(before.splitK, undefined);
   assert.ok(before.workgroups[0] <= 48);
 });
 
 Deno.test("decode split: short K, many rows or an explicit splitK are left alone", () => {
-  assert.equal(planMatmul(spec(4, 256, 256), LIMITS).splitK, undefined); // 16 slices
-  assert.equal(planMatmul(spec(17, 768, 3072), LIMITS).splitK, undefined); // not skinny
-  assert.equal(planMatmul(spec(4, 8, 3072), LIMITS).splitK, undefined); // N <= 16 too
-  assert.equal(planMatmul(spec(4, 768, 3072, { splitK: 1 }), LIMITS).splitK, undefined);
-  assert.equal(planMatmul(spec(4, 768, 3072, { splitK: 3 }), LIMITS).splitK?.parts, 3);
+  const s = (M: number, N: number, K: number, extra: Partial<MatmulSpec> = {}) =>
+    spec(M, N, K, { sumK: "b", ...extra });
+  assert.equal(planMatmul(s(4, 256, 256), LIMITS).splitK, undefined); // 16 slices
+  assert.equal(planMatmul(s(17, 768, 3072), LIMITS).splitK, undefined); // not skinny
+  assert.equal(planMatmul(s(4, 8, 3072), LIMITS).splitK, undefined); // N <= 16 too
+  assert.equal(planMatmul(s(4, 768, 3072, { splitK: 1 }), LIMITS).splitK, undefined);
+  assert.equal(planMatmul(s(4, 768, 3072, { splitK: 3 }), LIMITS).splitK?.parts, 3);
+  // Without a k-sum the skinny kernel, which never splits across workgroups.
+  assert.equal(planMatmul(spec(4, 768, 3072), LIMITS).splitK, undefined);
 });
 
-Deno.test("decode split: the op's split product equals float64 and the unsplit kernel", async () => {
+Deno.test("decode split: the k-sum product equals float64 and the unsplit kernel", async () => {
   const rt = await initRuntime();
   for (const [M, N, K] of [[3, 40, 600], [1, 130, 517], [16, 33, 1000]]) {
-    const p = planMatmul(spec(M, N, K, { bias: true }), rt.ctx.limits);
+    const p = planMatmul(spec(M, N, K, { sumK: "b" }), rt.ctx.limits);
     assert.ok(p.splitK, `${M}x${N}x${K} must split`);
-    const x = randArray(M * K, M + N), w = randArray(N * K, K), b = randArray(N, 7);
-    const ref = new Float64Array(M * N);
-    for (let i = 0; i < M; i++) {
-      for (let j = 0; j < N; j++) {
-        let s = b[j];
+    const x = randArray(M * K, M + N), w = randArray(N * K, K);
+    const ref = new Float64Array(M * N), refSum = new Float64Array(N);
+    for (let j = 0; j < N; j++) {
+      for (let k = 0; k < K; k++) refSum[j] += w[j * K + k];
+      for (let i = 0; i < M; i++) {
+        let s = 0;
         for (let k = 0; k < K; k++) s += x[i * K + k] * w[j * K + k];
         ref[i * N + j] = s;
       }
     }
     const ts = tidy(() => {
-      const [tx, tw, tb] = [
-        tensor(Float32Array.from(x), [M, K]),
-        tensor(Float32Array.from(w), [N, K]),
-        tensor(Float32Array.from(b), [N]),
-      ];
-      return [
-        matmul(tx, tw, { transB: true, bias: tb }),
-        matmul(tx, tw, { transB: true, bias: tb, splitK: 1 }),
-      ];
+      const tx = tensor(Float32Array.from(x), [M, K]);
+      const tw = tensor(Float32Array.from(w), [N, K]);
+      const split = matmulKSum(tx, tw, "b", { transB: true });
+      const plain = matmulKSum(tx, tw, "b", { transB: true, splitK: 1 });
+      return [split.out, split.sum, plain.out, plain.sum];
     });
-    const [split, plain] = await readAll(ts);
+    const [out, sum, plainOut, plainSum] = await readAll(ts);
     for (const t of ts) t.dispose();
-    assertClose(split, ref, { atol: 1e-4, rtol: 1e-4, what: `${M}x${N}x${K} split` });
-    assertClose(split, plain, { atol: 1e-4, rtol: 1e-4, what: `${M}x${N}x${K} vs unsplit` });
+    const what = `${M}x${N}x${K}`;
+    assertClose(out, ref, { atol: 1e-4, rtol: 1e-4, what: `${what} split` });
+    assertClose(sum, refSum, { atol: 1e-4, rtol: 1e-4, what: `${what} split k-sum` });
+    assertClose(out, plainOut, { atol: 1e-4, rtol: 1e-4, what: `${what} vs unsplit` });
+    assertClose(sum, plainSum, { atol: 1e-4, rtol: 1e-4, what: `${what} k-sum vs unsplit` });
   }
 });

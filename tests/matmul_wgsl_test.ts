@@ -8,7 +8,6 @@ import { mulberry32 } from "../util/rng.ts";
 import assert from "node:assert/strict";
 import { gpu } from "../kernels/core/device.ts";
 import {
-  foldGrid,
   MATMUL_TILES,
   type MatmulLimits,
   type MatmulPlan,
@@ -16,6 +15,7 @@ import {
   type MatmulTile,
   planMatmul,
 } from "../kernels/codegen/matmul/plan.ts";
+import { grid } from "../kernels/codegen/wgsl.ts";
 import { bindMatmul, compileMatmul, encodeMatmul } from "./helpers/matmul_pipeline.ts";
 
 const GPU_TEST = { sanitizeOps: false, sanitizeResources: false };
@@ -281,14 +281,18 @@ Deno.test("matmul: grid folding past the per-dimension workgroup limit", GPU_TES
   assert.ok(plan.workgroups[2] > 1);
 });
 
-Deno.test("matmul: foldGrid covers every workgroup within the limit", () => {
+Deno.test("matmul: grid folding covers every workgroup within the limit", () => {
   for (const [total, max] of [[1, 65535], [65535, 65535], [65536, 65535], [1e9, 65535], [26, 5]]) {
-    const [x, y, z] = foldGrid(total, max);
+    const [x, y, z] = grid(total, max);
     assert.ok(x <= max && y <= max && z <= max);
     assert.ok(x * y * z >= total);
     // Not wildly over-dispatched: at most one extra row of x*y.
     assert.ok(x * y * (z - 1) < total);
   }
+  // Balanced: 70000 = 2 x 35000 exactly; kernels that ignore wid.z refuse a third dimension.
+  assert.deepStrictEqual(grid(70000), [35000, 2, 1]);
+  assert.deepStrictEqual(grid(0), [0, 1, 1]);
+  assert.throws(() => grid(26, 5, 2), /26 workgroups exceed the dispatch limit of 5\^2/);
 });
 
 Deno.test("matmul: planner picks big tiles for big shapes, skinny for decode", () => {
@@ -301,7 +305,9 @@ Deno.test("matmul: planner picks big tiles for big shapes, skinny for decode", (
   const tileOf2 = (s: MatmulSpec, l: MatmulLimits) => planMatmul(s, l).tile;
   assert.deepEqual(tileOf(mm(4096, 4096, 4096)), MATMUL_TILES[0]);
   assert.deepEqual(tileOf(mm(18944, 512, 2048, false, true)), MATMUL_TILES[0]);
-  assert.equal(tileOf(mm(1, 2048, 512)).TM, 16);
+  // Decode rows: the skinny kernel for a long K, the 16-row tile for a short one.
+  assert.ok(planMatmul(mm(1, 2048, 512), limits).skinny);
+  assert.equal(tileOf(mm(1, 2048, 256)).TM, 16);
   assert.equal(tileOf(mm(2048, 3, 512)).TN, 16);
   // Device limits rule tiles out: 256-thread tiles, then tiles over 8 KiB of workgroup memory.
   const fewThreads = { ...limits, maxComputeInvocationsPerWorkgroup: 128 };

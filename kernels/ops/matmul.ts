@@ -4,7 +4,7 @@
  * A 2-D right operand (a weight) with a non-transposed left operand folds the left's batch
  * axes into M: one big GEMM, and the weight's gradient sums over the batch for free.
  */
-import { record } from "../core/autograd.ts";
+import { isGradEnabled, record } from "../core/autograd.ts";
 import { type MatmulSpec, planMatmul } from "../codegen/matmul/plan.ts";
 import { runtime } from "../core/runtime.ts";
 import { planCache } from "../core/plan_cache.ts";
@@ -12,6 +12,8 @@ import { Tensor } from "../core/tensor.ts";
 import { add, full, gelu, geluErf } from "./elementwise.ts";
 import type { EpilogueActivation } from "../codegen/activation.ts";
 import { sum } from "./reduce.ts";
+import { layerNorm } from "./norm.ts";
+import { isSkinny } from "../codegen/matmul/skinny.ts";
 
 /** Transposition flags of `matmul`. */
 export interface MatmulOptions {
@@ -33,10 +35,18 @@ export interface MatmulOptions {
   activation?: EpilogueActivation;
   /** Fused epilogue: add this tensor (the output's shape) last, e.g. a residual stream. */
   residual?: Tensor;
+  /**
+   * Prologue: layer-norm the rows of `a` first, i.e. matmul(layerNorm(a, weight, bias, eps),
+   * b, ...). Fused into the skinny decode kernel (codegen/matmul/skinny.ts: each workgroup
+   * computes the row statistics of the A rows it reads anyway) when the shape takes it and
+   * nothing needs a gradient; otherwise composed from the `layerNorm` op (same result).
+   */
+  layerNorm?: { weight: Tensor; bias: Tensor; eps?: number };
 }
 
 /** op(A) · op(B) over the last two axes; leading axes are batch (equal, or B 2-D). */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  if (opts.layerNorm) return matmulLayerNorm(a, b, opts, opts.layerNorm);
   const { spec, outShape, N } = specOf(a, b, opts);
   const { activation, residual } = opts;
   if (residual && residual.shape.join() !== outShape.join()) {
@@ -45,7 +55,9 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     );
   }
   if (activation || residual) {
-    const needsGrad = [a, b, opts.bias, residual].some((t) => t?.requiresGrad);
+    // Under noGrad (decoding) nothing is recorded, so trainable weights may fuse too.
+    const needsGrad = isGradEnabled() &&
+      [a, b, opts.bias, residual].some((t) => t?.requiresGrad);
     if (needsGrad) {
       // On the tape: the unfused composition, whose backward rules exist already.
       let y = matmul(a, b, { ...opts, activation: undefined, residual: undefined });
@@ -74,6 +86,40 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     const gbias = opts.bias?.requiresGrad ? sumRows(g, N) : null;
     return opts.bias ? [ga, gb, gbias] : [ga, gb];
   });
+}
+
+/** {@link matmul} with its layer-norm prologue: fused where possible, else composed. */
+function matmulLayerNorm(
+  a: Tensor,
+  b: Tensor,
+  opts: MatmulOptions,
+  ln: NonNullable<MatmulOptions["layerNorm"]>,
+): Tensor {
+  const eps = ln.eps ?? 1e-5;
+  const rest = { ...opts, layerNorm: undefined };
+  const K = a.shape[a.rank - 1];
+  for (const [name, t] of [["weight", ln.weight], ["bias", ln.bias]] as const) {
+    if (t.rank !== 1 || t.shape[0] !== K || t.dtype !== "f32") {
+      throw new Error(`matmul: layerNorm ${name} ${t} must be f32 [${K}]`);
+    }
+  }
+  const { spec, outShape } = specOf(a, b, rest);
+  const needsGrad = isGradEnabled() &&
+    [a, b, opts.bias, opts.residual, ln.weight, ln.bias].some((t) => t?.requiresGrad);
+  if (needsGrad || opts.transA || opts.splitK !== undefined || !isSkinny(spec)) {
+    return matmul(layerNorm(a, ln.weight, ln.bias, eps), b, rest);
+  }
+  if (opts.residual && opts.residual.shape.join() !== outShape.join()) {
+    throw new Error(
+      `matmul: residual [${opts.residual.shape}] must have the output shape [${outShape}]`,
+    );
+  }
+  spec.activation = opts.activation;
+  spec.residual = !!opts.residual;
+  spec.lnEps = eps;
+  const out = Tensor.empty(outShape, "f32");
+  run(spec, a, b, out, opts.bias ?? null, null, opts.residual ?? null, [ln.weight, ln.bias]);
+  return out;
 }
 
 /**
@@ -166,6 +212,7 @@ function run(
   bias: Tensor | null,
   sum: Tensor | null,
   residual: Tensor | null = null,
+  ln: [Tensor, Tensor] | null = null,
 ): void {
   if (out.size === 0) return;
   if (spec.K === 0) throw new Error("matmul: empty inner dimension");
@@ -173,7 +220,8 @@ function run(
   const sp = spec;
   const plan = planCache(
     `mm|${sp.batch}|${sp.M}|${sp.N}|${sp.K}|${sp.transA}|${sp.transB}|${sp.aBatchStride}|` +
-      `${sp.bBatchStride}|${sp.bias}|${sp.splitK}|${sp.sumK}|${sp.activation}|${sp.residual}`,
+      `${sp.bBatchStride}|${sp.bias}|${sp.splitK}|${sp.sumK}|${sp.activation}|${sp.residual}|` +
+      `${sp.lnEps}`,
     () => planMatmul(sp, rt.ctx.limits),
   );
   if (plan.splitK) {
@@ -199,6 +247,7 @@ function run(
     const bufs = [a.buffer, b.buffer, out.buffer];
     if (bias) bufs.push(bias.buffer);
     if (residual) bufs.push(residual.buffer);
+    if (ln) bufs.push(ln[0].buffer, ln[1].buffer);
     if (sum) bufs.push(sum.buffer);
     rt.dispatch(plan, bufs);
   }

@@ -7,8 +7,6 @@ import { runtime } from "../core/runtime.ts";
 import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
 import { binding, f32, grid, linearWorkgroup } from "../codegen/wgsl.ts";
-import { mapKernel } from "./map.ts";
-import { sum } from "./reduce.ts";
 
 function workgroupFor(C: number): number {
   let wg = 32;
@@ -92,41 +90,74 @@ ${TREE(wg)}
     const dx = x.requiresGrad
       ? layerNormInputGrad(g2, x2, weight, stats, C, rows, wg).view(x.shape)
       : null;
-    let dw: Tensor | null = null;
-    if (weight.requiresGrad) {
-      // xhat is recomputed from the saved statistics inside the fused expression.
-      const mu = columnOf(stats, 0, rows);
-      const rs = columnOf(stats, 1, rows);
-      dw = sum(mapKernel("layerNorm.grad_w", [g2, x2, mu, rs], "a * (b - c) * d"), 0);
-    }
-    const db = bias.requiresGrad ? sum(g2, 0) : null;
-    return [dx, dw, db];
+    if (!weight.requiresGrad && !bias.requiresGrad) return [dx, null, null];
+    // Both column sums in one pass (xhat recomputed from the saved statistics).
+    const [dw, db] = layerNormParamGrads(g2, x2, stats, C, rows);
+    if (!weight.requiresGrad) dw.dispose();
+    if (!bias.requiresGrad) db.dispose();
+    return [dx, weight.requiresGrad ? dw : null, bias.requiresGrad ? db : null];
   });
   // Without a tape nothing will read the statistics again.
   if (!out.node) stats.dispose();
   return out;
 }
 
-/** Column `col` of the [rows, 2] statistics as [rows, 1]. */
-function columnOf(stats: Tensor, col: number, rows: number): Tensor {
-  const out = Tensor.empty([rows, 1], "f32");
-  const kernel = planCache(`lns|${col}|${rows}`, () => {
-    const code = `${binding(0, "s", "f32")}
-${binding(1, "out", "f32", true)}
-@compute @workgroup_size(256)
+/** Columns per workgroup and row groups of `layerNormParamGrads` (256 threads). */
+const PG_COLS = 32;
+const PG_ROWS = 8;
+
+/**
+ * The weight and bias gradients of a layer norm as ONE column-sum kernel: dw[c] = sum_r
+ * g[r, c] * (x[r, c] - mean_r) * rstd_r and db[c] = sum_r g[r, c]. A workgroup owns 32
+ * columns (threads along c read 128-byte row segments) and 8 row groups that stride over the
+ * rows; the 8 partials are tree-reduced in workgroup memory in a fixed order (deterministic).
+ */
+function layerNormParamGrads(
+  g: Tensor,
+  x: Tensor,
+  stats: Tensor,
+  C: number,
+  rows: number,
+): [Tensor, Tensor] {
+  const dw = Tensor.empty([C], "f32");
+  const db = Tensor.empty([C], "f32");
+  const groups = Math.ceil(C / PG_COLS);
+  const kernel = planCache(`lnp|${C}|${rows}`, () => {
+    const code = `${binding(0, "g", "f32")}
+${binding(1, "x", "f32")}
+${binding(2, "stats", "f32")}
+${binding(3, "dw", "f32", true)}
+${binding(4, "db", "f32", true)}
+var<workgroup> ra: array<f32, ${PG_COLS * PG_ROWS}>;
+var<workgroup> rb: array<f32, ${PG_COLS * PG_ROWS}>;
+@compute @workgroup_size(${PG_COLS * PG_ROWS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = ${linearWorkgroup(Math.ceil(rows / 256))} * 256u + lid;
-  if (i >= ${rows}u) { return; }
-  out[i] = s[i * 2u + ${col}u];
+  let grp = ${linearWorkgroup(groups)};
+  if (grp >= ${groups}u) { return; }
+  let cl = lid % ${PG_COLS}u;
+  let rg = lid / ${PG_COLS}u;
+  let c = min(grp * ${PG_COLS}u + cl, ${C - 1}u);
+  var sw = 0.0;
+  var sb = 0.0;
+  for (var r = rg; r < ${rows}u; r += ${PG_ROWS}u) {
+    let gv = g[r * ${C}u + c];
+    sw += gv * (x[r * ${C}u + c] - stats[r * 2u]) * stats[r * 2u + 1u];
+    sb += gv;
+  }
+  ra[lid] = sw;
+  rb[lid] = sb;
+  workgroupBarrier();
+  for (var s = ${PG_ROWS / 2}u; s > 0u; s = s >> 1u) {
+    if (rg < s) { ra[lid] += ra[lid + s * ${PG_COLS}u]; rb[lid] += rb[lid + s * ${PG_COLS}u]; }
+    workgroupBarrier();
+  }
+  if (rg == 0u && grp * ${PG_COLS}u + cl < ${C}u) { dw[c] = ra[lid]; db[c] = rb[lid]; }
 }
 `;
-    return { code, label: "layerNorm.stats", workgroups: grid(Math.ceil(rows / 256)) };
+    return { code, label: "layerNorm.grad_wb", workgroups: grid(groups) };
   });
-  runtime().dispatch(kernel, [
-    stats.buffer,
-    out.buffer,
-  ]);
-  return out;
+  runtime().dispatch(kernel, [g.buffer, x.buffer, stats.buffer, dw.buffer, db.buffer]);
+  return [dw, db];
 }
 
 function layerNormInputGrad(

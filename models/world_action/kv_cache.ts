@@ -36,7 +36,7 @@
  * @module
  */
 import { noGrad } from "../../kernels/core/autograd.ts";
-import { add, fusedAttention, indexSelect } from "../../kernels/ops/mod.ts";
+import { fusedAttention, indexSelect } from "../../kernels/ops/mod.ts";
 import { appendKv, cachedAttention, gatherCache } from "../../kernels/ops/cached_attention.ts";
 import { constTensor, keep, Tensor, tidy } from "../../kernels/core/tensor.ts";
 import { contextLength, type WorldActionConfig } from "./configs.ts";
@@ -155,13 +155,13 @@ export function decodeStep(
       let x = model.embed(tokens, cache.tasks, start);
       for (let l = 0; l < model.blocks.length; l++) {
         const b = model.blocks[l];
-        const qkv = b.attn.qkv.forward(b.ln1.forward(x));
+        // Fused prologues/epilogues (transformer.ts decodeQkv / decodeTail).
+        const qkv = b.decodeQkv(x);
         appendKv(qkv, cache.layers[l], start);
         const y = start === 0
           ? fusedAttention(qkv, { heads: model.cfg.heads, causal: true })
           : cachedAttention(qkv, cache.layers[l], start);
-        x = add(x, b.attn.proj.forward(y));
-        x = add(x, b.mlp.forward(b.ln2.forward(x), seeds));
+        x = b.decodeTail(x, y, seeds);
       }
       return model.heads(model.lnF.forward(x), start, seeds);
     })

@@ -15,7 +15,9 @@ import {
   fusedAttention,
   gelu,
   geluErf,
+  matmul,
 } from "../../kernels/ops/mod.ts";
+import type { MatmulOptions } from "../../kernels/ops/matmul.ts";
 import { Module } from "../../kernels/nn/module.ts";
 import { Embedding, InitRng, LayerNorm, Linear } from "../../kernels/nn/layers.ts";
 import type { Tensor } from "../../kernels/core/tensor.ts";
@@ -106,6 +108,44 @@ export class Block extends Module {
     const h = add(x, this.attn.forward(this.ln1.forward(x), seeds));
     return add(h, this.mlp.forward(this.ln2.forward(h), seeds));
   }
+
+  /**
+   * Decoding (eval, no gradient), first half: qkv(ln1(x)) [N, t, 3d], with ln1 fused into the
+   * projection as a prologue where the rows are few (matmul's `layerNorm` option, the skinny
+   * decode kernel); the same values as `attn.qkv.forward(ln1.forward(x))`.
+   */
+  decodeQkv(x: Tensor): Tensor {
+    this.#checkDecoding();
+    return linear(this.attn.qkv, x, { layerNorm: normOf(this.ln1) });
+  }
+
+  /**
+   * Decoding, second half, after attention `y` [N, t, d]: h = x + proj(y) (residual epilogue),
+   * then h + fc2(gelu(fc1(ln2(h)))) (ln2 prologue and GELU epilogue on fc1, residual epilogue
+   * on fc2): three dispatches where the unfused block takes seven. Draws the MLP's dropout
+   * seed as `forward` does, so the stream stays aligned.
+   */
+  decodeTail(x: Tensor, y: Tensor, seeds: SeedStream): Tensor {
+    this.#checkDecoding();
+    seeds.nextSeed();
+    const h = linear(this.attn.proj, y, { residual: x });
+    const activation = this.mlp.cfg.gelu === "erf" ? "gelu_erf" as const : "gelu" as const;
+    const u = linear(this.mlp.fc1, h, { activation, layerNorm: normOf(this.ln2) });
+    return linear(this.mlp.fc2, u, { residual: h });
+  }
+
+  #checkDecoding(): void {
+    if (this.training) throw new Error("Block: decoding needs eval mode (no dropout)");
+  }
+}
+
+/** A Linear applied with fused prologue/epilogue options (eval paths). */
+function linear(l: Linear, x: Tensor, extra: MatmulOptions): Tensor {
+  return matmul(x, l.weight, { transB: true, bias: l.bias ?? undefined, ...extra });
+}
+
+function normOf(ln: LayerNorm): MatmulOptions["layerNorm"] {
+  return { weight: ln.weight, bias: ln.bias, eps: ln.eps };
 }
 
 function drop(x: Tensor, p: number, seeds: SeedStream): Tensor {

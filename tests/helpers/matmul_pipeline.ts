@@ -1,5 +1,5 @@
 /**
- * Raw-WebGPU helpers for plans from `matmul_wgsl.ts`: compile with errors surfaced, bind, encode.
+ * Raw-WebGPU helpers for plans from `kernels/codegen/matmul/plan.ts`: compile with errors surfaced, bind, encode.
  *
  * @module
  */

@@ -18,6 +18,24 @@
  * workgroup memory is double-buffered when the limit allows (one barrier per slice).
  * `splitK` (an extension) spreads long-K products with few output tiles over more workgroups.
  *
+ * Decode shapes (M <= 16 rows, N > 16, K > 256, no k-sum) take the skinny kernel of
+ * skinny.ts by default: K split WITHIN each workgroup (threads of a workgroup own disjoint
+ * 4-wide k-chunks, <= 16 slices of 16 each, tree-reduced in workgroup memory), one workgroup
+ * per M x C output block, one dispatch, no reduce pass. Occupancy and bandwidth, read from the
+ * WGSL (no GPU measured yet), for the JOWA-150M decode GEMMs at M = 4 (H = 2, K = 4, 1 env):
+ * - fc2 4x768x3072: C = 2 columns, S = 128 k-groups: 384 workgroups of 256 threads (98k
+ *   threads: 2.9 workgroups, ~745 threads per SM of an H100), 6 chunks (24 k) per thread. The weight (9.4 MB) is read once, in 512-byte warp-contiguous runs; A (48 KB) hits
+ *   L1/L2. At ~3 TB/s that is ~3.1 us of DRAM time against ~30 us for the old 24 workgroups
+ *   x 192 serial slices, and 7 barrier steps of reduction (M = 4 adds each).
+ * - qkv 4x2304x768 and fc1 4x3072x768: C = 8, S = 32: 288 / 384 workgroups, 6 chunks each.
+ * - proj 4x768x768: C = 2, S = 128: 384 workgroups, 1.5 chunks each (latency of one load
+ *   round plus the tree; the matmul is 2.4 MB of weight, under 1 us of bandwidth).
+ * Work per thread is tiny, so these GEMMs run at the weight-streaming bound, which is the
+ * decode roofline (arithmetic intensity ~ 2M/4 = 2 flop/byte at M = 4). At M = 16 the
+ * reduction's workgroup memory is 16 x 256 x 4 = 16 KB (the WebGPU default limit); a smaller
+ * limit lowers the threads per workgroup. The cross-workgroup split-K (`chooseDecodeSplit`)
+ * remains only for k-sum products (bias gradients) of skinny shapes.
+ *
  * @module
  */
 
@@ -25,6 +43,7 @@ import { generateMatmul } from "./emit.ts";
 import { grid } from "../wgsl.ts";
 import type { EpilogueActivation } from "../activation.ts";
 import { generateSplitReduce, type SplitK, splitOf, type SplitReduce } from "./split.ts";
+import { chooseSkinny, generateSkinny, isSkinny, type SkinnyShape } from "./skinny.ts";
 
 /** One batched matmul. A is [batch, M, K], B is [batch, K, N], C is [batch, M, N]. */
 export interface MatmulSpec {
@@ -56,11 +75,20 @@ export interface MatmulSpec {
   /**
    * Extension: split K over several workgroups per output tile when there are too few tiles to
    * fill the GPU (weight gradients: small M x N, K = batch x tokens). "auto" lets the planner
-   * decide, a number forces about that many parts (1: never). Default: only skinny-M (decode)
-   * products with a long K, see {@link chooseDecodeSplit}. A split plan needs a scratch
-   * buffer and a second dispatch; see `MatmulPlan.splitK`.
+   * decide, a number forces about that many parts (1: never). Default: skinny-M (decode)
+   * products with a long K take the skinny kernel (K split inside each workgroup, one
+   * dispatch, skinny.ts); with a k-sum they split across workgroups, see
+   * {@link chooseDecodeSplit}. A split plan needs a scratch buffer and a second dispatch; see
+   * `MatmulPlan.splitK`. Any explicit value (a number or "auto") bypasses the skinny kernel.
    */
   splitK?: number | "auto";
+  /**
+   * Prologue of skinny plans only (see skinny.ts): layer-norm each row of A (stored [M, K])
+   * with this epsilon, scale gamma[K] and shift beta[K] (the two bindings after the
+   * residual), before multiplying. planMatmul throws when the shape does not take the skinny
+   * kernel (callers compose `layerNorm` + `matmul` then).
+   */
+  lnEps?: number;
 }
 
 /** A generated kernel and how to dispatch it. */
@@ -85,6 +113,12 @@ export interface MatmulPlan {
    * (read_write) when spec.sumK. Both may go in one compute pass.
    */
   splitK?: { parts: number; scratchBytes: number; sumScratchBytes: number; reduce: SplitReduce };
+  /**
+   * Present for the skinny decode kernel (skinny.ts): C columns x S k-groups per workgroup;
+   * `tile` then reads TM = M, TN = C, TK = 4 S (k per loop step), RM = M, RN = 1. Same
+   * bindings as a plain plan (plus gamma, beta with `spec.lnEps`), one dispatch.
+   */
+  skinny?: SkinnyShape;
 }
 
 /** Device limits the planner respects. */
@@ -235,7 +269,8 @@ export const DECODE_MAX_SLICES = 16;
 const DECODE_MAX_PARTS = 64;
 
 /**
- * The default for skinny-M products (decode: M <= 16 rows, N > 16) whose K exceeds
+ * The default for skinny-M products with a k-sum (`sumK`; the others take the skinny kernel,
+ * see skinny.ts): decode-like shapes (M <= 16 rows, N > 16) whose K exceeds
  * DECODE_MAX_SLICES slices: such a GEMM has few output tiles and a long serial k-loop, so it
  * is latency-bound (fc2 of 150M, 16x768x3072: 24 workgroups of 192 slices each). K is split
  * into parts of at most DECODE_MAX_SLICES slices, and more parts (down to 2 slices each, and
@@ -303,6 +338,7 @@ export function matmulLabel(spec: MatmulSpec): string {
     spec.sumK ? `sum${spec.sumK.toUpperCase()}` : "",
     spec.activation ?? "",
     spec.residual ? "res" : "",
+    spec.lnEps !== undefined ? "ln" : "",
   ].filter((s) => s).join(" ");
   return `matmul ${spec.M}x${spec.N}x${spec.K}${flags ? " " + flags : ""}`;
 }
@@ -322,6 +358,10 @@ export function planMatmul(
   override?: MatmulTile,
 ): MatmulPlan {
   checkSpec(spec);
+  if (spec.splitK === undefined && !override && isSkinny(spec)) return planSkinny(spec, limits);
+  if (spec.lnEps !== undefined) {
+    throw new Error(`matmul: a layer-norm prologue needs a skinny shape, got ${matmulLabel(spec)}`);
+  }
   let tile = override ?? chooseTile(spec, limits);
   let split: SplitK | null = null;
   if (typeof spec.splitK === "number" && spec.splitK >= 2) {
@@ -399,6 +439,34 @@ export function planMatmul(
     };
   }
   return plan;
+}
+
+/** The skinny decode plan (skinny.ts): one dispatch, K split inside each workgroup. */
+function planSkinny(spec: MatmulSpec, limits: MatmulLimits): MatmulPlan {
+  const shape = chooseSkinny(spec, limits);
+  const label = `${matmulLabel(spec)} skinny`;
+  const workgroups = grid(
+    spec.batch * Math.ceil(spec.N / shape.C),
+    limits.maxComputeWorkgroupsPerDimension,
+  );
+  const sizes = bindingSizes(spec);
+  const code = generateSkinny(spec, shape, workgroups, sizes, label, { lnEps: spec.lnEps });
+  return {
+    code,
+    workgroups,
+    label,
+    tile: { TM: spec.M, TN: shape.C, TK: 4 * shape.S, RM: spec.M, RN: 1 },
+    sharedBuffers: 1,
+    bindingBytes: {
+      a: sizes.a * 4,
+      b: sizes.b * 4,
+      c: sizes.c * 4,
+      bias: sizes.bias * 4,
+      residual: sizes.residual * 4,
+      sum: 0,
+    },
+    skinny: shape,
+  };
 }
 
 function checkTile(t: MatmulTile, limits: MatmulLimits): void {
