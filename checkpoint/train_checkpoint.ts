@@ -1,5 +1,5 @@
 /**
- * Training checkpoints: model weights (models/model_checkpoint.ts), optimizer moments and the
+ * Training checkpoints: model weights (checkpoint/model_checkpoint.ts), optimizer moments and the
  * training state (step, stage, seed, sampler position) in one directory that appears only
  * when complete: everything is written under a temporary name, synced, then renamed to
  * `step-XXXXXX`, and `state.json` — written last — marks a checkpoint as complete.
@@ -48,6 +48,8 @@ export async function saveTrainCheckpoint(
   optimizers: readonly OptimizerPart[],
   state: TrainStateJson,
   keep = 3,
+  /** More files of the checkpoint (name -> bytes), written before state.json. */
+  files: Record<string, Uint8Array> = {},
 ): Promise<string> {
   const name = checkpointName(state.step);
   const final = path.join(run.checkpoints, name);
@@ -65,6 +67,7 @@ export async function saveTrainCheckpoint(
     for (const o of optimizers) {
       await saveOptimizer(path.join(tmp, `optim_${o.name}.safetensors`), o);
     }
+    for (const [name, bytes] of Object.entries(files)) writeFileAtomic(path.join(tmp, name), bytes);
     writeFileAtomic(path.join(tmp, "state.json"), JSON.stringify(state, null, 1));
     syncDir(tmp);
     // Re-saving a step (Ctrl-C right after a periodic checkpoint): swap, never leave a gap.

@@ -8,14 +8,12 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import {
-  HELP,
-  parsePretrainArgs,
-  type PretrainConfig,
-  resolveConfig,
-  UsageError,
-} from "./pretrain_options.ts";
+import { HELP, parsePretrainArgs, type PretrainConfig, resolveConfig } from "./pretrain_options.ts";
 import { pretrain, RunError } from "./pretrainer.ts";
+import { runCli, UsageError } from "../util/cli.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
+import { requireUsableAdapter } from "../kernels/core/device.ts";
+import { DistributedError, initDistributed } from "../distributed/mod.ts";
 
 async function main(): Promise<number> {
   const args = parsePretrainArgs(Deno.args);
@@ -32,6 +30,9 @@ async function main(): Promise<number> {
   if (cfg.data !== null && !fs.existsSync(cfg.data)) {
     throw new UsageError(`--data ${cfg.data}: no such directory`);
   }
+  if (cfg.lpips && !fs.statSync(cfg.lpips, { throwIfNoEntry: false })?.isFile()) {
+    throw new UsageError(`--lpips ${cfg.lpips}: no such file`);
+  }
   const ctrl = new AbortController();
   const onSigint = () => {
     if (ctrl.signal.aborted) Deno.exit(130); // second Ctrl-C: give up at once
@@ -42,19 +43,19 @@ async function main(): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", onSigint);
   try {
-    const r = await pretrain(cfg, args.resume, { signal: ctrl.signal });
+    // Refuse an OpenGL CPU adapter up front: training on it makes no visible progress.
+    requireUsableAdapter((await initRuntime()).ctx);
+    // Under mpiexec/srun: one rank of a data-parallel run (train/data_parallel.ts).
+    const comm = initDistributed();
+    const r = await pretrain(cfg, args.resume, { signal: ctrl.signal, comm });
+    // Every rank finalizes before exiting: one that exits without it aborts the job.
+    await comm.finalize();
     return r.status === "done" ? 0 : r.status === "nonfinite" ? 3 : 130;
   } finally {
     Deno.removeSignalListener("SIGINT", onSigint);
   }
 }
 
-try {
-  Deno.exit(await main());
-} catch (e) {
-  const err = e as Error;
-  const usage = err instanceof UsageError || err instanceof RunError;
-  console.error(`error: ${(err.message ?? String(e)).split("\n")[0]}`);
-  if (!usage && Deno.env.get("JOWA_DEBUG")) console.error(err.stack);
-  Deno.exit(usage ? 2 : 1);
-}
+// Every failure is one line (the stack too with JOWA_DEBUG=1); bad usage and run-directory
+// problems exit 2, anything else 1.
+await runCli(main, { usageErrors: [RunError], userErrors: [DistributedError], catchAll: true });

@@ -6,7 +6,8 @@
  */
 import { parseArgs } from "node:util";
 import { CONFIGS } from "../models/world_action/configs.ts";
-import { PRETRAIN_GAMES } from "../atari/scores.ts";
+import { PRETRAIN_GAMES } from "../atari/mod.ts";
+import { UsageError } from "../util/cli.ts";
 
 /** Everything a pretraining run depends on (saved as the run's config.json). */
 export interface PretrainConfig {
@@ -20,10 +21,15 @@ export interface PretrainConfig {
   /** Emulator collection when `data` is null. */
   collectGames: string[];
   collectSteps: number;
-  /** World-action model size (models/configs.ts). */
+  /** World-action model size (models/world_action/configs.ts). */
   model: "tiny" | "40M" | "70M" | "150M";
-  /** Tokenizer size (models/tokenizer_config.ts). */
+  /** Tokenizer size (models/tokenizer/config.ts). */
   tokenizer: "tiny" | "paper";
+  /**
+   * LPIPS weights (safetensors, models/tokenizer/lpips.ts) for the tokenizer's perceptual
+   * term in stage 1; null: no perceptual term.
+   */
+  lpips?: string | null;
   /** Segments per batch. */
   batch: number;
   /** Frames per tokenizer step in stage 1 (taken from the batch's segments). */
@@ -56,6 +62,11 @@ export interface PretrainConfig {
   injectNanAt: number;
   /** Testing: checkpoint and stop after this step, as Ctrl-C would (0: never). */
   stopAt: number;
+  /**
+   * Testing: the world-action model's dropout and Q-head dropout instead of the size's (no
+   * flag; data-parallel equivalence tests turn dropout off, whose masks depend on the rank).
+   */
+  modelDropout?: number;
   /** Draw the progress bar even when stderr is not a terminal. */
   progress: boolean;
 }
@@ -70,6 +81,7 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   collectSteps: 500,
   model: "tiny",
   tokenizer: "tiny",
+  lpips: null,
   batch: 4,
   tokenizerBatch: 4,
   segmentLength: 8,
@@ -147,6 +159,8 @@ Data and run:
 Model and schedule:
   --model M             ${Object.keys(CONFIGS).join(" | ")} (default ${DEFAULT_CONFIG.model})
   --tokenizer T         tiny | paper (default ${DEFAULT_CONFIG.tokenizer})
+  --lpips FILE          LPIPS-VGG16 weights (safetensors): adds the perceptual term to the
+                        stage-1 tokenizer loss, as the authors train it (frame data only)
   --batch N             segments per batch (default ${DEFAULT_CONFIG.batch}; paper 512)
   --tokenizer-batch N   frames per stage-1 tokenizer step (default ${DEFAULT_CONFIG.tokenizerBatch}; paper 2048)
   --segment-length N    timesteps per segment (default ${DEFAULT_CONFIG.segmentLength})
@@ -174,11 +188,6 @@ Testing:
 
 Ctrl-C writes a checkpoint and exits (status 130). A non-finite loss stops the run (status 3)
 with the loss part and step, keeps the last good checkpoint and writes nonfinite.json.`;
-
-/** A bad command line (printed as one line, exit status 2). */
-export class UsageError extends Error {
-  override name = "UsageError";
-}
 
 /** Options that may change when resuming (the schedule, not the model or data). */
 export const RESUMABLE_OVERRIDES: readonly (keyof PretrainConfig)[] = [
@@ -250,6 +259,7 @@ export function parsePretrainArgs(args: string[]): ParsedArgs {
       "preset",
       "model",
       "tokenizer",
+      "lpips",
     ]
   ) options[k] = { type: "string" };
   let values: Record<string, string | boolean | undefined>;
@@ -319,6 +329,10 @@ export function parsePretrainArgs(args: string[]): ParsedArgs {
       throw new UsageError(`--tokenizer must be tiny or paper, got '${t}'`);
     }
     o.tokenizer = t;
+  }
+  if (str("lpips") !== undefined) {
+    if (!str("lpips")) throw new UsageError("--lpips needs a file");
+    o.lpips = str("lpips")!;
   }
   if (values["no-report"]) o.report = false;
   if (values.progress) o.progress = true;

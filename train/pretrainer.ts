@@ -1,5 +1,6 @@
 /**
- * The pretraining loop (library form of `deno task pretrain`).
+ * The pretraining loop (library form of `deno task pretrain`), on the shared run management of
+ * train/trainer.ts.
  *
  * Stage 1 (steps 1..S1): the tokenizer trains on the batch's frames (Adam, lr1) and the world
  * part of the world-action model on the tokens of those frames (world loss, AdamW lr1).
@@ -13,21 +14,26 @@
  * so a run resumed from a checkpoint (weights, target head, optimizer moments and step,
  * sampler position) computes the same losses as an uninterrupted one.
  *
+ * Data parallel (under `mpiexec -n N`, train/data_parallel.ts): rank r trains on rows
+ * [r B/N, (r+1) B/N) of each global batch of `--batch` B, gradients (and the logged losses)
+ * are averaged before the clip and AdamW step, parameters are broadcast from rank 0 at start
+ * and on resume, and only rank 0 writes (checkpoints, metrics, report, collected data and
+ * stage-2 token stores, which the other ranks then read: the data and run directories must be
+ * on a filesystem every rank sees). The sampler position is the global batch's, so a run
+ * resumes on any number of ranks that divides B.
+ *
  * @module
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { backward } from "../kernels/core/autograd.ts";
-import { copyTensor } from "../kernels/nn/module.ts";
 import { AdamW } from "../kernels/nn/optim.ts";
-import { initRuntime, type Runtime } from "../kernels/core/runtime.ts";
+import { initRuntime } from "../kernels/core/runtime.ts";
 import { keep, type Tensor, tidy } from "../kernels/core/tensor.ts";
-import { zeros } from "../kernels/ops/mod.ts";
 import { describeAdapter } from "../kernels/core/device.ts";
 import { type WorldActionConfig, worldActionConfig } from "../models/world_action/configs.ts";
 import { WorldActionModel } from "../models/world_action/model.ts";
 import type { Tokenizer } from "../models/tokenizer/model.ts";
-import { StepProgress } from "../util/progress.ts";
 import {
   datasetStoreDirs,
   openSampler,
@@ -38,58 +44,52 @@ import {
   tokenizeStore,
 } from "../offline/mod.ts";
 import { ensureCollected } from "./default_data.ts";
-import { LossReadback, type NonFinite, type StepValues } from "./loss_readback.ts";
-import { MetricsLog } from "./metrics_log.ts";
 import type { PretrainConfig } from "./pretrain_options.ts";
 import { writePretrainReport } from "./pretrain_report.ts";
-import { RunDir, writeFileAtomic } from "../checkpoint/run_dir.ts";
-import { ENCODE_CHUNK, frameEncoder, makeTokenizer, tokenizerStep } from "./tokenizer_stage.ts";
 import {
-  loadTrainCheckpoint,
+  ENCODE_CHUNK,
+  frameEncoder,
+  loadPerceptual,
+  makeTokenizer,
+  tokenizerStep,
+} from "./tokenizer_stage.ts";
+import {
   type ModulePart,
   type OptimizerPart,
   readTrainState,
-  saveTrainCheckpoint,
 } from "../checkpoint/train_checkpoint.ts";
+import type { RunDir } from "../checkpoint/run_dir.ts";
+import {
+  openRunDir,
+  settle,
+  snapshot,
+  type StepTensors,
+  Trainer,
+  type TrainerHooks,
+  type TrainResult,
+} from "./trainer.ts";
 import { worldBatchArrays } from "./world_batch.ts";
-import { worldActionStep } from "./world_step.ts";
+import { worldActionLosses, worldActionStep, type WorldLossParts } from "./world_step.ts";
+import { noDecay } from "./weight_decay.ts";
+import { stepSeed } from "../util/rng.ts";
+import { type Comm, initDistributed } from "../distributed/mod.ts";
+import { DataParallel, rankStepSeed, shardRows } from "./data_parallel.ts";
+import { RunDir as RunDirClass } from "../checkpoint/run_dir.ts";
+import { RunError } from "./trainer.ts";
+
+export { RunError } from "./trainer.ts";
 
 /** How a run ended. */
-export interface PretrainResult {
-  status: "done" | "interrupted" | "nonfinite";
-  /** Last step whose update was applied (and, unless non-finite, checkpointed). */
-  step: number;
-  run: RunDir;
-  nonFinite?: NonFinite;
-  /** Checkpoint directory holding the last good state. */
-  checkpoint: string | null;
-}
+export type PretrainResult = TrainResult;
 
 /** Hooks of {@link pretrain}. */
-export interface PretrainHooks {
-  /** Status lines (default: stderr). */
-  log?: (line: string) => void;
-  /** Stop gracefully (checkpoint, then return "interrupted") once aborted. */
-  signal?: AbortSignal;
-  /** Every readback's per-step values (tests). */
-  onSteps?: (steps: StepValues[]) => void;
-}
+export type PretrainHooks = TrainerHooks & {
+  /** The communicator (default: `initDistributed()`, a single process without a launcher). */
+  comm?: Comm;
+};
 
-/** Error for a run directory that cannot be started or resumed (one line, no stack). */
-export class RunError extends Error {
-  override name = "RunError";
-}
-
-/** Dropout seed of a global step: a hash of (seed, step), never a running RNG state. */
-export function stepSeed(seed: number, step: number): number {
-  let h = (Math.imul(seed + 0x632be5ab, 0x9e3779b1) ^ Math.imul(step, 0x85ebca6b)) >>> 0;
-  h = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> 0;
-  return (h ^ (h >>> 12)) >>> 0;
-}
-
-// Decay the matrices only (IRIS/minGPT convention): biases, norms and embeddings are exempt.
-const noDecay = (n: string) =>
-  n.endsWith(".bias") || /(^|\.)(ln|norm)/.test(n) || n.startsWith("embed");
+/** The authors' weight-decay groups (train/weight_decay.ts). */
+export { noDecay };
 
 /** Run (or resume) pretraining as configured; `resume` is the run directory to continue. */
 export async function pretrain(
@@ -97,38 +97,52 @@ export async function pretrain(
   resume: string | null = null,
   hooks: PretrainHooks = {},
 ): Promise<PretrainResult> {
-  const log = hooks.log ?? ((s: string) => console.error(s));
-  const run = new RunDir(resume ?? path.join(cfg.runsDir, cfg.name));
-  const ckpt = resume ? run.latestCheckpoint() : null;
-  if (resume) {
-    if (!fs.existsSync(run.config)) throw new RunError(`${run.root}: not a run directory`);
-    if (!ckpt) throw new RunError(`${run.root}: no complete checkpoint to resume from`);
-  } else if (fs.existsSync(run.config)) {
-    throw new RunError(`${run.root} exists: resume it with --resume ${run.root} or pick --name`);
+  const comm = hooks.comm ?? initDistributed();
+  const dp = comm.size > 1 ? new DataParallel(comm) : null;
+  const root = comm.rank === 0;
+  if (dp) {
+    try {
+      shardRows(cfg.batch, comm.rank, comm.size);
+    } catch (e) {
+      throw new RunError((e as Error).message);
+    }
   }
-  run.create();
-  if (!resume) writeFileAtomic(run.config, JSON.stringify(cfg, null, 2) + "\n");
-  fs.rmSync(run.nonfinite, { force: true });
+  const log = root ? hooks.log ?? ((s: string) => console.error(s)) : () => {};
+  const runRoot = resume ?? path.join(cfg.runsDir, cfg.name);
+  // Rank 0 alone opens (creates, checks) the run directory; the others only use its paths.
+  const { run, ckpt } = root
+    ? openRunDir(runRoot, !!resume, cfg, log)
+    : { run: new RunDirClass(runRoot), ckpt: null };
 
   const rt = await initRuntime();
   log(`adapter: ${describeAdapter(rt.ctx)}`);
-  const dataRoot = cfg.data ??
-    await ensureCollected(
+  if (dp) log(`data parallel: ${comm.size} ranks, ${cfg.batch / comm.size} rows each`);
+  let dataRoot = cfg.data;
+  if (!dataRoot && root) {
+    dataRoot = await ensureCollected(
       path.join(run.root, "data"),
       cfg.collectGames,
       cfg.collectSteps,
       cfg.seed,
       log,
     );
-  const dirs = datasetStoreDirs(dataRoot, cfg.games ?? undefined);
+  }
+  // Also the barrier after rank 0's collection.
+  if (dp) dataRoot = await dp.broadcastJson(dataRoot);
+  const dirs = datasetStoreDirs(dataRoot!, cfg.games ?? undefined);
   const manifests = dirs.map((d) => readManifest(d));
   const form = manifests[0].form;
-  const tok = form === "frames" ? makeTokenizer(cfg.tokenizer, cfg.seed) : null;
+  const tok = form === "frames"
+    ? makeTokenizer(cfg.tokenizer, cfg.seed, await loadPerceptual(cfg.lpips))
+    : null;
   const obsVocab = tok ? tok.cfg.vocab : tokenVocab(manifests);
   const wcfg: WorldActionConfig = worldActionConfig(cfg.model, {
     obsVocab,
     timesteps: cfg.segmentLength,
     seed: cfg.seed,
+    ...(cfg.modelDropout !== undefined
+      ? { dropout: cfg.modelDropout, qDropout: cfg.modelDropout }
+      : {}),
   });
   const model = new WorldActionModel(wcfg);
   log(
@@ -136,290 +150,328 @@ export async function pretrain(
       (tok ? `; tokenizer ${cfg.tokenizer}: ${tok.parameterCount()} parameters` : "") +
       `; games ${manifests.map((m) => m.game).join(", ")} (${form})`,
   );
-
   const S1 = cfg.stage1Steps, S2 = cfg.stage2Steps, total = S1 + S2;
-  const adamw = (params: [string, Tensor][], lr: number, wd: number) =>
-    new AdamW(params, { lr, weightDecay: wd, maxGradNorm: cfg.gradClip, noDecay });
-  // The tokenizer trains with Adam (jowa.md), i.e. no weight decay.
-  let tokOpt = tok && S1 > 0 ? adamw(tok.namedParameters(), cfg.lr1, 0) : null;
-  let wmOpt = adamw(model.namedParameters(), S1 > 0 ? cfg.lr1 : cfg.lr2, cfg.weightDecay);
-  let stage: 1 | 2 = S1 > 0 ? 1 : 2;
-  let step = 0;
-  let samplerState: SamplerState | undefined;
-
-  const modules = (): ModulePart[] => [
-    { file: "world_action", module: model, extra: model.targetTensors(), config: wcfg },
-    ...(tok ? [{ file: "tokenizer", module: tok as Tokenizer, config: tok.cfg }] : []),
-  ];
-  const wmNames = model.namedParameters().map(([n]) => n);
-  const tokNames = tok ? tok.namedParameters().map(([n]) => n) : [];
-  const optimizers = (): OptimizerPart[] => [
-    { name: "world_action", opt: wmOpt, paramNames: wmNames },
-    ...(tokOpt && stage === 1 ? [{ name: "tokenizer", opt: tokOpt, paramNames: tokNames }] : []),
-  ];
-
-  if (ckpt) {
-    const saved = readTrainState(ckpt);
-    stage = saved.stage as 1 | 2;
-    if (stage === 2) {
-      tokOpt?.dispose();
-      tokOpt = null;
-      wmOpt.lr = cfg.lr2;
-    }
-    const st = await loadTrainCheckpoint(ckpt, modules(), optimizers());
-    step = st.step;
-    samplerState = st.sampler as SamplerState;
-    log(`resumed ${run.root} at step ${step} (stage ${stage}) from ${ckpt}`);
-  }
-
-  const metrics = new MetricsLog(run.metrics);
-  metrics.truncateAfter(step);
-  const readback = new LossReadback();
-  const bar = new StepProgress({
-    label: "pretrain",
+  const p = new PretrainParts(cfg, model, wcfg, tok, dirs, run, dp, hooks.signal);
+  const trainer = new Trainer({
+    run,
+    rt,
+    seed: cfg.seed,
     total,
-    force: cfg.progress,
-    // Fractional rates (a CPU adapter runs well under one step per second).
-    format: (n) => (Number.isInteger(n) ? String(n) : n.toFixed(n < 10 ? 2 : 0)),
-  });
-  let sampler: Sampler | null = null;
-  let lastCkpt = ckpt;
-  let stop: "interrupted" | null = null;
-  const onAbort = () => (stop = "interrupted");
-  hooks.signal?.addEventListener("abort", onAbort);
-  if (hooks.signal?.aborted) stop = "interrupted";
-  let interval = { start: performance.now(), firstStep: step + 1 };
-  const t0 = performance.now();
-  const lastLosses: Record<string, number> = {};
-
-  let lastCkptStep = ckpt ? step : -1;
-  const saveCheckpoint = async () => {
-    lastCkptStep = step;
-    lastCkpt = await saveTrainCheckpoint(run, modules(), optimizers(), {
-      step,
-      stage,
-      seed: cfg.seed,
-      sampler: sampler!.state(),
-      tokenizerFrozen: stage === 2,
-      savedAt: new Date().toISOString(),
-    }, cfg.keep);
-  };
-
-  /** Read the pending steps back; false when a value was not finite. */
-  const drain = async (): Promise<NonFinite | null> => {
-    if (readback.size === 0) return null;
-    const { steps, nonFinite } = await readback.flush();
-    hooks.onSteps?.(steps);
-    if (nonFinite) return nonFinite;
-    const secs = (performance.now() - interval.start) / 1000;
-    const n = step - interval.firstStep + 1;
-    for (const st of [1, 2] as const) {
-      const mine = steps.filter((s) => s.stage === st);
-      if (!mine.length) continue;
-      const losses: Record<string, number> = {};
-      for (const k of Object.keys(mine[0].losses)) {
-        losses[k] = mine.reduce((a, s) => a + s.losses[k], 0) / mine.length;
-        lastLosses[k] = losses[k];
-      }
-      metrics.append({
-        step: mine.at(-1)!.step,
-        stage: st,
-        losses,
-        gradNorm: mine.at(-1)!.gradNorm,
-        lr: st === 1 && tokOpt
-          ? { world_action: wmOpt.lr, tokenizer: tokOpt.lr }
-          : { world_action: wmOpt.lr },
-        stepsPerSec: secs > 0 ? n / secs : 0,
-        elapsed: (performance.now() - t0) / 1000,
-      });
-    }
-    const last = steps.at(-1)!;
-    const shown: Record<string, number | string> = {
-      stage: String(last.stage),
-      "steps/s": (secs > 0 ? n / secs : 0).toFixed(2), // this interval's rate
-      loss: last.losses.total,
-    };
-    for (const k of ["world", "action", "tok_recon"]) {
-      if (last.losses[k] !== undefined) shown[k] = last.losses[k];
-    }
-    bar.update(step, shown, true);
-    interval = { start: performance.now(), firstStep: step + 1 };
-    return null;
-  };
-
-  const stopNonFinite = (bad: NonFinite): PretrainResult => {
-    const diag = {
-      ...bad,
-      value: String(bad.value),
-      message: `non-finite ${bad.part} loss at step ${bad.step} (stage ${bad.stage})`,
-      lastGoodCheckpoint: lastCkpt,
-    };
-    writeFileAtomic(run.nonfinite, JSON.stringify(diag, null, 2) + "\n");
-    bar.finish();
-    log(
-      `error: ${diag.message}; stopped without saving. Last good checkpoint: ` +
-        `${lastCkpt ?? "none"} (continue with --resume ${run.root})`,
-    );
-    return { status: "nonfinite", step: bad.step, run, nonFinite: bad, checkpoint: lastCkpt };
-  };
-
-  const openStageSampler = async (s: 1 | 2, state?: SamplerState) => {
-    sampler?.close();
-    const src = s === 2 && tok ? dirs.map((d) => path.join(run.tokens, path.basename(d))) : dirs;
-    sampler = await openSampler(src, {
-      batchSize: state ? undefined : cfg.batch,
-      segmentLength: state ? undefined : cfg.segmentLength,
-      seed: state ? undefined : cfg.seed + s,
-      workers: cfg.workers,
-      state,
-    });
-  };
-
-  const enterStage2 = async () => {
-    stage = 2;
-    if (tok) {
-      tokOpt?.dispose();
-      tokOpt = null;
-      tok.eval();
-      for (const p of tok.parameters()) p.requiresGrad = false;
-      for (const d of dirs) {
-        const dst = path.join(run.tokens, path.basename(d));
-        if (fs.existsSync(path.join(dst, "manifest.json"))) continue;
-        log(`tokenizing ${path.basename(d)} with the frozen tokenizer into ${dst}`);
-        await tokenizeStore(
-          d,
-          dst,
-          frameEncoder(tok, Math.min(cfg.batch * cfg.segmentLength, ENCODE_CHUNK)),
-          {
-            tokenizer: { config: cfg.tokenizer, step, run: run.root },
-            vocabSize: tok.cfg.vocab,
-            restart: true,
-          },
-        );
-      }
-    }
-    wmOpt.dispose();
-    wmOpt = adamw(model.namedParameters(), cfg.lr2, cfg.weightDecay);
-    model.updateTarget();
-  };
-
+    stage: S1 > 0 ? 1 : 2,
+    logEvery: cfg.logEvery,
+    ckptEvery: cfg.ckptEvery,
+    keep: cfg.keep,
+    stopAt: cfg.stopAt,
+    label: "pretrain",
+    progress: cfg.progress,
+    shown: ["world", "action", "tok_recon"],
+    writes: root,
+    // Data parallel: a stop request travels with the gradients (every rank stops at one step).
+    hooks: dp ? { ...hooks, log, signal: undefined } : hooks,
+  }, p);
+  p.trainer = trainer;
+  const st = trainer.state;
+  let samplerState: SamplerState | undefined;
+  const resumedStage = ckpt ? readTrainState(ckpt).stage as 1 | 2 : null;
+  const stage = dp ? await dp.broadcastJson(resumedStage) : resumedStage;
+  if (stage) {
+    st.stage = stage;
+    if (st.stage === 2) p.dropTokenizerOptimizer();
+  }
+  if (ckpt) {
+    const saved = await trainer.resume(ckpt);
+    samplerState = saved.sampler as SamplerState;
+    log(`resumed ${run.root} at step ${st.step} (stage ${st.stage}) from ${ckpt}`);
+  }
+  if (dp) {
+    // Rank 0's position, weights (and, resumed, optimizer state) on every rank.
+    const at = await dp.broadcastJson({ step: st.step, lastCkpt: st.lastCkpt, samplerState });
+    st.step = at.step;
+    st.lastCkpt = at.lastCkpt;
+    st.lastCkptStep = stage ? at.step : -1;
+    samplerState = at.samplerState ?? undefined;
+    await p.broadcastState(!!stage);
+  }
+  trainer.start();
   try {
-    if (stage === 2 && tok) {
-      tok.eval();
-      for (const p of tok.parameters()) p.requiresGrad = false;
-    }
-    if (!ckpt && stage === 2) await enterStage2(); // --stage1-steps 0: straight to stage 2
-    if (step >= S1 && stage === 1 && step < total) {
-      await enterStage2();
+    if (st.stage === 2) p.freezeTokenizer();
+    if (!ckpt && st.stage === 2) await p.enterStage2(log); // --stage1-steps 0: straight to stage 2
+    if (st.step >= S1 && st.stage === 1 && st.step < total) {
+      await p.enterStage2(log);
+      st.stage = 2;
       samplerState = undefined; // the saved position was the stage-1 stream's
     }
-    await openStageSampler(stage, samplerState);
-    bar.update(step, {}, true);
-    while (step < total && !stop) {
-      if (step === S1 && stage === 1) {
-        const bad = await drain();
-        if (bad) return stopNonFinite(bad);
-        await enterStage2();
-        await openStageSampler(2);
-      }
-      const batch = await sampler!.next();
-      step++;
-      const arrays = worldBatchArrays(batch, {
-        actions: wcfg.actions,
-        poison: step === cfg.injectNanAt,
-      });
-      const seed = stepSeed(cfg.seed, step);
-      const kept = tidy(() => {
-        const out: Record<string, Tensor> = {};
-        const norms: Record<string, Tensor> = {};
-        let ids: Tensor | undefined;
-        if (stage === 1 && tok && tokOpt) {
-          const t = tokenizerStep(tok, batch.frames!, arrays.B, arrays.L, cfg.tokenizerBatch);
-          tokOpt.zeroGrad();
-          backward(t.losses.total);
-          tokOpt.update();
-          Object.assign(out, t.losses.parts);
-          out.tok_total = t.losses.total;
-          norms.tokenizer = snapshot(tokOpt.clipStats);
-          ids = t.ids;
-        }
-        const parts = worldActionStep(model, wmOpt, arrays, {
-          joint: stage === 2,
-          stepSeed: seed,
-          weights: { beta: cfg.beta, alpha: cfg.alpha, gamma: cfg.gamma },
-          obsTokens: ids,
-        });
-        norms.world_action = snapshot(wmOpt.clipStats);
-        for (const [k, v] of Object.entries(parts)) if (v) out[k] = v;
-        return { out, norms };
-      });
-      for (const t of [...Object.values(kept.out), ...Object.values(kept.norms)]) keep(t);
-      wmOpt.zeroGrad();
-      tokOpt?.zeroGrad();
-      if (stage === 2 && (step - S1) % cfg.targetEvery === 0) model.updateTarget();
-      readback.push(step, stage, kept.out, kept.norms);
-      if (step === cfg.stopAt) stop = "interrupted";
-      const ckptDue = step % cfg.ckptEvery === 0 || step === total || step === S1 || !!stop;
-      if (step % cfg.logEvery === 0 || ckptDue) {
-        const bad = await drain();
-        if (bad) return stopNonFinite(bad);
-        if (ckptDue) await saveCheckpoint();
-      } else {
-        await rt.flush();
-      }
+    await p.openStageSampler(st.stage, samplerState);
+    trainer.showProgress();
+    const stageSpec = (stage: 1 | 2) => ({
+      stage,
+      end: stage === 1 ? S1 : total,
+      ckptAt: [S1, total],
+      step: (step: number) => p.step(step, stage),
+    });
+    let bad = st.stage === 1 ? await trainer.runStage(stageSpec(1)) : null;
+    if (!bad && !st.stop && st.stage === 1 && st.step === S1 && S1 < total) {
+      await p.enterStage2(log);
+      st.stage = 2;
+      await p.openStageSampler(2);
     }
-    if (stop && lastCkptStep !== step) {
-      // Interrupted after this step's checkpoint decision: read back, then save.
-      const bad = await drain();
-      if (bad) return stopNonFinite(bad);
-      await saveCheckpoint();
-    }
-    bar.finish();
-    if (stop) {
-      log(
-        `interrupted at step ${step}: checkpoint ${lastCkpt}; continue with --resume ${run.root}`,
-      );
-      return { status: "interrupted", step, run, checkpoint: lastCkpt };
-    }
-    if (cfg.report) {
+    if (!bad && st.stage === 2) bad = await trainer.runStage(stageSpec(2));
+    bad ??= await trainer.settleStop();
+    if (bad) return trainer.stopNonFinite(bad);
+    const stopped = trainer.finishRun();
+    if (stopped) return stopped;
+    if (cfg.report && root) {
       await writePretrainReport(run, {
         cfg,
         wcfg,
         tok,
         dirs,
         adapter: describeAdapter(rt.ctx),
-        seconds: (performance.now() - t0) / 1000,
-        lastLosses,
+        seconds: trainer.seconds,
+        lastLosses: st.lastLosses,
       });
       log(`report: ${run.report}`);
     }
-    log(`done: ${step} steps; checkpoint ${lastCkpt}`);
-    return { status: "done", step, run, checkpoint: lastCkpt };
+    return trainer.done();
   } finally {
-    readback.discard();
-    hooks.signal?.removeEventListener("abort", onAbort);
-    (sampler as Sampler | null)?.close();
-    tokOpt?.dispose();
-    wmOpt.dispose();
+    trainer.close();
+    p.dispose();
     await settle(rt);
   }
 }
 
-/** A kept copy of an optimizer's [norm, scale] (the next update overwrites the original). */
-function snapshot(stats: Tensor): Tensor {
-  const t = zeros([2]);
-  copyTensor(stats, t);
-  return t;
+/** The models, optimizers and sampler of a pretraining run, and one step of each stage. */
+class PretrainParts {
+  trainer!: Trainer;
+  sampler: Sampler | null = null;
+  tokOpt: AdamW | null;
+  wmOpt: AdamW;
+  readonly #wmNames: string[];
+  readonly #tokNames: string[];
+
+  constructor(
+    readonly cfg: PretrainConfig,
+    readonly model: WorldActionModel,
+    readonly wcfg: WorldActionConfig,
+    readonly tok: Tokenizer | null,
+    readonly dirs: string[],
+    readonly run: RunDir,
+    /** Null in a single-process run. */
+    readonly dp: DataParallel | null = null,
+    /** Data parallel: the stop request (Ctrl-C), sent with the gradients. */
+    readonly signal?: AbortSignal,
+  ) {
+    const S1 = cfg.stage1Steps;
+    // The tokenizer trains with Adam (jowa.md), i.e. no weight decay.
+    this.tokOpt = tok && S1 > 0 ? this.#adamw(tok.namedParameters(), cfg.lr1, 0) : null;
+    this.wmOpt = this.#adamw(model.namedParameters(), S1 > 0 ? cfg.lr1 : cfg.lr2, cfg.weightDecay);
+    this.#wmNames = model.namedParameters().map(([n]) => n);
+    this.#tokNames = tok ? tok.namedParameters().map(([n]) => n) : [];
+  }
+
+  #adamw(params: [string, Tensor][], lr: number, wd: number): AdamW {
+    return new AdamW(params, { lr, weightDecay: wd, maxGradNorm: this.cfg.gradClip, noDecay });
+  }
+
+  get #stage(): 1 | 2 {
+    return this.trainer.state.stage;
+  }
+
+  modules(): ModulePart[] {
+    return [
+      {
+        file: "world_action",
+        module: this.model,
+        extra: this.model.targetTensors(),
+        config: this.wcfg,
+      },
+      ...(this.tok ? [{ file: "tokenizer", module: this.tok, config: this.tok.cfg }] : []),
+    ];
+  }
+
+  optimizers(): OptimizerPart[] {
+    return [
+      { name: "world_action", opt: this.wmOpt, paramNames: this.#wmNames },
+      ...(this.tokOpt && this.#stage === 1
+        ? [{ name: "tokenizer", opt: this.tokOpt, paramNames: this.#tokNames }]
+        : []),
+    ];
+  }
+
+  state(): Record<string, unknown> {
+    return { sampler: this.sampler!.state(), tokenizerFrozen: this.#stage === 2 };
+  }
+
+  lrs(stage: 1 | 2): Record<string, number> {
+    return stage === 1 && this.tokOpt
+      ? { world_action: this.wmOpt.lr, tokenizer: this.tokOpt.lr }
+      : { world_action: this.wmOpt.lr };
+  }
+
+  /** A resumed stage-2 run: no tokenizer optimizer, the stage-2 learning rate. */
+  dropTokenizerOptimizer(): void {
+    this.tokOpt?.dispose();
+    this.tokOpt = null;
+    this.wmOpt.lr = this.cfg.lr2;
+  }
+
+  freezeTokenizer(): void {
+    if (!this.tok) return;
+    this.tok.eval();
+    for (const p of this.tok.parameters()) p.requiresGrad = false;
+  }
+
+  async openStageSampler(s: 1 | 2, state?: SamplerState): Promise<void> {
+    this.sampler?.close();
+    const cfg = this.cfg;
+    const src = s === 2 && this.tok
+      ? this.dirs.map((d) => path.join(this.run.tokens, path.basename(d)))
+      : this.dirs;
+    this.sampler = await openSampler(src, {
+      batchSize: state ? undefined : cfg.batch,
+      segmentLength: state ? undefined : cfg.segmentLength,
+      seed: state ? undefined : cfg.seed + s,
+      workers: cfg.workers,
+      state,
+      shard: this.dp ? { index: this.dp.rank, count: this.dp.size } : undefined,
+    });
+  }
+
+  /**
+   * Data parallel: rank 0's weights (target head included) on every rank, and with
+   * `optimizers` its optimizer moments, steps and learning rates (a resume).
+   */
+  async broadcastState(optimizers: boolean): Promise<void> {
+    const dp = this.dp!;
+    const tensors: Tensor[] = [];
+    for (const m of this.modules()) {
+      tensors.push(...m.module.parameters(), ...(m.extra ?? []).map(([, t]) => t));
+    }
+    const opts = optimizers ? this.optimizers().map((o) => o.opt) : [];
+    for (const o of opts) {
+      const s = o.stateTensors();
+      tensors.push(...s.m, ...s.v);
+    }
+    await dp.broadcastTensors(tensors);
+    const hyper = await dp.broadcastJson(opts.map((o) => ({ step: o.step, lr: o.lr })));
+    opts.forEach((o, i) => Object.assign(o, hyper[i]));
+  }
+
+  /** Freeze and drop the tokenizer, tokenize the stores, a fresh AdamW, copy the target. */
+  async enterStage2(log: (s: string) => void): Promise<void> {
+    const cfg = this.cfg;
+    if (this.tok) {
+      this.tokOpt?.dispose();
+      this.tokOpt = null;
+      this.freezeTokenizer();
+      // Data parallel: rank 0 writes the token stores, the others wait for them below.
+      for (const d of this.dp && this.dp.rank !== 0 ? [] : this.dirs) {
+        const dst = path.join(this.run.tokens, path.basename(d));
+        if (fs.existsSync(path.join(dst, "manifest.json"))) continue;
+        log(`tokenizing ${path.basename(d)} with the frozen tokenizer into ${dst}`);
+        await tokenizeStore(
+          d,
+          dst,
+          frameEncoder(this.tok, Math.min(cfg.batch * cfg.segmentLength, ENCODE_CHUNK)),
+          {
+            tokenizer: { config: cfg.tokenizer, step: this.trainer.state.step, run: this.run.root },
+            vocabSize: this.tok.cfg.vocab,
+            restart: true,
+          },
+        );
+      }
+      await this.dp?.comm.barrier();
+    }
+    this.wmOpt.dispose();
+    this.wmOpt = this.#adamw(this.model.namedParameters(), cfg.lr2, cfg.weightDecay);
+    this.model.updateTarget();
+  }
+
+  /** One step of `stage` at global step `step`. */
+  async step(step: number, stage: 1 | 2): Promise<StepTensors> {
+    const cfg = this.cfg;
+    const batch = await this.sampler!.next();
+    const arrays = worldBatchArrays(batch, {
+      actions: this.wcfg.actions,
+      poison: step === cfg.injectNanAt,
+    });
+    const dp = this.dp;
+    const seed = dp ? rankStepSeed(cfg.seed, step, dp.rank) : stepSeed(cfg.seed, step);
+    const { tok, tokOpt, wmOpt } = this;
+    const kept = tidy(() => {
+      const out: Record<string, Tensor> = {};
+      const norms: Record<string, Tensor> = {};
+      let ids: Tensor | undefined;
+      if (stage === 1 && tok && tokOpt) {
+        const t = tokenizerStep(tok, batch.frames!, arrays.B, arrays.L, cfg.tokenizerBatch);
+        tokOpt.zeroGrad();
+        backward(t.losses.total);
+        // Data parallel: updated below, after the all-reduce (`ids` are made already).
+        if (!dp) {
+          tokOpt.update();
+          norms.tokenizer = snapshot(tokOpt.clipStats);
+        }
+        Object.assign(out, t.losses.parts);
+        out.tok_total = t.losses.total;
+        ids = t.ids;
+      }
+      const stepOpts = {
+        joint: stage === 2,
+        stepSeed: seed,
+        weights: { beta: cfg.beta, alpha: cfg.alpha, gamma: cfg.gamma },
+        obsTokens: ids,
+      };
+      let parts: WorldLossParts;
+      if (dp) {
+        parts = worldActionLosses(this.model, arrays, stepOpts);
+        wmOpt.zeroGrad();
+        backward(parts.total);
+      } else {
+        parts = worldActionStep(this.model, wmOpt, arrays, stepOpts);
+        norms.world_action = snapshot(wmOpt.clipStats);
+      }
+      for (const [k, v] of Object.entries(parts)) if (v) out[k] = v;
+      return { out, norms };
+    });
+    for (const t of [...Object.values(kept.out), ...Object.values(kept.norms)]) keep(t);
+    if (dp) {
+      const tokParams = stage === 1 && tokOpt ? tokOpt.params : [];
+      const stop = await dp.averageGradients(
+        [...tokParams, ...wmOpt.params],
+        kept.out,
+        !!this.signal?.aborted,
+      );
+      if (stop) this.trainer.state.stop = "interrupted";
+      const norms = tidy(() => {
+        const n: Record<string, Tensor> = {};
+        if (stage === 1 && tokOpt) {
+          tokOpt.update();
+          n.tokenizer = snapshot(tokOpt.clipStats);
+        }
+        wmOpt.update();
+        n.world_action = snapshot(wmOpt.clipStats);
+        return n;
+      });
+      for (const t of Object.values(norms)) keep(t);
+      Object.assign(kept.norms, norms);
+    }
+    wmOpt.zeroGrad();
+    tokOpt?.zeroGrad();
+    if (stage === 2 && (step - cfg.stage1Steps) % cfg.targetEvery === 0) {
+      this.model.updateTarget();
+    }
+    return kept;
+  }
+
+  dispose(): void {
+    this.sampler?.close();
+    this.tokOpt?.dispose();
+    this.wmOpt.dispose();
+  }
 }
 
 /** Vocabulary of token stores (from their manifests; 2048 when not recorded). */
 function tokenVocab(manifests: StoreManifest[]): number {
   const v = manifests.map((m) => Number((m.source as { vocabSize?: number })?.vocabSize ?? 2048));
   return Math.max(...v);
-}
-
-async function settle(rt: Runtime): Promise<void> {
-  try {
-    await rt.sync();
-  } catch { /* the device may be gone; nothing left to wait for */ }
 }
