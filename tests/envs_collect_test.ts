@@ -1,5 +1,5 @@
 /**
- * Collection end to end: stores written through train/data/writer.ts are valid, replay
+ * Collection end to end: stores written through offline/writer.ts are valid, replay
  * bit-exactly in the emulator, stop cleanly on abort/Ctrl-C, and the CLI reports errors.
  */
 import { deepStrictEqual as assertEquals, match, ok as assert } from "node:assert/strict";

@@ -1,7 +1,7 @@
 /**
  * The planner on the real (tiny, randomly initialised) world-action model: KV-cache
  * branching (eval/wam_planning_model.ts) against recomputing every child's full context
- * (eval/wam_uncached_model.ts).
+ * (tests/helpers/wam_uncached_model.ts).
  */
 import assert from "node:assert/strict";
 import { initRuntime } from "../kernels/core/runtime.ts";

@@ -1,5 +1,5 @@
 /**
- * LPIPS-VGG16 (models/lpips.ts) with a randomly initialised weights file written in the
+ * LPIPS-VGG16 (models/tokenizer/lpips.ts) with a randomly initialised weights file written in the
  * documented names and shapes (no torch): the first two layer terms (conv1_1, conv1_2 ->
  * head 0; pool, conv2_1, conv2_2 -> head 1) against a float64 CPU reference, the distance as
  * the sum of the five terms, d(x, x) = 0, and a clear error for a file with a wrong name.

@@ -39,6 +39,7 @@ Deno.test("--help documents every option", async () => {
       "--model",
       "--log-every",
       "--ckpt-every",
+      "--lpips",
       "paper-40M",
     ]
   ) assert.ok(r.stdout.includes(opt), `help mentions ${opt}`);
@@ -53,6 +54,10 @@ Deno.test("bad options give one-line errors and status 2", async () => {
     [["--model", "huge"], /--model must be one of/],
     [["--bogus"], /Unknown option '--bogus'/],
     [["--data", "/nonexistent/jowa"], /--data \/nonexistent\/jowa: no such directory/],
+    [
+      ["--lpips", "/nonexistent/lpips.safetensors"],
+      /--lpips \/nonexistent\/lpips.safetensors: no such file/,
+    ],
     [["--resume", "/nonexistent/run"], /no config.json there/],
     [["--resume", "/tmp", "--batch", "4"], /cannot change: batch/],
   ];

@@ -7,7 +7,7 @@
  * - `embed.obs.weight` [obsVocab, d], `embed.action.weight` [actions, d],
  *   `embed.position.weight` [context, d], `embed.task_obs.weight` [tasks, d],
  *   `embed.task_action.weight` [tasks, d]
- * - `blocks.{i}.{ln1,attn.qkv,attn.proj,ln2,mlp.fc1,mlp.fc2}.{weight,bias}` (models/transformer.ts)
+ * - `blocks.{i}.{ln1,attn.qkv,attn.proj,ln2,mlp.fc1,mlp.fc2}.{weight,bias}` (models/world_action/transformer.ts)
  * - `ln_f.{weight,bias}`
  * - `head_obs.{fc1,fc2}.*`, `head_reward.{fc1,fc2}.*`, `head_end.{fc1,fc2}.*`
  * - `head_q.{e}.hidden.{j}.{linear,norm}.*`, `head_q.{e}.out.*` for ensemble member e

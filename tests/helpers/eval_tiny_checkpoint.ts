@@ -1,6 +1,6 @@
 /**
  * A randomly initialised tiny checkpoint (tiny tokenizer + tiny world-action model with the
- * tokenizer's vocabulary) saved through models/model_checkpoint.ts the way `deno task
+ * tokenizer's vocabulary) saved through checkpoint/model_checkpoint.ts the way `deno task
  * pretrain` lays one out: <dir>/world_action.safetensors and <dir>/tokenizer.safetensors.
  */
 import * as path from "node:path";

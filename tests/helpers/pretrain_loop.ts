@@ -14,7 +14,7 @@ import { nextObservationRows, type WorldActionModel } from "../../models/world_a
 import type { SegmentBatch } from "../../offline/mod.ts";
 import { worldBatchArrays } from "../../train/world_batch.ts";
 import { type JointWeights, worldActionStep } from "../../train/world_step.ts";
-import { stepSeed } from "../../train/pretrainer.ts";
+import { stepSeed } from "../../util/rng.ts";
 
 /** Options of {@link trainSynthetic}. */
 export interface SyntheticTrainOptions {

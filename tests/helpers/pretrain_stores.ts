@@ -1,6 +1,6 @@
 /**
  * Tiny synthetic token stores for the pretraining tests, written through the real store
- * writer (train/data/writer.ts): random tokens from a small vocabulary, actions from each
+ * writer (offline/writer.ts): random tokens from a small vocabulary, actions from each
  * game's minimal set, rewards in {-1, 0, 1}, episodes ending in a terminal.
  *
  * @module
