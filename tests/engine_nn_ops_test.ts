@@ -141,7 +141,7 @@ Deno.test("indexSelect / embedding: [V, D] and [V, a, b] tables, repeated indice
     ([t, i]) => indexSelectRef(t, 6, i),
     [input([4, 2, 3], 2), ints([2, 2, 0, 2, 3, 2])],
   );
-  // Many rows onto one entry: the compare-exchange add must not lose any contribution.
+  // Many rows onto one entry: the scatter-add (sorted by row) must not lose any contribution.
   const n = 600;
   await checkOp(
     "indexSelect, 600 hits on 3 rows",

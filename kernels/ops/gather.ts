@@ -4,6 +4,10 @@
  *
  * Index tensors uploaded from the CPU carry their value range, so an out-of-range index is
  * an error before anything is dispatched; indices computed on the GPU are clamped.
+ *
+ * The scatter-add backward is deterministic (same bits on every run, eager or replayed): it
+ * sorts positions by row on the GPU (kernels/ops/_row_sort.ts) and sums each row in position
+ * order, instead of float atomics whose order of additions depends on thread timing.
  */
 import { record } from "../core/autograd.ts";
 import { runtime } from "../core/runtime.ts";
@@ -11,8 +15,12 @@ import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
 import { binding, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 import { zeros } from "./elementwise.ts";
+import { scatterRowsDirect, scatterRowsSorted } from "./_scatter_rows.ts";
 
 const WG = 256;
+/** scatterAddRows skips the sort up to this many positions, and rows x positions. */
+const DIRECT_MAX_POSITIONS = 2048;
+const DIRECT_MAX_WORK = 1 << 16;
 
 /**
  * Throw (naming `op`) unless `idx` is an integer tensor whose known value range lies in
@@ -64,39 +72,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 export const embedding = (table: Tensor, idx: Tensor): Tensor => indexSelect(table, idx);
 
 /**
- * out[idx[n]] += g[n] for rows of `shape` [V, ...]. f32 atomics do not exist in WGSL, so the
- * add is a compare-exchange loop on the bits (order of additions is not deterministic).
+ * out[v] = sum of g[n] over the positions n with idx[n] == v, for rows of `shape` [V, ...]
+ * (the gradient of `indexSelect`). Deterministic, no float atomics: each output element adds
+ * its row's contributions in ascending position order from 0, bit-identical to a sequential
+ * f32 sum on the CPU, on every run, eager or replayed (kernels/ops/_scatter_rows.ts). Small
+ * problems (action and task embeddings) take one dispatch; others sort the positions by row
+ * on the GPU first (kernels/ops/_row_sort.ts): 3 dispatches up to 2048 rows, 5 up to 4M.
  */
 export function scatterAddRows(g: Tensor, idx: Tensor, shape: readonly number[]): Tensor {
-  const out = zeros(shape);
-  const V = shape[0];
-  const D = out.size / Math.max(V, 1);
-  if (g.size === 0) return out;
-  const groups = Math.ceil(g.size / WG);
-  const code = `${binding(0, "g", "f32")}
-${binding(1, "idx", idx.dtype)}
-@group(0) @binding(2) var<storage, read_write> out: array<atomic<u32>>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = ${linearWorkgroup(groups)} * ${WG}u + lid;
-  if (i >= ${g.size}u) { return; }
-  let row = u32(clamp(i32(idx[i / ${D}u]), 0, ${V - 1}));
-  let j = row * ${D}u + i % ${D}u;
-  let v = g[i];
-  var old = atomicLoad(&out[j]);
-  loop {
-    let r = atomicCompareExchangeWeak(&out[j], old, bitcast<u32>(bitcast<f32>(old) + v));
-    if (r.exchanged) { break; }
-    old = r.old_value;
-  }
-}
-`;
-  runtime().dispatch({ code, label: "scatterAddRows", workgroups: grid(groups) }, [
-    g.buffer,
-    idx.buffer,
-    out.buffer,
-  ]);
-  return out;
+  const N = idx.size;
+  if (N === 0 || shape.includes(0)) return zeros(shape);
+  return N <= DIRECT_MAX_POSITIONS && shape[0] * N <= DIRECT_MAX_WORK
+    ? scatterRowsDirect(g, idx, shape)
+    : scatterRowsSorted(g, idx, shape);
 }
 
 /** out[...] = x[..., idx[...]]: one element per row of the last axis. */
