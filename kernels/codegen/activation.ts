@@ -2,17 +2,20 @@
  * Activations fused into generated kernels (matmul epilogues): WGSL functions `act_gelu`
  * (GPT-2's tanh form) and `act_gelu_erf` (the exact x Phi(x), PyTorch's `nn.GELU()`), with
  * the same expressions as the elementwise ops `gelu` / `geluErf` (kernels/ops/elementwise.ts),
- * so a fused epilogue equals the unfused op up to the compiler's contraction choices.
+ * so a fused epilogue equals the unfused op up to the compiler's contraction choices; and
+ * `act_relu` (max(x, 0), the prediction heads' activation).
  *
  * @module
  */
 
 /** Activations a matmul epilogue can apply. */
-export type EpilogueActivation = "gelu" | "gelu_erf";
+export type EpilogueActivation = "gelu" | "gelu_erf" | "relu";
 
 /** WGSL of `act_<kind>(x: f32) -> f32` and its vec4 form `act4_<kind>`. */
 export function activationWgsl(kind: EpilogueActivation): string {
-  const body = kind === "gelu"
+  const body = kind === "relu"
+    ? "return max(x, 0.0);" // as the elementwise relu op
+    : kind === "gelu"
     ? `let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
   let e = exp(-2.0 * abs(u));
   return 0.5 * x * (1.0 + sign(u) * (1.0 - e) / (1.0 + e));`

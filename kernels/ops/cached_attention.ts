@@ -10,6 +10,10 @@
  *   [N, t, 3 * H * D], the layout of models/world_action/transformer.ts) at positions start..start+t-1.
  * - `cachedAttention`: queries of the new tokens attend the cached keys 0..start+i (causal
  *   with offset: new token i sits at absolute position start + i).
+ * - `cachedAttentionProj`: the same attention, then each head's output times its slice of the
+ *   output projection: per-head partial products [H, N*t, d] whose sum over heads is
+ *   proj(attention) without the bias; the next matmul sums them in its prologue (matmul.ts
+ *   `matmulSumParts`), so attention and proj take one dispatch.
  * - `gatherCache`: a new cache whose sequence m copies sequence parents[m] (positions
  *   < length only): beam-search branching without recomputing the shared prefix.
  *
@@ -46,7 +50,7 @@ const PARAMS = `struct Params { start: u32, length: u32, p2: u32, p3: u32 }`;
  * uploaded once per value, so decoding steps upload nothing and a capture replays nothing
  * for it. The returned view is disposed by the caller after the dispatch is recorded.
  */
-function paramsBuffer(start: number, length: number): Tensor {
+export function cacheParams(start: number, length: number): Tensor {
   return constTensor(new Uint32Array([start, length, 0, 0]), [4], "u32");
 }
 
@@ -102,7 +106,7 @@ fn main(${BUILTINS}) {
     return { code, label: "appendKv", workgroups: dynGrid(Math.ceil(total / WG)) };
   });
   const rt = runtime();
-  const prm = paramsBuffer(start, start + t);
+  const prm = cacheParams(start, start + t);
   rt.dispatch(kernel, [
     qkv.buffer,
     cache.buffer,
@@ -121,30 +125,80 @@ export function cachedAttention(
   start: number,
   scale?: number,
 ): Tensor {
-  const { N, H, cap, D, D4 } = cacheDims("cachedAttention", cache);
-  const t = checkQkv("cachedAttention", qkv, N, H, D);
-  checkRange("cachedAttention", start, t, cap);
-  if (D4 > WG) throw new Error(`cachedAttention: head size ${D} above ${4 * WG}`);
-  const out = Tensor.empty([N, t, H * D]);
+  return attend("cachedAttention", qkv, cache, start, scale, null);
+}
+
+/**
+ * {@link cachedAttention} followed by the output projection `weight` [d, d] (a Linear's
+ * [out, in], d = H*D), split by head: returns partials [H, N*t, d] with
+ * partials[h] = attention_h · weight[:, hD:(h+1)D]^T, so sum_h partials[h] = attention ·
+ * weight^T (no bias). One workgroup per (sequence, head, query) as the plain kernel, which
+ * multiplies its D outputs by the D weight columns of its head (each thread `d / 64` rows).
+ */
+export function cachedAttentionProj(
+  qkv: Tensor,
+  cache: Tensor,
+  start: number,
+  weight: Tensor,
+  scale?: number,
+): Tensor {
+  return attend("cachedAttentionProj", qkv, cache, start, scale, weight);
+}
+
+function attend(
+  op: string,
+  qkv: Tensor,
+  cache: Tensor,
+  start: number,
+  scale: number | undefined,
+  weight: Tensor | null,
+): Tensor {
+  const { N, H, cap, D, D4 } = cacheDims(op, cache);
+  const t = checkQkv(op, qkv, N, H, D);
+  checkRange(op, start, t, cap);
+  if (D4 > WG) throw new Error(`${op}: head size ${D} above ${4 * WG}`);
+  const d = H * D;
+  if (weight && (weight.rank !== 2 || weight.shape[0] !== d || weight.shape[1] !== d)) {
+    throw new Error(`${op}: weight [${weight.shape}] must be [${d}, ${d}]`);
+  }
+  const out = Tensor.empty(weight ? [H, N * t, d] : [N, t, d]);
   const rows = N * H * t;
   if (rows === 0) return out;
   const s = scale ?? 1 / Math.sqrt(D);
-  const kernel = planCache(`ca|${N}|${H}|${cap}|${D4}|${t}|${s}`, () => {
+  const kernel = planCache(`ca|${N}|${H}|${cap}|${D4}|${t}|${s}|${!!weight}`, () => {
     const G = Math.floor(WG / D4); // key groups in the value pass
     const qLoads: string[] = [];
     const dot: string[] = [];
+    const projDot: string[] = [];
     for (let c = 0; c < D4; c++) {
       qLoads.push(`  let q${c} = qkv[qb + ${c}u];`);
       dot.push(`dot(q${c}, kv[kb + ${c}u])`);
+      projDot.push(`dot(ys[${c}u], wp[wb + ${c}u])`);
     }
+    // Plain: thread c of key group 0 stores its chunk. Proj: the chunks go to workgroup memory,
+    // then every thread takes output rows j = lid, lid + 64, ... of this head's partial.
+    const finish = weight
+      ? `  if (g == 0u) { ys[c] = o / total; }
+  workgroupBarrier();
+  if (valid) {
+    for (var j = lid; j < ${d}u; j += ${WG}u) {
+      let wb = j * ${d / 4}u + h * ${D4}u;
+      out[(h * ${N * t}u + n * ${t}u + i) * ${d}u + j] = ${projDot.join(" + ")};
+    }
+  }`
+      : `  if (valid && g == 0u) {
+    out[(n * ${t}u + i) * ${H * D4}u + h * ${D4}u + c] = o / total;
+  }`;
     const code = `${PARAMS}
 @group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> kv: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<${weight ? "f32" : "vec4<f32>"}>;
 @group(0) @binding(3) var<uniform> prm: Params;
+${weight ? "@group(0) @binding(4) var<storage, read> wp: array<vec4<f32>>;" : ""}
 var<workgroup> sc: array<f32, ${cap}>;
 var<workgroup> red: array<f32, ${WG}>;
 var<workgroup> part: array<vec4<f32>, ${WG}>;
+${weight ? `var<workgroup> ys: array<vec4<f32>, ${D4}>;` : ""}
 @compute @workgroup_size(${WG})
 fn main(${BUILTINS}) {
   let row = ${LINEAR_ID};
@@ -196,23 +250,18 @@ ${qLoads.join("\n")}
   }
   part[lid] = acc;
   workgroupBarrier();
-  if (valid && g == 0u) {
-    var o = part[c];
-    for (var k = 1u; k < ${G}u; k++) { o += part[c + k * ${D4}u]; }
-    out[(n * ${t}u + i) * ${H * D4}u + h * ${D4}u + c] = o / total;
-  }
+  var o = part[c];
+  for (var k = 1u; k < ${G}u; k++) { o += part[c + k * ${D4}u]; }
+${finish}
 }
 `;
-    return { code, label: "cachedAttention", workgroups: dynGrid(rows) };
+    return { code, label: op, workgroups: dynGrid(rows) };
   });
   const rt = runtime();
-  const prm = paramsBuffer(start, start + t);
-  rt.dispatch(kernel, [
-    qkv.buffer,
-    cache.buffer,
-    out.buffer,
-    prm.buffer,
-  ]);
+  const prm = cacheParams(start, start + t);
+  const bufs = [qkv.buffer, cache.buffer, out.buffer, prm.buffer];
+  if (weight) bufs.push(weight.buffer);
+  rt.dispatch(kernel, bufs);
   prm.dispose();
   return out;
 }
@@ -257,7 +306,7 @@ fn main(${BUILTINS}) {
     return { code, label: "gatherCache", workgroups: dynGrid(Math.ceil(total / WG)) };
   });
   const rt = runtime();
-  const prm = paramsBuffer(0, length);
+  const prm = cacheParams(0, length);
   rt.dispatch(kernel, [
     cache.buffer,
     parents.buffer,

@@ -9,11 +9,12 @@ import { type MatmulSpec, planMatmul } from "../codegen/matmul/plan.ts";
 import { runtime } from "../core/runtime.ts";
 import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
-import { add, full, gelu, geluErf } from "./elementwise.ts";
+import { add, full, gelu, geluErf, relu } from "./elementwise.ts";
 import type { EpilogueActivation } from "../codegen/activation.ts";
 import { sum } from "./reduce.ts";
 import { layerNorm } from "./norm.ts";
-import { isSkinny } from "../codegen/matmul/skinny.ts";
+import { isSkinny, skinnyFits } from "../codegen/matmul/skinny.ts";
+import { appendKv, cacheParams } from "./cached_attention.ts";
 
 /** Transposition flags of `matmul`. */
 export interface MatmulOptions {
@@ -42,10 +43,18 @@ export interface MatmulOptions {
    * nothing needs a gradient; otherwise composed from the `layerNorm` op (same result).
    */
   layerNorm?: { weight: Tensor; bias: Tensor; eps?: number };
+  /**
+   * Epilogue for the packed QKV projection of decoding (output [seqs, t, 3d]): also write its
+   * key and value columns into a layer's KV cache (kernels/ops/cached_attention.ts layout) at
+   * positions start.. . Fused into the skinny kernel when nothing needs a gradient; otherwise
+   * an `appendKv` dispatch follows the product (same values).
+   */
+  kvCache?: { cache: Tensor; start: number };
 }
 
 /** op(A) · op(B) over the last two axes; leading axes are batch (equal, or B 2-D). */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  if (opts.kvCache) return matmulKv(a, b, opts, opts.kvCache);
   if (opts.layerNorm) return matmulLayerNorm(a, b, opts, opts.layerNorm);
   const { spec, outShape, N } = specOf(a, b, opts);
   const { activation, residual } = opts;
@@ -61,7 +70,9 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     if (needsGrad) {
       // On the tape: the unfused composition, whose backward rules exist already.
       let y = matmul(a, b, { ...opts, activation: undefined, residual: undefined });
-      if (activation) y = activation === "gelu" ? gelu(y) : geluErf(y);
+      if (activation) {
+        y = activation === "gelu" ? gelu(y) : activation === "relu" ? relu(y) : geluErf(y);
+      }
       return residual ? add(y, residual) : y;
     }
     spec.activation = activation;
@@ -97,12 +108,7 @@ function matmulLayerNorm(
 ): Tensor {
   const eps = ln.eps ?? 1e-5;
   const rest = { ...opts, layerNorm: undefined };
-  const K = a.shape[a.rank - 1];
-  for (const [name, t] of [["weight", ln.weight], ["bias", ln.bias]] as const) {
-    if (t.rank !== 1 || t.shape[0] !== K || t.dtype !== "f32") {
-      throw new Error(`matmul: layerNorm ${name} ${t} must be f32 [${K}]`);
-    }
-  }
+  checkLn(ln, a.shape[a.rank - 1]);
   const { spec, outShape } = specOf(a, b, rest);
   const needsGrad = isGradEnabled() &&
     [a, b, opts.bias, opts.residual, ln.weight, ln.bias].some((t) => t?.requiresGrad);
@@ -120,6 +126,153 @@ function matmulLayerNorm(
   const out = Tensor.empty(outShape, "f32");
   run(spec, a, b, out, opts.bias ?? null, null, opts.residual ?? null, [ln.weight, ln.bias]);
   return out;
+}
+
+function checkLn(ln: NonNullable<MatmulOptions["layerNorm"]>, K: number): void {
+  for (const [name, t] of [["weight", ln.weight], ["bias", ln.bias]] as const) {
+    if (t.rank !== 1 || t.shape[0] !== K || t.dtype !== "f32") {
+      throw new Error(`matmul: layerNorm ${name} ${t} must be f32 [${K}]`);
+    }
+  }
+}
+
+/** The cache's sizes for the QKV output [seqs, t, 3d] of `a`: throws on a mismatch. */
+function kvSpec(a: Tensor, cache: Tensor, N: number) {
+  const [two, seqs, heads, cap, headSize] = cache.shape;
+  if (cache.rank !== 5 || two !== 2 || a.rank !== 3 || a.shape[0] !== seqs) {
+    throw new Error(`matmul: kvCache [${cache.shape}] does not fit the rows of [${a.shape}]`);
+  }
+  if (N !== 3 * heads * headSize) {
+    throw new Error(`matmul: kvCache needs ${3 * heads * headSize} output columns, got ${N}`);
+  }
+  return { seqs, t: a.shape[1], heads, headSize, cap };
+}
+
+/** {@link matmul} with the KV-cache epilogue: fused where possible, else appendKv after. */
+function matmulKv(
+  a: Tensor,
+  b: Tensor,
+  opts: MatmulOptions,
+  kv: NonNullable<MatmulOptions["kvCache"]>,
+): Tensor {
+  const rest = { ...opts, kvCache: undefined };
+  const { spec, outShape, N } = specOf(a, b, rest);
+  const kvw = kvSpec(a, kv.cache, N);
+  if (!Number.isInteger(kv.start) || kv.start < 0 || kv.start + kvw.t > kvw.cap) {
+    throw new Error(`matmul: kvCache positions from ${kv.start} exceed the capacity ${kvw.cap}`);
+  }
+  const ln = opts.layerNorm;
+  if (ln) checkLn(ln, a.shape[a.rank - 1]);
+  const needsGrad = isGradEnabled() &&
+    [a, b, opts.bias, opts.residual, ln?.weight, ln?.bias].some((t) => t?.requiresGrad);
+  spec.activation = opts.activation;
+  spec.residual = !!opts.residual;
+  spec.lnEps = ln ? ln.eps ?? 1e-5 : undefined;
+  spec.kvWrite = kvw;
+  const fused = !needsGrad && !opts.transA && opts.splitK === undefined &&
+    skinnyFits(spec, runtime().ctx.limits) &&
+    (!opts.residual || opts.residual.shape.join() === outShape.join());
+  if (!fused) {
+    const out = matmul(a, b, rest);
+    appendKv(out, kv.cache, kv.start);
+    return out;
+  }
+  const out = Tensor.empty(outShape, "f32");
+  const prm = cacheParams(kv.start, kv.start + kvw.t);
+  run(
+    spec,
+    a,
+    b,
+    out,
+    opts.bias ?? null,
+    null,
+    opts.residual ?? null,
+    ln ? [ln.weight, ln.bias] : null,
+    [kv.cache, prm],
+  );
+  prm.dispose();
+  return out;
+}
+
+/**
+ * Whether {@link matmulSumParts} (`parts` P partials) or a `layerNorm` prologue (parts 0) of
+ * `rows` x K times a weight [N, K]^T runs as one fused dispatch on this device (the skinny
+ * kernel); callers keep their unfused path otherwise, which is fewer dispatches then.
+ */
+export function fusesPrologue(rows: number, N: number, K: number, parts = 0): boolean {
+  const spec: MatmulSpec = {
+    batch: 1,
+    M: rows,
+    N,
+    K,
+    transA: false,
+    transB: true,
+    aBatchStride: 0,
+    bBatchStride: 0,
+    sumParts: parts || undefined,
+  };
+  return skinnyFits(spec, runtime().ctx.limits);
+}
+
+/**
+ * Decoding's sum-then-multiply: h = residual + bias + sum_p parts[p] (parts [P, ...rows, K],
+ * residual [...rows, K], bias [K]) and matmul(h, b, opts) (with `opts.layerNorm` applied to
+ * h). Returns both: h is the next residual. One skinny dispatch when nothing needs a gradient
+ * and the shape takes the kernel (h staged in workgroup memory, codegen/matmul/skinny.ts);
+ * otherwise the composition of `sum`, `add` and {@link matmul} (same values).
+ */
+export function matmulSumParts(
+  parts: Tensor,
+  residual: Tensor,
+  bias: Tensor,
+  b: Tensor,
+  opts: MatmulOptions = {},
+): { out: Tensor; h: Tensor } {
+  const K = residual.shape[residual.rank - 1];
+  if (parts.rank !== residual.rank + 1 || parts.shape.slice(1).join() !== residual.shape.join()) {
+    throw new Error(
+      `matmulSumParts: parts [${parts.shape}] must be [P, ${residual.shape}] (residual's shape)`,
+    );
+  }
+  if (bias.rank !== 1 || bias.shape[0] !== K) {
+    throw new Error(`matmulSumParts: bias [${bias.shape}] must be [${K}]`);
+  }
+  if (opts.kvCache || opts.transA) {
+    throw new Error("matmulSumParts: no kvCache or transA");
+  }
+  const ln = opts.layerNorm;
+  if (ln) checkLn(ln, K);
+  const rest = { ...opts, layerNorm: undefined };
+  const { spec, outShape } = specOf(residual, b, rest);
+  const needsGrad = isGradEnabled() &&
+    [parts, residual, bias, b, opts.bias, opts.residual, ln?.weight, ln?.bias].some((t) =>
+      t?.requiresGrad
+    );
+  spec.activation = opts.activation;
+  spec.residual = !!opts.residual;
+  spec.lnEps = ln ? ln.eps ?? 1e-5 : undefined;
+  spec.sumParts = parts.shape[0];
+  const fused = !needsGrad && opts.splitK === undefined &&
+    skinnyFits(spec, runtime().ctx.limits) &&
+    (!opts.residual || opts.residual.shape.join() === outShape.join());
+  if (!fused) {
+    const h = add(add(residual, bias), sum(parts, 0));
+    return { out: matmul(h, b, opts), h };
+  }
+  const out = Tensor.empty(outShape, "f32");
+  const h = Tensor.empty(residual.shape, "f32");
+  run(
+    spec,
+    parts,
+    b,
+    out,
+    opts.bias ?? null,
+    null,
+    opts.residual ?? null,
+    ln ? [ln.weight, ln.bias] : null,
+    [residual, bias, h],
+  );
+  return { out, h };
 }
 
 /**
@@ -213,6 +366,7 @@ function run(
   sum: Tensor | null,
   residual: Tensor | null = null,
   ln: [Tensor, Tensor] | null = null,
+  tail: Tensor[] = [],
 ): void {
   if (out.size === 0) return;
   if (spec.K === 0) throw new Error("matmul: empty inner dimension");
@@ -221,7 +375,7 @@ function run(
   const plan = planCache(
     `mm|${sp.batch}|${sp.M}|${sp.N}|${sp.K}|${sp.transA}|${sp.transB}|${sp.aBatchStride}|` +
       `${sp.bBatchStride}|${sp.bias}|${sp.splitK}|${sp.sumK}|${sp.activation}|${sp.residual}|` +
-      `${sp.lnEps}`,
+      `${sp.lnEps}|${sp.sumParts}|${JSON.stringify(sp.kvWrite ?? null)}`,
     () => planMatmul(sp, rt.ctx.limits),
   );
   if (plan.splitK) {
@@ -248,6 +402,7 @@ function run(
     if (bias) bufs.push(bias.buffer);
     if (residual) bufs.push(residual.buffer);
     if (ln) bufs.push(ln[0].buffer, ln[1].buffer);
+    for (const t of tail) bufs.push(t.buffer);
     if (sum) bufs.push(sum.buffer);
     rt.dispatch(plan, bufs);
   }

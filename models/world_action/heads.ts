@@ -13,6 +13,7 @@ import {
   exp,
   logSoftmax,
   logsumexp,
+  matmul,
   mish,
   mul,
   relu,
@@ -39,6 +40,20 @@ export class MlpHead extends Module {
   /** [..., d] -> [..., classes] logits. */
   forward(x: Tensor): Tensor {
     return this.fc2.forward(relu(this.fc1.forward(x)));
+  }
+
+  /**
+   * Decoding (no gradient): forward(layerNorm(x)) with the norm as fc1's prologue and ReLU as
+   * its epilogue (matmul's `layerNorm` / `activation`): 2 dispatches where the rows are few.
+   */
+  decode(x: Tensor, norm: LayerNorm): Tensor {
+    const h = matmul(x, this.fc1.weight, {
+      transB: true,
+      bias: this.fc1.bias ?? undefined,
+      activation: "relu",
+      layerNorm: { weight: norm.weight, bias: norm.bias, eps: norm.eps },
+    });
+    return this.fc2.forward(h);
   }
 }
 

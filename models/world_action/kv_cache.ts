@@ -24,6 +24,9 @@
  *   positions (`WorldActionOutputs`, rows relative to the block). From an empty cache it runs
  *   the fused full-attention kernel (prefill); later steps attend the cache with the causal
  *   offset (kernels/ops/cached_attention.ts). It needs eval mode and records no gradient.
+ *   A decoding layer is 4 dispatches where the skinny kernel applies (M = N t <= 16 rows):
+ *   ln1 + qkv + KV write, attention + per-head proj, their sum + ln2 + fc1 + GELU, fc2 +
+ *   residual.
  * - `branch(parents)` gathers sequences by an arbitrary parent index (i32 [M], on the GPU):
  *   beam expansion (`repeat(K)`) and pruning to the best K alike; the parent is unchanged.
  * - Sliding context: a cache holds `capacity` positions. Before appending, check
@@ -37,7 +40,12 @@
  */
 import { noGrad } from "../../kernels/core/autograd.ts";
 import { fusedAttention, indexSelect } from "../../kernels/ops/mod.ts";
-import { appendKv, cachedAttention, gatherCache } from "../../kernels/ops/cached_attention.ts";
+import {
+  cachedAttention,
+  cachedAttentionProj,
+  gatherCache,
+} from "../../kernels/ops/cached_attention.ts";
+import { fusesPrologue } from "../../kernels/ops/matmul.ts";
 import { constTensor, keep, Tensor, tidy } from "../../kernels/core/tensor.ts";
 import { contextLength, type WorldActionConfig } from "./configs.ts";
 import { SeedStream } from "../../util/rng.ts";
@@ -155,15 +163,24 @@ export function decodeStep(
       let x = model.embed(tokens, cache.tasks, start);
       for (let l = 0; l < model.blocks.length; l++) {
         const b = model.blocks[l];
-        // Fused prologues/epilogues (transformer.ts decodeQkv / decodeTail).
-        const qkv = b.decodeQkv(x);
-        appendKv(qkv, cache.layers[l], start);
-        const y = start === 0
-          ? fusedAttention(qkv, { heads: model.cfg.heads, causal: true })
-          : cachedAttention(qkv, cache.layers[l], start);
-        x = b.decodeTail(x, y, seeds);
+        // Fused prologues/epilogues (transformer.ts decodeQkv / decodeTail*): ln1 + qkv +
+        // KV write; attention + proj partials; their sum + ln2 + fc1 + GELU; fc2 + residual.
+        const layer = cache.layers[l];
+        const qkv = b.decodeQkv(x, { cache: layer, start });
+        const rows = x.shape[0] * x.shape[1];
+        if (start === 0 || !fusesPrologue(rows, 4 * model.cfg.d, model.cfg.d, model.cfg.heads)) {
+          // Prefill, or a shape the fused sum does not take: attention, then proj + residual.
+          const y = start === 0
+            ? fusedAttention(qkv, { heads: model.cfg.heads, causal: true })
+            : cachedAttention(qkv, layer, start);
+          x = b.decodeTail(x, y, seeds);
+        } else {
+          const parts = cachedAttentionProj(qkv, layer, start, b.attn.proj.weight);
+          x = b.decodeTailParts(x, parts, seeds);
+        }
       }
-      return model.heads(model.lnF.forward(x), start, seeds);
+      // ln_f fused into the heads' first layers (model.ts decodeHeads).
+      return model.decodeHeads(x, start, seeds);
     })
   );
   cache.length = start + t;

@@ -40,6 +40,7 @@ import { worldActionParamSpec } from "./spec.ts";
 import { Block } from "./transformer.ts";
 import { type Seed, SeedStream } from "../../util/rng.ts";
 import { decodeStep, KvCache } from "./kv_cache.ts";
+import { fusesPrologue } from "../../kernels/ops/matmul.ts";
 
 /** Outputs for a block of t tokens starting at absolute position `start`. */
 export interface WorldActionOutputs {
@@ -230,6 +231,33 @@ export class WorldActionModel extends Module {
     }
     const positions = constTensor(Int32Array.from({ length: t }, (_, i) => start + i), [t], "i32");
     return add(x, this.positionEmbed.forward(positions));
+  }
+
+  /**
+   * Decoding (eval, no gradient): the heads on the last block's output `x` [N, t, d] BEFORE
+   * the final norm, as `heads(lnF.forward(x), start, seeds)`: rows are picked first (the norm
+   * is row-wise) and ln_f runs as the prologue of each MLP head's first layer (with its ReLU
+   * as the epilogue), so the observation head is 2 dispatches and the norm runs only on rows
+   * a head reads.
+   */
+  decodeHeads(x: Tensor, start: number, seeds: SeedStream): WorldActionOutputs {
+    const [N, t, d] = x.shape;
+    // Where the norm cannot be a prologue, one ln_f over all rows is fewer dispatches.
+    if (!fusesPrologue(N * t, d, d)) return this.heads(this.lnF.forward(x), start, seeds);
+    const rows = headRows(this.cfg, start, t);
+    const obsIn = gatherRows(x, rows.obs);
+    const actIn = gatherRows(x, rows.action);
+    const qIn = gatherRows(x, rows.q);
+    return {
+      start,
+      length: t,
+      rows,
+      obsLogits: obsIn && this.headObs.decode(obsIn, this.lnF),
+      rewardLogits: actIn && this.headReward.decode(actIn, this.lnF),
+      endLogits: actIn && this.headEnd.decode(actIn, this.lnF),
+      q: qIn && this.headQ.forward(this.lnF.forward(qIn), seeds, this.support),
+      targetQ: null,
+    };
   }
 
   /** Apply the heads to final features `h` [N, t, d] of the block starting at `start`. */

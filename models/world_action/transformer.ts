@@ -17,7 +17,7 @@ import {
   geluErf,
   matmul,
 } from "../../kernels/ops/mod.ts";
-import type { MatmulOptions } from "../../kernels/ops/matmul.ts";
+import { type MatmulOptions, matmulSumParts } from "../../kernels/ops/matmul.ts";
 import { Module } from "../../kernels/nn/module.ts";
 import { Embedding, InitRng, LayerNorm, Linear } from "../../kernels/nn/layers.ts";
 import type { Tensor } from "../../kernels/core/tensor.ts";
@@ -112,11 +112,13 @@ export class Block extends Module {
   /**
    * Decoding (eval, no gradient), first half: qkv(ln1(x)) [N, t, 3d], with ln1 fused into the
    * projection as a prologue where the rows are few (matmul's `layerNorm` option, the skinny
-   * decode kernel); the same values as `attn.qkv.forward(ln1.forward(x))`.
+   * decode kernel); the same values as `attn.qkv.forward(ln1.forward(x))`. With `kvCache`
+   * the keys and values also go into the layer's cache from the same kernel (matmul's
+   * `kvCache` epilogue; an appendKv dispatch where the kernel does not apply).
    */
-  decodeQkv(x: Tensor): Tensor {
+  decodeQkv(x: Tensor, kvCache?: MatmulOptions["kvCache"]): Tensor {
     this.#checkDecoding();
-    return linear(this.attn.qkv, x, { layerNorm: normOf(this.ln1) });
+    return linear(this.attn.qkv, x, { layerNorm: normOf(this.ln1), kvCache });
   }
 
   /**
@@ -131,6 +133,33 @@ export class Block extends Module {
     const h = linear(this.attn.proj, y, { residual: x });
     const activation = this.mlp.cfg.gelu === "erf" ? "gelu_erf" as const : "gelu" as const;
     const u = linear(this.mlp.fc1, h, { activation, layerNorm: normOf(this.ln2) });
+    return linear(this.mlp.fc2, u, { residual: h });
+  }
+
+  /**
+   * Decoding, second half, from the per-head partial projections `parts` [H, N*t, d] of
+   * `cachedAttentionProj` (attention and proj in one dispatch): h = x + proj.bias +
+   * sum_h parts[h] summed in fc1's prologue (which writes h out), then ln2, fc1, GELU, and
+   * fc2 + residual h: two dispatches; the same values as `decodeTail(x, attention, seeds)`.
+   */
+  decodeTailParts(x: Tensor, parts: Tensor, seeds: SeedStream): Tensor {
+    this.#checkDecoding();
+    seeds.nextSeed();
+    const bias = this.attn.proj.bias;
+    if (!bias) throw new Error("Block: decodeTailParts needs the projection's bias");
+    const activation = this.mlp.cfg.gelu === "erf" ? "gelu_erf" as const : "gelu" as const;
+    const { out: u, h } = matmulSumParts(
+      parts.view([parts.shape[0], ...x.shape]),
+      x,
+      bias,
+      this.mlp.fc1.weight,
+      {
+        transB: true,
+        bias: this.mlp.fc1.bias ?? undefined,
+        activation,
+        layerNorm: normOf(this.ln2),
+      },
+    );
     return linear(this.mlp.fc2, u, { residual: h });
   }
 

@@ -43,7 +43,7 @@ import { generateMatmul } from "./emit.ts";
 import { grid } from "../wgsl.ts";
 import type { EpilogueActivation } from "../activation.ts";
 import { generateSplitReduce, type SplitK, splitOf, type SplitReduce } from "./split.ts";
-import { chooseSkinny, generateSkinny, isSkinny, type SkinnyShape } from "./skinny.ts";
+import { chooseSkinny, generateSkinny, isSkinny, skinnyFits, type SkinnyShape } from "./skinny.ts";
 
 /** One batched matmul. A is [batch, M, K], B is [batch, K, N], C is [batch, M, N]. */
 export interface MatmulSpec {
@@ -89,6 +89,18 @@ export interface MatmulSpec {
    * kernel (callers compose `layerNorm` + `matmul` then).
    */
   lnEps?: number;
+  /**
+   * Prologue of skinny plans only: A is P partial products [P, M, K] summed with a residual
+   * [M, K] and a bias [K] (three bindings after gamma/beta: residual, bias, and h [M, K]
+   * read_write, which workgroup 0 fills with the sum) before the layer norm and the product.
+   */
+  sumParts?: number;
+  /**
+   * Epilogue of skinny plans only: C is the packed QKV projection of `seqs` x `t` rows; also
+   * store its key/value columns into a KV cache [2, seqs, heads, cap, headSize] at position
+   * start + i (two bindings last: the cache, read_write, and a uniform {start, length, 0, 0}).
+   */
+  kvWrite?: { seqs: number; t: number; heads: number; headSize: number; cap: number };
 }
 
 /** A generated kernel and how to dispatch it. */
@@ -339,6 +351,8 @@ export function matmulLabel(spec: MatmulSpec): string {
     spec.activation ?? "",
     spec.residual ? "res" : "",
     spec.lnEps !== undefined ? "ln" : "",
+    spec.sumParts ? `parts${spec.sumParts}` : "",
+    spec.kvWrite ? "kv" : "",
   ].filter((s) => s).join(" ");
   return `matmul ${spec.M}x${spec.N}x${spec.K}${flags ? " " + flags : ""}`;
 }
@@ -359,8 +373,11 @@ export function planMatmul(
 ): MatmulPlan {
   checkSpec(spec);
   if (spec.splitK === undefined && !override && isSkinny(spec)) return planSkinny(spec, limits);
-  if (spec.lnEps !== undefined) {
-    throw new Error(`matmul: a layer-norm prologue needs a skinny shape, got ${matmulLabel(spec)}`);
+  if (spec.lnEps !== undefined || spec.sumParts || spec.kvWrite) {
+    throw new Error(
+      `matmul: layer-norm, partial-sum and KV prologues/epilogues need a skinny shape, got ` +
+        matmulLabel(spec),
+    );
   }
   let tile = override ?? chooseTile(spec, limits);
   let split: SplitK | null = null;
@@ -443,6 +460,9 @@ export function planMatmul(
 
 /** The skinny decode plan (skinny.ts): one dispatch, K split inside each workgroup. */
 function planSkinny(spec: MatmulSpec, limits: MatmulLimits): MatmulPlan {
+  if (!skinnyFits(spec, limits)) {
+    throw new Error(`matmul: ${matmulLabel(spec)} does not fit the skinny kernel's limits`);
+  }
   const shape = chooseSkinny(spec, limits);
   const label = `${matmulLabel(spec)} skinny`;
   const workgroups = grid(
@@ -482,7 +502,7 @@ export function bindingSizes(
 ): { a: number; b: number; c: number; bias: number; residual: number; sum: number } {
   const last = spec.batch - 1;
   return {
-    a: last * spec.aBatchStride + spec.M * spec.K,
+    a: (last * spec.aBatchStride + spec.M * spec.K) * (spec.sumParts ?? 1),
     b: last * spec.bBatchStride + spec.K * spec.N,
     c: spec.batch * spec.M * spec.N,
     bias: spec.bias ? spec.N : 0,
