@@ -10,7 +10,8 @@
  *
  * @module
  */
-import type { Tensor } from "../kernels/core/tensor.ts";
+import { Tensor } from "../kernels/core/tensor.ts";
+import { copyTensor } from "../kernels/nn/module.ts";
 import { capture, type CaptureStats } from "../kernels/core/capture.ts";
 import type { AdamW } from "../kernels/nn/optim.ts";
 import type { WorldActionModel } from "../models/world_action/model.ts";
@@ -74,4 +75,19 @@ export function captureWorldActionStep(
   step.stats = captured.stats;
   step.dispose = captured.dispose;
   return step;
+}
+
+/**
+ * Copies of a step's loss tensors, for a caller that keeps them past the next call (a batched
+ * readback): a replay's outputs are views of buffers the next replay overwrites.
+ */
+export function copyParts<P extends object>(parts: P): P {
+  const out: Record<string, Tensor> = {};
+  for (const [k, v] of Object.entries(parts)) {
+    if (!(v instanceof Tensor)) continue;
+    const c = Tensor.empty(v.shape, v.dtype);
+    copyTensor(v, c);
+    out[k] = c;
+  }
+  return out as P;
 }

@@ -20,6 +20,7 @@ import { RunError } from "./trainer.ts";
 import { runCli, UsageError } from "../util/cli.ts";
 import { CheckpointError } from "../checkpoint/loader.ts";
 import { EnvError } from "../envs/python_env.ts";
+import { DistributedError, initDistributed } from "../distributed/mod.ts";
 
 async function main(): Promise<number> {
   const args = parseFinetuneArgs(Deno.args);
@@ -43,7 +44,11 @@ async function main(): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", onSigint);
   try {
-    const r = await finetune(cfg, args.resume, { signal: ctrl.signal });
+    // Under mpiexec/srun: one rank of a data-parallel run (train/finetuner.ts).
+    const comm = initDistributed();
+    const r = await finetune(cfg, args.resume, { signal: ctrl.signal, comm });
+    // Every rank finalizes before exiting: one that exits without it aborts the job.
+    await comm.finalize();
     return r.status === "done" ? 0 : r.status === "nonfinite" ? 3 : 130;
   } finally {
     Deno.removeSignalListener("SIGINT", onSigint);
@@ -52,6 +57,6 @@ async function main(): Promise<number> {
 
 await runCli(main, {
   usageErrors: [RunError, FinetuneInputError],
-  userErrors: [CheckpointError, EnvError],
+  userErrors: [CheckpointError, EnvError, DistributedError],
   catchAll: true,
 });

@@ -13,6 +13,7 @@ import { add, concat, mulScalar } from "../kernels/ops/mod.ts";
 import { backward } from "../kernels/core/autograd.ts";
 import type { AdamW } from "../kernels/nn/optim.ts";
 import { type Tensor, tensor } from "../kernels/core/tensor.ts";
+import type { Seed } from "../util/rng.ts";
 import type { WorldActionModel } from "../models/world_action/model.ts";
 import { c51TdLoss } from "./losses.ts";
 import { comboPenalty } from "./combo.ts";
@@ -37,7 +38,7 @@ export interface ComboLossParts extends WorldLossParts {
 export function comboLosses(
   model: WorldActionModel,
   m: MixedBatch,
-  opts: { stepSeed: number; weights: JointWeights; realTokens?: Tensor },
+  opts: { stepSeed: Seed; weights: JointWeights; realTokens?: Tensor },
 ): ComboLossParts {
   const a = m.arrays;
   const { B, L, P } = a;
@@ -60,16 +61,19 @@ export function comboLosses(
   return { total, obs, reward, end, world, td, combo, action };
 }
 
-/** One optimizer step on a mixed batch (inside the caller's `tidy`). */
+/**
+ * One optimizer step on a mixed batch (inside the caller's `tidy`); with `update: false` it
+ * stops after backward, the gradients in place (data parallel averages them first).
+ */
 export function comboStep(
   model: WorldActionModel,
   opt: AdamW,
   m: MixedBatch,
-  opts: { stepSeed: number; weights: JointWeights; realTokens?: Tensor },
+  opts: { stepSeed: Seed; weights: JointWeights; realTokens?: Tensor; update?: boolean },
 ): ComboLossParts {
   const parts = comboLosses(model, m, opts);
   opt.zeroGrad();
   backward(parts.total);
-  opt.update();
+  if (opts.update !== false) opt.update();
   return parts;
 }

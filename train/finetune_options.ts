@@ -74,6 +74,11 @@ export interface FinetuneConfig {
   /** Testing: checkpoint and stop after this step, as Ctrl-C would (0: never). */
   stopAt: number;
   progress: boolean;
+  /**
+   * Capture the training step once per batch form and replay it (kernels/core/capture.ts;
+   * same results); false: every step eagerly (`--no-replay`). Absent (older runs): true.
+   */
+  replay?: boolean;
 }
 
 /** The defaults every preset starts from (the paper's values). */
@@ -115,6 +120,7 @@ export const BASE_CONFIG: Omit<FinetuneConfig, "checkpoint" | "game" | "data"> =
   injectNanAt: 0,
   stopAt: 0,
   progress: false,
+  replay: true,
 };
 
 /**
@@ -152,6 +158,7 @@ export const RESUMABLE: readonly (keyof FinetuneConfig)[] = [
   "stopAt",
   "progress",
   "workers",
+  "replay",
 ];
 
 const NUM = {
@@ -231,6 +238,8 @@ Run:
   --resume DIR          continue a run from its newest complete checkpoint
   --log-every N (50)  --ckpt-every N (1000)  --keep N (3)  --seed N (0)  --workers N (1)
   --no-report  --progress  --inject-nan-at N  --stop-at N  --help
+  --no-replay           run every training step eagerly instead of replaying the captured
+                        step (same results, more host time; for debugging)
 
 Ctrl-C writes a checkpoint and exits (status 130); a non-finite loss stops the run (status 3).`;
 
@@ -244,7 +253,16 @@ export interface FinetuneArgs {
 /** Parse argv (no side effects). @throws UsageError with a one-line message. */
 export function parseFinetuneArgs(args: string[]): FinetuneArgs {
   const options: Record<string, { type: "string" | "boolean" }> = {};
-  for (const b of ["help", "no-report", "progress", "no-synthesis", "freeze-tokenizer"]) {
+  for (
+    const b of [
+      "help",
+      "no-report",
+      "no-replay",
+      "progress",
+      "no-synthesis",
+      "freeze-tokenizer",
+    ]
+  ) {
     options[b] = { type: "boolean" };
   }
   for (
@@ -327,6 +345,7 @@ export function parseFinetuneArgs(args: string[]): FinetuneArgs {
   }
   if (values["no-report"]) o.report = false;
   if (values.progress) o.progress = true;
+  if (values["no-replay"]) o.replay = false;
   if (values["no-synthesis"]) o.synthesis = false;
   if (values["freeze-tokenizer"]) o.trainTokenizer = false;
   const resume = str("resume") ?? null;

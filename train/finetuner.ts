@@ -22,6 +22,22 @@
  * Every `evalEvery` steps and at the end the agent plays the real game (train/finetune_eval.ts);
  * the best snapshot is kept in `<run>/best/`.
  *
+ * Capture and replay: a single-process run records each stage's training step once
+ * (train/captured_world_step.ts, train/captured_combo_step.ts) and replays it, bit for bit the
+ * eager step (`--no-replay` runs it eagerly).
+ *
+ * Data parallel (under `mpiexec -n N`, as pretraining: train/data_parallel.ts): rank r trains on
+ * its shard of the real batch and of the synthetic batch (each of `batch - syntheticBatch` and
+ * `syntheticBatch` must divide by N), gradients and logged losses are averaged before the clip
+ * and AdamW step, and parameters (optimizer state on resume) are broadcast from rank 0. Each
+ * rank synthesizes from its own real shard, so planning is spread over the ranks; rank 0
+ * gathers the new segments, in rank order, into the one replay buffer, samples the step's
+ * global synthetic batch and broadcasts it (train/synthetic_exchange.ts). The buffer, the
+ * sample and the global batch are then those of a single process, and the buffer stays in
+ * rank 0's checkpoints, so a run resumes on any number of ranks. Only rank 0 writes
+ * (checkpoints, metrics, report) and runs the periodic evaluations, while the other ranks wait
+ * at the next step's gradient exchange (within the collective watchdog's `JOWA_MPI_TIMEOUT_S`).
+ *
  * @module
  */
 import * as fs from "node:fs";
@@ -30,6 +46,7 @@ import { backward, noGrad } from "../kernels/core/autograd.ts";
 import { AdamW } from "../kernels/nn/optim.ts";
 import { initRuntime } from "../kernels/core/runtime.ts";
 import { keep, type Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
+import { RunDir } from "../checkpoint/run_dir.ts";
 import { indexSelect, slice } from "../kernels/ops/mod.ts";
 import { describeAdapter } from "../kernels/core/device.ts";
 import type { WorldActionModel } from "../models/world_action/model.ts";
@@ -43,6 +60,7 @@ import { noDecay } from "./pretrainer.ts";
 import { tokenizerStep } from "./tokenizer_stage.ts";
 import {
   openRunDir,
+  RunError,
   settle,
   snapshot,
   type StepTensors,
@@ -52,9 +70,23 @@ import {
 } from "./trainer.ts";
 import { defaultValidActions, worldBatchArrays } from "./world_batch.ts";
 import { type JointWeights, worldActionStep } from "./world_step.ts";
+import {
+  type CapturedWorldStep,
+  captureWorldActionStep,
+  copyParts,
+} from "./captured_world_step.ts";
+import { captureComboStep, type CapturedComboStep } from "./captured_combo_step.ts";
+import { type Comm, initDistributed } from "../distributed/mod.ts";
+import { DataParallel, rankStepSeed, shardRows } from "./data_parallel.ts";
+import {
+  concatSegments,
+  packSegments,
+  sliceSegments,
+  unpackSegments,
+} from "./synthetic_exchange.ts";
 import { type FinetuneConfig, validateFinetuneConfig } from "./finetune_options.ts";
 import { checkFinetuneInputs, type FinetuneInputs } from "./finetune_inputs.ts";
-import { synthesisRows, synthesize } from "./synthesis.ts";
+import { synthesisRows, synthesize, type SyntheticSegments } from "./synthesis.ts";
 import { SyntheticBuffer } from "./synthetic_buffer.ts";
 import { mixedBatch } from "./finetune_batch.ts";
 import { comboStep } from "./finetune_losses.ts";
@@ -69,17 +101,31 @@ export interface FinetuneResult extends TrainResult {
 
 const BUFFER_FILE = "synthetic_buffer.bin";
 
+/** Hooks of {@link finetune}. */
+export type FinetuneHooks = TrainerHooks & {
+  /** The communicator (default: `initDistributed()`, a single process without a launcher). */
+  comm?: Comm;
+};
+
 /** Run (or resume) fine-tuning; `resume` is the run directory to continue. */
 export async function finetune(
   cfg: FinetuneConfig,
   resume: string | null = null,
-  hooks: TrainerHooks = {},
+  hooks: FinetuneHooks = {},
 ): Promise<FinetuneResult> {
-  const log = hooks.log ?? ((s: string) => console.error(s));
+  const comm = hooks.comm ?? initDistributed();
+  const dp = comm.size > 1 ? new DataParallel(comm) : null;
+  const root = comm.rank === 0;
+  const log = root ? hooks.log ?? ((s: string) => console.error(s)) : () => {};
   // Every input is checked before the run directory is touched.
   validateFinetuneConfig(cfg);
+  if (dp) checkShards(cfg, comm.size);
   const inputs = await checkFinetuneInputs(cfg);
-  const { run, ckpt } = openRunDir(resume ?? path.join(cfg.runsDir, cfg.name), !!resume, cfg);
+  const runRoot = resume ?? path.join(cfg.runsDir, cfg.name);
+  // Rank 0 alone opens (creates, checks) the run directory; the others only use its paths.
+  const { run, ckpt } = root
+    ? openRunDir(runRoot, !!resume, cfg, log)
+    : { run: new RunDir(runRoot), ckpt: null };
   const rt = await initRuntime();
   const adapter = describeAdapter(rt.ctx);
   log(`adapter: ${adapter}`);
@@ -90,8 +136,9 @@ export async function finetune(
       `${loaded.files.worldAction} on ${cfg.game} (${inputs.manifest.transitions} transitions, ` +
       `${inputs.manifest.form}; task embedding of ${inputs.taskGame})`,
   );
+  if (dp) log(`data parallel: ${comm.size} ranks`);
   const realSteps = cfg.synthesis ? cfg.realSteps : cfg.steps;
-  const p = new FinetuneParts(cfg, inputs, model, tok, run.root);
+  const p = new FinetuneParts(cfg, inputs, model, tok, run.root, dp, hooks.signal);
   const evaluator = new FinetuneEvaluator(cfg, run, model, tok, inputs.taskId, adapter, log);
   p.evaluator = evaluator;
   const trainer = new Trainer({
@@ -107,11 +154,17 @@ export async function finetune(
     label: `finetune ${cfg.game}`,
     progress: cfg.progress,
     shown: ["world", "td", "cql", "combo"],
-    hooks,
+    writes: root,
+    // Data parallel: a stop request travels with the gradients (every rank stops at one step).
+    hooks: dp ? { ...hooks, log, signal: undefined } : hooks,
   }, p);
   p.trainer = trainer;
   const st = trainer.state;
   let samplerState: SamplerState | undefined;
+  if (dp) {
+    const stage = await dp.broadcastJson(ckpt ? readTrainState(ckpt).stage as 1 | 2 : null);
+    if (stage) st.stage = stage;
+  }
   if (ckpt) {
     st.stage = readTrainState(ckpt).stage as 1 | 2;
     const saved = await trainer.resume(ckpt);
@@ -122,6 +175,21 @@ export async function finetune(
     log(`resumed ${run.root} at step ${st.step} (stage ${st.stage}) from ${ckpt}`);
   } else {
     model.updateTarget(); // the authors hard-copy the target head after loading
+  }
+  if (dp) {
+    // Rank 0's position, weights, optimizer state and best evaluation on every rank.
+    const at = await dp.broadcastJson({
+      step: st.step,
+      lastCkpt: st.lastCkpt,
+      samplerState,
+      best: evaluator.best,
+    });
+    st.step = at.step;
+    st.lastCkpt = at.lastCkpt;
+    st.lastCkptStep = at.lastCkpt ? at.step : -1;
+    samplerState = at.samplerState ?? undefined;
+    evaluator.best = at.best;
+    await p.broadcastState();
   }
   trainer.start();
   try {
@@ -155,7 +223,7 @@ export async function finetune(
           `${evaluator.best.dqnNormalized?.toFixed(3) ?? "n/a"}) in ${evaluator.bestDir}`,
       );
     }
-    if (cfg.report) {
+    if (cfg.report && root) {
       await writeFinetuneReport(run, {
         cfg,
         inputs,
@@ -176,6 +244,29 @@ export async function finetune(
   }
 }
 
+function emptyBuffer(step: number, C: number): Error {
+  return new Error(
+    `step ${step}: no segment of the batch has ${C} real steps to synthesize from ` +
+      `(episodes shorter than --segment-length?)`,
+  );
+}
+
+/** Data parallel: every batch part must split evenly over the ranks. */
+function checkShards(cfg: FinetuneConfig, ranks: number): void {
+  try {
+    shardRows(cfg.batch, 0, ranks);
+    if (cfg.synthesis) {
+      shardRows(cfg.syntheticBatch, 0, ranks);
+    }
+  } catch {
+    throw new RunError(
+      `--batch ${cfg.batch}` +
+        (cfg.synthesis ? ` and --synthetic-batch ${cfg.syntheticBatch}` : "") +
+        ` must be multiples of the ${ranks} ranks`,
+    );
+  }
+}
+
 /** The models, optimizers, sampler and synthetic buffer of a run, and one step of each stage. */
 class FinetuneParts {
   trainer!: Trainer;
@@ -189,6 +280,10 @@ class FinetuneParts {
   readonly #frames: boolean;
   readonly #weights: JointWeights;
   #lastEval = -1;
+  /** The captured steps (single process): stage 1's world-action step, stage 2's mixed one. */
+  #world: CapturedWorldStep | null = null;
+  #combo: CapturedComboStep | null = null;
+  #fallbacks = 0;
 
   constructor(
     readonly cfg: FinetuneConfig,
@@ -196,6 +291,10 @@ class FinetuneParts {
     readonly model: WorldActionModel,
     readonly tok: Tokenizer,
     readonly runRoot: string,
+    /** Null in a single-process run. */
+    readonly dp: DataParallel | null = null,
+    /** Data parallel: the stop request (Ctrl-C), sent with the gradients. */
+    readonly signal?: AbortSignal,
   ) {
     this.#frames = inputs.manifest.form === "frames";
     model.train();
@@ -273,7 +372,25 @@ class FinetuneParts {
       seed: state ? undefined : cfg.seed + stage,
       workers: cfg.workers,
       state,
+      shard: this.dp ? { index: this.dp.rank, count: this.dp.size } : undefined,
     });
+  }
+
+  /** Data parallel: rank 0's weights (target head included), optimizer moments and steps. */
+  async broadcastState(): Promise<void> {
+    const dp = this.dp!;
+    const tensors: Tensor[] = [];
+    for (const m of this.modules()) {
+      tensors.push(...m.module.parameters(), ...(m.extra ?? []).map(([, t]) => t));
+    }
+    const opts = this.optimizers().map((o) => o.opt);
+    for (const o of opts) {
+      const s = o.stateTensors();
+      tensors.push(...s.m, ...s.v);
+    }
+    await dp.broadcastTensors(tensors);
+    const hyper = await dp.broadcastJson(opts.map((o) => ({ step: o.step, lr: o.lr })));
+    opts.forEach((o, i) => Object.assign(o, hyper[i]));
   }
 
   /** Periodic evaluation (and one at the end). */
@@ -282,6 +399,7 @@ class FinetuneParts {
     const due = (cfg.evalEvery > 0 && step % cfg.evalEvery === 0) || step === cfg.steps;
     if (!due || this.#lastEval === step) return;
     this.#lastEval = step;
+    if (this.dp && this.dp.rank !== 0) return; // rank 0 evaluates (its weights are everyone's)
     await this.evaluator.evaluate(step);
   }
 
@@ -298,7 +416,8 @@ class FinetuneParts {
       ? mixedBatch(batch, await this.#synthetic(batch, step), opts)
       : null;
     const arrays = mixed ? null : worldBatchArrays(batch, opts);
-    const seed = stepSeed(cfg.seed, step);
+    const dp = this.dp;
+    const seed = dp ? rankStepSeed(cfg.seed, step, dp.rank) : stepSeed(cfg.seed, step);
     const { tok, tokOpt, wmOpt } = this;
     const kept = tidy(() => {
       const out: Record<string, Tensor> = {};
@@ -309,31 +428,65 @@ class FinetuneParts {
         const t = tokenizerStep(tok, batch.frames!, B, L, cfg.tokenizerBatch);
         tokOpt.zeroGrad();
         backward(t.losses.total);
-        tokOpt.update();
+        // Data parallel: updated below, after the all-reduce (`ids` are made already).
+        if (!dp) {
+          tokOpt.update();
+          norms.tokenizer = snapshot(tokOpt.clipStats);
+        }
         Object.assign(out, t.losses.parts);
         out.tok_total = t.losses.total;
-        norms.tokenizer = snapshot(tokOpt.clipStats);
         ids = t.ids;
       } else if (this.#frames) {
         ids = noGrad(() => tok.encode(batch.frames!)).view([B, L, tok.tokensPerFrame]);
       }
-      const parts = mixed
-        ? comboStep(this.model, wmOpt, mixed, {
-          stepSeed: seed,
-          weights: this.#weights,
-          realTokens: ids,
-        })
-        : worldActionStep(this.model, wmOpt, arrays!, {
-          joint: true,
-          stepSeed: seed,
-          weights: this.#weights,
-          obsTokens: ids,
-        });
-      norms.world_action = snapshot(wmOpt.clipStats);
+      let parts;
+      if (dp) {
+        // Backward only: the update waits for the averaged gradients.
+        parts = mixed
+          ? comboStep(this.model, wmOpt, mixed, {
+            stepSeed: seed,
+            weights: this.#weights,
+            realTokens: ids,
+            update: false,
+          })
+          : worldActionStep(this.model, wmOpt, arrays!, {
+            joint: true,
+            stepSeed: seed,
+            weights: this.#weights,
+            obsTokens: ids,
+            update: false,
+          });
+      } else {
+        // A replay's outputs are overwritten by the next replay; the readback comes later.
+        parts = copyParts(
+          mixed ? this.#comboStep()(mixed, seed, ids) : this.#worldStep()(arrays!, seed, ids),
+        );
+        norms.world_action = snapshot(wmOpt.clipStats);
+      }
       for (const [k, v] of Object.entries(parts)) if (v) out[k] = v;
       return { out, norms };
     });
     for (const t of [...Object.values(kept.out), ...Object.values(kept.norms)]) keep(t);
+    if (dp) {
+      const stop = await dp.averageGradients(
+        [...(tokOpt?.params ?? []), ...wmOpt.params],
+        kept.out,
+        !!this.signal?.aborted,
+      );
+      if (stop) this.trainer.state.stop = "interrupted";
+      const norms = tidy(() => {
+        const n: Record<string, Tensor> = {};
+        if (tokOpt && this.#frames) {
+          tokOpt.update();
+          n.tokenizer = snapshot(tokOpt.clipStats);
+        }
+        wmOpt.update();
+        n.world_action = snapshot(wmOpt.clipStats);
+        return n;
+      });
+      for (const t of Object.values(norms)) keep(t);
+      Object.assign(kept.norms, norms);
+    } else this.#reportFallbacks();
     wmOpt.zeroGrad();
     tokOpt?.zeroGrad();
     if (step % cfg.targetEvery === 0) this.model.updateTarget();
@@ -348,12 +501,16 @@ class FinetuneParts {
     const cfg = this.cfg;
     const B = batch.batchSize, L = batch.segmentLength, H = cfg.horizon, C = L - H;
     const P = this.model.cfg.obsTokens, A = this.model.cfg.actions;
-    this.buffer ??= new SyntheticBuffer(
-      cfg.bufferCapacity || 10 * this.inputs.manifest.transitions,
-      L,
-      P,
-    );
+    // Data parallel: rank 0 alone holds the buffer (#exchange).
+    if (!this.dp || this.dp.rank === 0) {
+      this.buffer ??= new SyntheticBuffer(
+        cfg.bufferCapacity || 10 * this.inputs.manifest.transitions,
+        L,
+        P,
+      );
+    }
     const rows = synthesisRows(batch.mask, B, L, H);
+    let made: SyntheticSegments | null = null;
     if (rows.length) {
       const N = rows.length;
       const obs = tidy(() => {
@@ -383,7 +540,8 @@ class FinetuneParts {
           taskIds: new Int32Array(N).fill(this.inputs.taskId),
           valid,
         }, { horizon: H, beamWidth: cfg.beamWidth, gamma: cfg.gamma });
-        this.buffer.add(seg);
+        if (this.dp) made = seg;
+        else this.buffer!.add(seg);
       } finally {
         obs.dispose();
         this.model.train();
@@ -391,16 +549,80 @@ class FinetuneParts {
         if (tokTraining) this.tok.train();
       }
     }
-    if (this.buffer.size === 0) {
-      throw new Error(
-        `step ${step}: no segment of the batch has ${C} real steps to synthesize from ` +
-          `(episodes shorter than --segment-length?)`,
+    if (this.dp) return await this.#exchange(made ?? concatSegments([], L, P), step);
+    if (this.buffer!.size === 0) throw emptyBuffer(step, C);
+    return this.buffer!.sample(cfg.syntheticBatch, cfg.seed, step);
+  }
+
+  /**
+   * Data parallel: rank 0 adds every rank's new segments (rank order) to the buffer, samples
+   * the global synthetic batch and broadcasts it; returns this rank's slice.
+   */
+  async #exchange(made: SyntheticSegments, step: number): Promise<SyntheticSegments> {
+    const dp = this.dp!;
+    const all = await dp.comm.gatherBytes(packSegments(made));
+    let sample: Uint8Array | null = null;
+    if (all) {
+      const buffer = this.buffer!;
+      const parts = all.map(unpackSegments).filter((s) => s.count > 0);
+      if (parts.length) buffer.add(concatSegments(parts, made.L, made.P));
+      // An empty sample tells every rank to stop with the error below.
+      sample = packSegments(
+        buffer.size ? buffer.sample(this.cfg.syntheticBatch, this.cfg.seed, step) : made,
       );
     }
-    return this.buffer.sample(cfg.syntheticBatch, cfg.seed, step);
+    const got = unpackSegments(await dp.comm.broadcastBytes(sample, 0));
+    if (got.count === 0) throw emptyBuffer(step, made.L - this.cfg.horizon);
+    const [lo, hi] = shardRows(got.count, dp.rank, dp.size);
+    return sliceSegments(got, lo, hi);
+  }
+
+  /** Stage 1's captured step (made on first use). */
+  #worldStep(): CapturedWorldStep {
+    this.#world ??= captureWorldActionStep(this.model, this.wmOpt, {
+      joint: true,
+      weights: this.#weights,
+      replay: this.cfg.replay !== false,
+    });
+    return this.#world;
+  }
+
+  /** Stage 2's captured step (made on first use; stage 1's is freed: that stage ended). */
+  #comboStep(): CapturedComboStep {
+    if (!this.#combo) {
+      this.#reportFallbacks();
+      this.#logReplays(this.#world, 1);
+      this.#world?.dispose();
+      this.#world = null;
+      this.#fallbacks = 0;
+      this.#combo = captureComboStep(this.model, this.wmOpt, {
+        weights: this.#weights,
+        replay: this.cfg.replay !== false,
+      });
+    }
+    return this.#combo;
+  }
+
+  /** A step that cannot be replayed runs eagerly: say so once (the run stays correct). */
+  #reportFallbacks(): void {
+    const s = this.#combo ?? this.#world;
+    if (!s) return;
+    const { fallbacks } = s.stats();
+    for (const f of fallbacks.slice(this.#fallbacks)) this.trainer.log(`${f}; running it eagerly`);
+    this.#fallbacks = fallbacks.length;
+  }
+
+  #logReplays(s: CapturedWorldStep | CapturedComboStep | null, stage: 1 | 2): void {
+    if (!s || this.cfg.replay === false) return;
+    const { replays, calls } = s.stats();
+    this.trainer.log(`stage ${stage}: ${replays} of ${calls} steps replayed`);
   }
 
   dispose(): void {
+    this.#logReplays(this.#world, 1);
+    this.#logReplays(this.#combo, 2);
+    this.#world?.dispose();
+    this.#combo?.dispose();
     this.sampler?.close();
     this.tokOpt?.dispose();
     this.wmOpt.dispose();

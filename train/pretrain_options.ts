@@ -69,6 +69,11 @@ export interface PretrainConfig {
   modelDropout?: number;
   /** Draw the progress bar even when stderr is not a terminal. */
   progress: boolean;
+  /**
+   * Capture the training step once and replay it (kernels/core/capture.ts; same results);
+   * false: every step eagerly (`--no-replay`, debugging). Absent (older runs): true.
+   */
+  replay?: boolean;
 }
 
 /** The embedded default: small enough for ~10 minutes on a CPU adapter (lavapipe). */
@@ -104,6 +109,7 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   injectNanAt: 0,
   stopAt: 0,
   progress: false,
+  replay: true,
 };
 
 /** The paper's 15 pretraining games (jowa.md, "Games"; from the reference scores). */
@@ -181,6 +187,8 @@ Logging and checkpoints:
   --workers N           sampler threads, 0 = inline (default ${DEFAULT_CONFIG.workers})
   --no-report           skip report.html
   --progress            draw the progress bar even when stderr is not a terminal
+  --no-replay           run every training step eagerly instead of replaying the captured
+                        step (same results, more host time; for debugging)
 Testing:
   --inject-nan-at N     poison step N's batch with NaN rewards (exercises the non-finite guard)
   --stop-at N           checkpoint and stop after step N, as Ctrl-C would
@@ -201,6 +209,7 @@ export const RESUMABLE_OVERRIDES: readonly (keyof PretrainConfig)[] = [
   "stopAt",
   "progress",
   "workers",
+  "replay",
 ];
 
 /** Result of parsing the command line. */
@@ -244,6 +253,7 @@ export function parsePretrainArgs(args: string[]): ParsedArgs {
   const options: Record<string, { type: "string" | "boolean" }> = {
     help: { type: "boolean" },
     "no-report": { type: "boolean" },
+    "no-replay": { type: "boolean" },
     progress: { type: "boolean" },
   };
   for (
@@ -335,6 +345,7 @@ export function parsePretrainArgs(args: string[]): ParsedArgs {
     o.lpips = str("lpips")!;
   }
   if (values["no-report"]) o.report = false;
+  if (values["no-replay"]) o.replay = false;
   if (values.progress) o.progress = true;
   const resume = str("resume") ?? null;
   if (resume !== null) {

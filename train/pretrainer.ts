@@ -22,6 +22,10 @@
  * on a filesystem every rank sees). The sampler position is the global batch's, so a run
  * resumes on any number of ranks that divides B.
  *
+ * Capture and replay (train/captured_world_step.ts): a single-process run records the
+ * world-action step once per stage and replays it (bit for bit the eager step; `--no-replay`
+ * runs it eagerly). The data-parallel step stays eager: its update waits for the all-reduce.
+ *
  * @module
  */
 import * as fs from "node:fs";
@@ -69,7 +73,12 @@ import {
   type TrainResult,
 } from "./trainer.ts";
 import { worldBatchArrays } from "./world_batch.ts";
-import { worldActionLosses, worldActionStep, type WorldLossParts } from "./world_step.ts";
+import { worldActionLosses, type WorldLossParts } from "./world_step.ts";
+import {
+  type CapturedWorldStep,
+  captureWorldActionStep,
+  copyParts,
+} from "./captured_world_step.ts";
 import { noDecay } from "./weight_decay.ts";
 import { stepSeed } from "../util/rng.ts";
 import { type Comm, initDistributed } from "../distributed/mod.ts";
@@ -248,6 +257,8 @@ class PretrainParts {
   wmOpt: AdamW;
   readonly #wmNames: string[];
   readonly #tokNames: string[];
+  /** The current stage's captured world-action step (single process). */
+  #world: { stage: 1 | 2; step: CapturedWorldStep; fallbacks: number } | null = null;
 
   constructor(
     readonly cfg: PretrainConfig,
@@ -360,6 +371,7 @@ class PretrainParts {
   /** Freeze and drop the tokenizer, tokenize the stores, a fresh AdamW, copy the target. */
   async enterStage2(log: (s: string) => void): Promise<void> {
     const cfg = this.cfg;
+    this.#disposeWorldStep(); // it updates the stage-1 optimizer
     if (this.tok) {
       this.tokOpt?.dispose();
       this.tokOpt = null;
@@ -427,7 +439,8 @@ class PretrainParts {
         wmOpt.zeroGrad();
         backward(parts.total);
       } else {
-        parts = worldActionStep(this.model, wmOpt, arrays, stepOpts);
+        // A replay's outputs are overwritten by the next replay; the readback comes later.
+        parts = copyParts(this.#worldStep(stage)(arrays, seed, ids));
         norms.world_action = snapshot(wmOpt.clipStats);
       }
       for (const [k, v] of Object.entries(parts)) if (v) out[k] = v;
@@ -460,10 +473,47 @@ class PretrainParts {
     if (stage === 2 && (step - cfg.stage1Steps) % cfg.targetEvery === 0) {
       this.model.updateTarget();
     }
+    this.#reportFallbacks();
     return kept;
   }
 
+  /** The captured step of `stage` on the current optimizer (made on first use). */
+  #worldStep(stage: 1 | 2): CapturedWorldStep {
+    if (this.#world?.stage !== stage) {
+      this.#disposeWorldStep();
+      const cfg = this.cfg;
+      const step = captureWorldActionStep(this.model, this.wmOpt, {
+        joint: stage === 2,
+        weights: { beta: cfg.beta, alpha: cfg.alpha, gamma: cfg.gamma },
+        replay: cfg.replay !== false,
+      });
+      this.#world = { stage, step, fallbacks: 0 };
+    }
+    return this.#world.step;
+  }
+
+  /** A step that cannot be replayed runs eagerly: say so once (the run stays correct). */
+  #reportFallbacks(): void {
+    const w = this.#world;
+    if (!w) return;
+    const { fallbacks } = w.step.stats();
+    for (const f of fallbacks.slice(w.fallbacks)) this.trainer.log(`${f}; running it eagerly`);
+    w.fallbacks = fallbacks.length;
+  }
+
+  #disposeWorldStep(): void {
+    const w = this.#world;
+    if (!w) return;
+    const s = w.step.stats();
+    if (this.cfg.replay !== false) {
+      this.trainer.log(`stage ${w.stage}: ${s.replays} of ${s.calls} steps replayed`);
+    }
+    w.step.dispose();
+    this.#world = null;
+  }
+
   dispose(): void {
+    this.#disposeWorldStep();
     this.sampler?.close();
     this.tokOpt?.dispose();
     this.wmOpt.dispose();

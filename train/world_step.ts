@@ -147,6 +147,8 @@ export interface WorldActionStepOptions {
   stepSeed: Seed;
   weights?: JointWeights;
   obsTokens?: Tensor;
+  /** false: stop after backward, the gradients in place (data parallel averages them first). */
+  update?: boolean;
 }
 
 /**
@@ -162,6 +164,6 @@ export function worldActionStep(
   const parts = worldActionLosses(model, a, opts);
   opt.zeroGrad();
   backward(parts.total);
-  opt.update();
+  if (opts.update !== false) opt.update();
   return parts;
 }
