@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { onInterrupt } from "../util/interrupt.ts";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
@@ -35,14 +36,13 @@ async function main(): Promise<number> {
     cfg = { ...JSON.parse(fs.readFileSync(file, "utf8")), ...args.overrides };
   } else cfg = resolveFinetuneConfig(args.overrides);
   const ctrl = new AbortController();
-  const onSigint = () => {
-    if (ctrl.signal.aborted) Deno.exit(130); // second Ctrl-C: give up at once
+  // One Ctrl-C may arrive as several SIGINTs (terminal group + `deno task` forwarding): util/interrupt.ts.
+  const removeSigint = onInterrupt(() => {
     console.error(
       "\ninterrupt: finishing the step and writing a checkpoint (Ctrl-C again to quit)",
     );
     ctrl.abort();
-  };
-  Deno.addSignalListener("SIGINT", onSigint);
+  });
   try {
     // Under mpiexec/srun: one rank of a data-parallel run (train/finetuner.ts).
     const comm = initDistributed();
@@ -51,7 +51,7 @@ async function main(): Promise<number> {
     await comm.finalize();
     return r.status === "done" ? 0 : r.status === "nonfinite" ? 3 : 130;
   } finally {
-    Deno.removeSignalListener("SIGINT", onSigint);
+    removeSigint();
   }
 }
 

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { onInterrupt } from "../util/interrupt.ts";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { HELP, parsePretrainArgs, type PretrainConfig, resolveConfig } from "./pretrain_options.ts";
@@ -34,14 +35,13 @@ async function main(): Promise<number> {
     throw new UsageError(`--lpips ${cfg.lpips}: no such file`);
   }
   const ctrl = new AbortController();
-  const onSigint = () => {
-    if (ctrl.signal.aborted) Deno.exit(130); // second Ctrl-C: give up at once
+  // One Ctrl-C may arrive as several SIGINTs (terminal group + `deno task` forwarding): util/interrupt.ts.
+  const removeSigint = onInterrupt(() => {
     console.error(
       "\ninterrupt: finishing the step and writing a checkpoint (Ctrl-C again to quit)",
     );
     ctrl.abort();
-  };
-  Deno.addSignalListener("SIGINT", onSigint);
+  });
   try {
     // Refuse an OpenGL CPU adapter up front: training on it makes no visible progress.
     requireUsableAdapter((await initRuntime()).ctx);
@@ -52,7 +52,7 @@ async function main(): Promise<number> {
     await comm.finalize();
     return r.status === "done" ? 0 : r.status === "nonfinite" ? 3 : 130;
   } finally {
-    Deno.removeSignalListener("SIGINT", onSigint);
+    removeSigint();
   }
 }
 
