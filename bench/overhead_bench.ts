@@ -35,7 +35,7 @@ import { beamSearch } from "../eval/beam_search.ts";
 import { windowTimesteps } from "../eval/context_history.ts";
 import { WamPlanningModel } from "../eval/wam_planning_model.ts";
 import { capturePlanner } from "../eval/captured_planner.ts";
-import type { SegmentBatch } from "../offline/mod.ts";
+import { randomSegmentBatch } from "./_bench_data.ts";
 
 const HELP = `overhead_bench — engine host cost per warm step (dry run: recorded, not submitted)
 
@@ -144,27 +144,6 @@ function rawUsPerDispatch(): number {
   return Number(Math.min(...best).toFixed(3));
 }
 
-/** Random token segments of one game (Phoenix's 8 valid actions). */
-function randomBatch(B: number, L: number, vocab: number, seed: number): SegmentBatch {
-  let s = seed >>> 0;
-  const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-  const acts = [0, 1, 3, 4, 5, 11, 12, 13];
-  return {
-    index: seed,
-    batchSize: B,
-    segmentLength: L,
-    form: "tokens",
-    tokens: Uint16Array.from({ length: B * L * 36 }, () => Math.floor(rand() * vocab)),
-    actions: Int32Array.from({ length: B * L }, () => acts[Math.floor(rand() * acts.length)]),
-    rewards: Float32Array.from({ length: B * L }, () => Math.floor(rand() * 3) - 1),
-    terminals: new Uint8Array(B * L),
-    mask: new Uint8Array(B * L).fill(1),
-    taskIds: new Int32Array(B).fill(37),
-    gameIndex: new Int32Array(B),
-    starts: new Float64Array(B),
-  };
-}
-
 const results: Record<string, unknown> = { rawUsPerDispatch: rawUsPerDispatch() };
 console.log(`raw WebGPU: ${results.rawUsPerDispatch} us per dispatch`);
 const row = (name: string, c: StepCost | { error: string }) =>
@@ -187,7 +166,7 @@ for (const name of configs) {
   // Training: B = 2 segments of the config's window, joint (stage 2) and world-only (stage 1).
   const opt = new AdamW(model.parameters(), { lr: 5e-5, weightDecay: 0.01, maxGradNorm: 1 });
   const arrays = [0, 1].map((k) =>
-    worldBatchArrays(randomBatch(2, cfg.timesteps, cfg.obsVocab, k))
+    worldBatchArrays(randomSegmentBatch(2, cfg.timesteps, cfg.obsVocab, k))
   );
   for (const [key, joint] of [["train", true], ["train_stage1", false]] as const) {
     let k = 0;

@@ -15,7 +15,7 @@ import { type ConfigName, worldActionConfig } from "../models/world_action/confi
 import { WorldActionModel } from "../models/world_action/model.ts";
 import { worldBatchArrays } from "../train/world_batch.ts";
 import { worldActionStep } from "../train/world_step.ts";
-import type { SegmentBatch } from "../offline/mod.ts";
+import { randomSegmentBatch } from "./_bench_data.ts";
 
 const HELP = `pretrain_bench — stage-2 (joint loss) training steps/s and tokens/s
 
@@ -56,27 +56,6 @@ if (batches.some((b) => !Number.isInteger(b) || b < 1) || !Number.isInteger(step
 const rt = await initRuntime();
 console.log(`adapter: ${describeAdapter(rt.ctx)}`);
 
-/** Random token segments of one game (Phoenix's 8 valid actions). */
-function randomBatch(B: number, L: number, vocab: number, seed: number): SegmentBatch {
-  let s = seed >>> 0;
-  const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-  const acts = [0, 1, 3, 4, 5, 11, 12, 13];
-  return {
-    index: seed,
-    batchSize: B,
-    segmentLength: L,
-    form: "tokens",
-    tokens: Uint16Array.from({ length: B * L * 36 }, () => Math.floor(rand() * vocab)),
-    actions: Int32Array.from({ length: B * L }, () => acts[Math.floor(rand() * acts.length)]),
-    rewards: Float32Array.from({ length: B * L }, () => Math.floor(rand() * 3) - 1),
-    terminals: new Uint8Array(B * L),
-    mask: new Uint8Array(B * L).fill(1),
-    taskIds: new Int32Array(B).fill(37),
-    gameIndex: new Int32Array(B),
-    starts: new Float64Array(B),
-  };
-}
-
 console.log("\nconfig  batch  ms/step  steps/s  tokens/s");
 for (const name of configs) {
   const cfg = worldActionConfig(name);
@@ -84,7 +63,7 @@ for (const name of configs) {
   const opt = new AdamW(model.parameters(), { lr: 5e-5, weightDecay: 0.01, maxGradNorm: 1 });
   const L = cfg.timesteps;
   for (const B of batches) {
-    const arrays = [0, 1].map((k) => worldBatchArrays(randomBatch(B, L, cfg.obsVocab, k)));
+    const arrays = [0, 1].map((k) => worldBatchArrays(randomSegmentBatch(B, L, cfg.obsVocab, k)));
     let last: Tensor | null = null;
     const step = (k: number) => {
       last?.dispose();

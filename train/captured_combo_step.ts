@@ -8,7 +8,8 @@
  * @module
  */
 import type { Tensor } from "../kernels/core/tensor.ts";
-import { capture, type CaptureStats } from "../kernels/core/capture.ts";
+import type { CaptureStats } from "../kernels/core/capture.ts";
+import { captureSeededStep } from "./_captured_step.ts";
 import type { AdamW } from "../kernels/nn/optim.ts";
 import type { WorldActionModel } from "../models/world_action/model.ts";
 import type { MixedBatch } from "./finetune_batch.ts";
@@ -38,37 +39,17 @@ export interface CapturedComboStep {
   dispose(): void;
 }
 
-interface StepInputs {
-  m: MixedBatch;
-  stepSeed: number;
-  realTokens?: Tensor;
-}
-
 /** Capture {@link comboStep} for `model` and `opt` (see the module doc). */
 export function captureComboStep(
   model: WorldActionModel,
   opt: AdamW,
   opts: CapturedComboStepOptions,
 ): CapturedComboStep {
-  const captured = capture<StepInputs, ComboLossParts>(
-    (inputs, current) =>
-      comboStep(model, opt, inputs.m, {
-        weights: opts.weights,
-        realTokens: inputs.realTokens,
-        // Read at each replay: the new call's seed.
-        stepSeed: () => current().stepSeed,
-      }),
-    {
-      name: "mixed-batch step",
-      replay: opts.replay,
-      strict: opts.strict,
-      dynamic: ["stepSeed"],
-    },
+  return captureSeededStep<MixedBatch, ComboLossParts>(
+    "mixed-batch step",
+    ["m", "realTokens"],
+    opts,
+    (m, stepSeed, realTokens) =>
+      comboStep(model, opt, m, { weights: opts.weights, realTokens, stepSeed }),
   );
-  const step =
-    ((m: MixedBatch, stepSeed: number, realTokens?: Tensor) =>
-      captured({ m, stepSeed, realTokens })) as CapturedComboStep;
-  step.stats = captured.stats;
-  step.dispose = captured.dispose;
-  return step;
 }

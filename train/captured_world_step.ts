@@ -12,7 +12,8 @@
  */
 import { Tensor } from "../kernels/core/tensor.ts";
 import { copyTensor } from "../kernels/nn/module.ts";
-import { capture, type CaptureStats } from "../kernels/core/capture.ts";
+import type { CaptureStats } from "../kernels/core/capture.ts";
+import { captureSeededStep } from "./_captured_step.ts";
 import type { AdamW } from "../kernels/nn/optim.ts";
 import type { WorldActionModel } from "../models/world_action/model.ts";
 import type { WorldBatchArrays } from "./world_batch.ts";
@@ -41,40 +42,24 @@ export interface CapturedWorldStep {
   dispose(): void;
 }
 
-interface StepInputs {
-  a: WorldBatchArrays;
-  stepSeed: number;
-  obsTokens?: Tensor;
-}
-
 /** Capture {@link worldActionStep} for `model` and `opt` (see the module doc). */
 export function captureWorldActionStep(
   model: WorldActionModel,
   opt: AdamW,
   opts: CapturedWorldStepOptions,
 ): CapturedWorldStep {
-  const captured = capture<StepInputs, WorldLossParts>(
-    (inputs, current) =>
-      worldActionStep(model, opt, inputs.a, {
+  return captureSeededStep<WorldBatchArrays, WorldLossParts>(
+    "world-action step",
+    ["a", "obsTokens"],
+    opts,
+    (a, stepSeed, obsTokens) =>
+      worldActionStep(model, opt, a, {
         joint: opts.joint,
         weights: opts.weights,
-        obsTokens: inputs.obsTokens,
-        // Read at each replay: the new call's seed.
-        stepSeed: () => current().stepSeed,
+        obsTokens,
+        stepSeed,
       }),
-    {
-      name: "world-action step",
-      replay: opts.replay,
-      strict: opts.strict,
-      dynamic: ["stepSeed"],
-    },
   );
-  const step =
-    ((a: WorldBatchArrays, stepSeed: number, obsTokens?: Tensor) =>
-      captured({ a, stepSeed, obsTokens })) as CapturedWorldStep;
-  step.stats = captured.stats;
-  step.dispose = captured.dispose;
-  return step;
 }
 
 /**

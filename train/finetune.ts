@@ -6,9 +6,6 @@
  *
  * @module
  */
-import { onInterrupt } from "../util/interrupt.ts";
-import * as fs from "node:fs";
-import * as path from "node:path";
 import {
   FINETUNE_HELP,
   type FinetuneConfig,
@@ -18,10 +15,11 @@ import {
 import { finetune } from "./finetuner.ts";
 import { FinetuneInputError } from "./finetune_inputs.ts";
 import { RunError } from "./trainer.ts";
-import { runCli, UsageError } from "../util/cli.ts";
+import { runCli } from "../util/cli.ts";
 import { CheckpointError } from "../checkpoint/loader.ts";
 import { EnvError } from "../envs/python_env.ts";
-import { DistributedError, initDistributed } from "../distributed/mod.ts";
+import { DistributedError } from "../distributed/mod.ts";
+import { loadRunConfig, runTrainingCli } from "./_cli.ts";
 
 async function main(): Promise<number> {
   const args = parseFinetuneArgs(Deno.args);
@@ -29,30 +27,8 @@ async function main(): Promise<number> {
     console.log(FINETUNE_HELP);
     return 0;
   }
-  let cfg: FinetuneConfig;
-  if (args.resume) {
-    const file = path.join(args.resume, "config.json");
-    if (!fs.existsSync(file)) throw new UsageError(`--resume ${args.resume}: no config.json there`);
-    cfg = { ...JSON.parse(fs.readFileSync(file, "utf8")), ...args.overrides };
-  } else cfg = resolveFinetuneConfig(args.overrides);
-  const ctrl = new AbortController();
-  // One Ctrl-C may arrive as several SIGINTs (terminal group + `deno task` forwarding): util/interrupt.ts.
-  const removeSigint = onInterrupt(() => {
-    console.error(
-      "\ninterrupt: finishing the step and writing a checkpoint (Ctrl-C again to quit)",
-    );
-    ctrl.abort();
-  });
-  try {
-    // Under mpiexec/srun: one rank of a data-parallel run (train/finetuner.ts).
-    const comm = initDistributed();
-    const r = await finetune(cfg, args.resume, { signal: ctrl.signal, comm });
-    // Every rank finalizes before exiting: one that exits without it aborts the job.
-    await comm.finalize();
-    return r.status === "done" ? 0 : r.status === "nonfinite" ? 3 : 130;
-  } finally {
-    removeSigint();
-  }
+  const cfg: FinetuneConfig = loadRunConfig(args.resume, args.overrides, resolveFinetuneConfig);
+  return await runTrainingCli(({ signal, comm }) => finetune(cfg, args.resume, { signal, comm }));
 }
 
 await runCli(main, {

@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { UsageError } from "../util/cli.ts";
+import { applyPresetAndNumbers, checkResume, parseFlags, runName } from "./_common_options.ts";
 import { ALL_GAMES } from "../atari/mod.ts";
 import { canonicalGameName } from "../atari/scores.ts";
 import { taskIdOf } from "../atari/task_ids.ts";
@@ -252,21 +252,10 @@ export interface FinetuneArgs {
 
 /** Parse argv (no side effects). @throws UsageError with a one-line message. */
 export function parseFinetuneArgs(args: string[]): FinetuneArgs {
-  const options: Record<string, { type: "string" | "boolean" }> = {};
-  for (
-    const b of [
-      "help",
-      "no-report",
-      "no-replay",
-      "progress",
-      "no-synthesis",
-      "freeze-tokenizer",
-    ]
-  ) {
-    options[b] = { type: "boolean" };
-  }
-  for (
-    const k of [
+  const values = parseFlags(
+    args,
+    ["help", "no-report", "no-replay", "progress", "no-synthesis", "freeze-tokenizer"],
+    [
       ...Object.keys(NUM),
       ...Object.keys(REAL),
       "checkpoint",
@@ -277,46 +266,11 @@ export function parseFinetuneArgs(args: string[]): FinetuneArgs {
       "runs-dir",
       "resume",
       "preset",
-    ]
-  ) options[k] = { type: "string" };
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }));
-  } catch (e) {
-    throw new UsageError((e as Error).message.split("\n")[0]);
-  }
+    ],
+  );
   const str = (k: string) => values[k] as string | undefined;
   const o: Partial<FinetuneConfig> = {};
-  if (str("preset") !== undefined) {
-    const p = FINETUNE_PRESETS[str("preset")!];
-    if (!p) {
-      throw new UsageError(
-        `--preset must be one of ${Object.keys(FINETUNE_PRESETS).join(", ")}, got '${
-          str("preset")
-        }'`,
-      );
-    }
-    Object.assign(o, p);
-  }
-  for (const [flag, [key, min]] of Object.entries(NUM)) {
-    const v = str(flag);
-    if (v === undefined) continue;
-    const n = Number(v);
-    if (v.trim() === "" || !Number.isInteger(n) || n < min) {
-      throw new UsageError(`--${flag} must be an integer >= ${min}, got '${v}'`);
-    }
-    (o as Record<string, number>)[key] = n;
-  }
-  for (const [flag, key] of Object.entries(REAL)) {
-    const v = str(flag);
-    if (v === undefined) continue;
-    const n = Number(v);
-    if (v.trim() === "" || !Number.isFinite(n) || n < 0) {
-      throw new UsageError(`--${flag} must be a number >= 0, got '${v}'`);
-    }
-    (o as Record<string, number>)[key] = n;
-  }
-  if (o.gamma !== undefined && o.gamma > 1) throw new UsageError(`--gamma must be <= 1`);
+  applyPresetAndNumbers(values, o, FINETUNE_PRESETS, NUM, REAL);
   if (str("game") !== undefined) {
     const name = safeCanonical(str("game")!);
     if (!name) {
@@ -338,27 +292,13 @@ export function parseFinetuneArgs(args: string[]): FinetuneArgs {
   if (str("checkpoint") !== undefined) o.checkpoint = str("checkpoint")!;
   if (str("data") !== undefined) o.data = str("data")!;
   if (str("runs-dir") !== undefined) o.runsDir = str("runs-dir")!;
-  if (str("name") !== undefined) {
-    const n = str("name")!;
-    if (!/^[\w.-]+$/.test(n)) throw new UsageError(`--name may use letters, digits, . _ -`);
-    o.name = n;
-  }
+  if (str("name") !== undefined) o.name = runName(str("name")!);
   if (values["no-report"]) o.report = false;
   if (values.progress) o.progress = true;
   if (values["no-replay"]) o.replay = false;
   if (values["no-synthesis"]) o.synthesis = false;
   if (values["freeze-tokenizer"]) o.trainTokenizer = false;
-  const resume = str("resume") ?? null;
-  if (resume !== null) {
-    const fixed = (Object.keys(o) as (keyof FinetuneConfig)[]).filter((k) =>
-      !RESUMABLE.includes(k)
-    );
-    if (fixed.length) {
-      throw new UsageError(
-        `--resume continues a run with its saved config; cannot change: ${fixed.join(", ")}`,
-      );
-    }
-  }
+  const resume = checkResume(str("resume"), o, RESUMABLE);
   return { help: !!values.help, resume, overrides: o };
 }
 

@@ -42,11 +42,10 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { backward, noGrad } from "../kernels/core/autograd.ts";
+import { noGrad } from "../kernels/core/autograd.ts";
 import { AdamW } from "../kernels/nn/optim.ts";
 import { initRuntime } from "../kernels/core/runtime.ts";
 import { keep, type Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
-import { RunDir } from "../checkpoint/run_dir.ts";
 import { indexSelect, slice } from "../kernels/ops/mod.ts";
 import { describeAdapter } from "../kernels/core/device.ts";
 import type { WorldActionModel } from "../models/world_action/model.ts";
@@ -57,15 +56,13 @@ import { readTrainState } from "../checkpoint/train_checkpoint.ts";
 import { openSampler, type Sampler, type SamplerState, type SegmentBatch } from "../offline/mod.ts";
 import { WamPlanningModel } from "../eval/wam_planning_model.ts";
 import { noDecay } from "./pretrainer.ts";
-import { tokenizerStep } from "./tokenizer_stage.ts";
+import { trainTokenizerStep } from "./tokenizer_stage.ts";
 import {
-  openRunDir,
   RunError,
   settle,
   snapshot,
   type StepTensors,
   Trainer,
-  type TrainerHooks,
   type TrainResult,
 } from "./trainer.ts";
 import { defaultValidActions, worldBatchArrays } from "./world_batch.ts";
@@ -76,7 +73,7 @@ import {
   copyParts,
 } from "./captured_world_step.ts";
 import { captureComboStep, type CapturedComboStep } from "./captured_combo_step.ts";
-import { type Comm, initDistributed } from "../distributed/mod.ts";
+import { openRankRunDir, type RankedTrainerHooks, rankSetup } from "./_run_setup.ts";
 import { DataParallel, rankStepSeed, shardRows } from "./data_parallel.ts";
 import {
   concatSegments,
@@ -102,10 +99,7 @@ export interface FinetuneResult extends TrainResult {
 const BUFFER_FILE = "synthetic_buffer.bin";
 
 /** Hooks of {@link finetune}. */
-export type FinetuneHooks = TrainerHooks & {
-  /** The communicator (default: `initDistributed()`, a single process without a launcher). */
-  comm?: Comm;
-};
+export type FinetuneHooks = RankedTrainerHooks;
 
 /** Run (or resume) fine-tuning; `resume` is the run directory to continue. */
 export async function finetune(
@@ -113,19 +107,13 @@ export async function finetune(
   resume: string | null = null,
   hooks: FinetuneHooks = {},
 ): Promise<FinetuneResult> {
-  const comm = hooks.comm ?? initDistributed();
-  const dp = comm.size > 1 ? new DataParallel(comm) : null;
-  const root = comm.rank === 0;
-  const log = root ? hooks.log ?? ((s: string) => console.error(s)) : () => {};
+  const ranks = rankSetup(hooks);
+  const { comm, dp, root, log } = ranks;
   // Every input is checked before the run directory is touched.
   validateFinetuneConfig(cfg);
   if (dp) checkShards(cfg, comm.size);
   const inputs = await checkFinetuneInputs(cfg);
-  const runRoot = resume ?? path.join(cfg.runsDir, cfg.name);
-  // Rank 0 alone opens (creates, checks) the run directory; the others only use its paths.
-  const { run, ckpt } = root
-    ? openRunDir(runRoot, !!resume, cfg, log)
-    : { run: new RunDir(runRoot), ckpt: null };
+  const { run, ckpt } = openRankRunDir(cfg, resume, ranks);
   const rt = await initRuntime();
   const adapter = describeAdapter(rt.ctx);
   log(`adapter: ${adapter}`);
@@ -425,17 +413,9 @@ class FinetuneParts {
       let ids: Tensor | undefined;
       const B = batch.batchSize, L = batch.segmentLength;
       if (this.#frames && tokOpt) {
-        const t = tokenizerStep(tok, batch.frames!, B, L, cfg.tokenizerBatch);
-        tokOpt.zeroGrad();
-        backward(t.losses.total);
         // Data parallel: updated below, after the all-reduce (`ids` are made already).
-        if (!dp) {
-          tokOpt.update();
-          norms.tokenizer = snapshot(tokOpt.clipStats);
-        }
-        Object.assign(out, t.losses.parts);
-        out.tok_total = t.losses.total;
-        ids = t.ids;
+        const shape = { B, L, tokenizerBatch: cfg.tokenizerBatch };
+        ids = trainTokenizerStep(tok, tokOpt, batch.frames!, shape, !!dp, out, norms);
       } else if (this.#frames) {
         ids = noGrad(() => tok.encode(batch.frames!)).view([B, L, tok.tokensPerFrame]);
       }

@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { CONFIGS } from "../models/world_action/configs.ts";
 import { PRETRAIN_GAMES } from "../atari/mod.ts";
 import { UsageError } from "../util/cli.ts";
+import { applyPresetAndNumbers, checkResume, parseFlags, runName } from "./_common_options.ts";
 
 /** Everything a pretraining run depends on (saved as the run's config.json). */
 export interface PretrainConfig {
@@ -250,64 +250,23 @@ const REAL = {
 
 /** Parse argv (no side effects). @throws UsageError with a one-line message. */
 export function parsePretrainArgs(args: string[]): ParsedArgs {
-  const options: Record<string, { type: "string" | "boolean" }> = {
-    help: { type: "boolean" },
-    "no-report": { type: "boolean" },
-    "no-replay": { type: "boolean" },
-    progress: { type: "boolean" },
-  };
-  for (
-    const k of [
-      ...Object.keys(NUM),
-      ...Object.keys(REAL),
-      "data",
-      "games",
-      "collect-games",
-      "name",
-      "runs-dir",
-      "resume",
-      "preset",
-      "model",
-      "tokenizer",
-      "lpips",
-    ]
-  ) options[k] = { type: "string" };
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }));
-  } catch (e) {
-    throw new UsageError((e as Error).message.split("\n")[0]);
-  }
+  const values = parseFlags(args, ["help", "no-report", "no-replay", "progress"], [
+    ...Object.keys(NUM),
+    ...Object.keys(REAL),
+    "data",
+    "games",
+    "collect-games",
+    "name",
+    "runs-dir",
+    "resume",
+    "preset",
+    "model",
+    "tokenizer",
+    "lpips",
+  ]);
   const o: Partial<PretrainConfig> = {};
   const str = (k: string) => values[k] as string | undefined;
-  if (str("preset") !== undefined) {
-    const p = PRESETS[str("preset")!];
-    if (!p) {
-      throw new UsageError(
-        `--preset must be one of ${Object.keys(PRESETS).join(", ")}, got '${str("preset")}'`,
-      );
-    }
-    Object.assign(o, p);
-  }
-  for (const [flag, [key, min]] of Object.entries(NUM)) {
-    const v = str(flag);
-    if (v === undefined) continue;
-    const n = Number(v);
-    if (v.trim() === "" || !Number.isInteger(n) || n < min) {
-      throw new UsageError(`--${flag} must be an integer >= ${min}, got '${v}'`);
-    }
-    (o as Record<string, number>)[key] = n;
-  }
-  for (const [flag, key] of Object.entries(REAL)) {
-    const v = str(flag);
-    if (v === undefined) continue;
-    const n = Number(v);
-    if (v.trim() === "" || !Number.isFinite(n) || n < 0) {
-      throw new UsageError(`--${flag} must be a number >= 0, got '${v}'`);
-    }
-    (o as Record<string, number>)[key] = n;
-  }
-  if (o.gamma !== undefined && o.gamma > 1) throw new UsageError(`--gamma must be <= 1`);
+  applyPresetAndNumbers(values, o, PRESETS, NUM, REAL);
   const list = (flag: string) => {
     const v = str(flag);
     if (v === undefined) return undefined;
@@ -321,11 +280,7 @@ export function parsePretrainArgs(args: string[]): ParsedArgs {
   if (cg) o.collectGames = cg;
   if (str("data") !== undefined) o.data = str("data")!;
   if (str("runs-dir") !== undefined) o.runsDir = str("runs-dir")!;
-  if (str("name") !== undefined) {
-    const n = str("name")!;
-    if (!/^[\w.-]+$/.test(n)) throw new UsageError(`--name may use letters, digits, . _ -`);
-    o.name = n;
-  }
+  if (str("name") !== undefined) o.name = runName(str("name")!);
   if (str("model") !== undefined) {
     const m = str("model")!;
     if (!(m in CONFIGS)) {
@@ -347,16 +302,7 @@ export function parsePretrainArgs(args: string[]): ParsedArgs {
   if (values["no-report"]) o.report = false;
   if (values["no-replay"]) o.replay = false;
   if (values.progress) o.progress = true;
-  const resume = str("resume") ?? null;
-  if (resume !== null) {
-    const fixed = (Object.keys(o) as (keyof PretrainConfig)[])
-      .filter((k) => !RESUMABLE_OVERRIDES.includes(k));
-    if (fixed.length) {
-      throw new UsageError(
-        `--resume continues a run with its saved config; cannot change: ${fixed.join(", ")}`,
-      );
-    }
-  }
+  const resume = checkResume(str("resume"), o, RESUMABLE_OVERRIDES);
   return { help: !!values.help, resume, overrides: o };
 }
 

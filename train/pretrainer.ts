@@ -55,7 +55,7 @@ import {
   frameEncoder,
   loadPerceptual,
   makeTokenizer,
-  tokenizerStep,
+  trainTokenizerStep,
 } from "./tokenizer_stage.ts";
 import {
   type ModulePart,
@@ -63,15 +63,7 @@ import {
   readTrainState,
 } from "../checkpoint/train_checkpoint.ts";
 import type { RunDir } from "../checkpoint/run_dir.ts";
-import {
-  openRunDir,
-  settle,
-  snapshot,
-  type StepTensors,
-  Trainer,
-  type TrainerHooks,
-  type TrainResult,
-} from "./trainer.ts";
+import { settle, snapshot, type StepTensors, Trainer, type TrainResult } from "./trainer.ts";
 import { worldBatchArrays } from "./world_batch.ts";
 import { worldActionLosses, type WorldLossParts } from "./world_step.ts";
 import {
@@ -81,9 +73,8 @@ import {
 } from "./captured_world_step.ts";
 import { noDecay } from "./weight_decay.ts";
 import { stepSeed } from "../util/rng.ts";
-import { type Comm, initDistributed } from "../distributed/mod.ts";
+import { openRankRunDir, type RankedTrainerHooks, rankSetup } from "./_run_setup.ts";
 import { DataParallel, rankStepSeed, shardRows } from "./data_parallel.ts";
-import { RunDir as RunDirClass } from "../checkpoint/run_dir.ts";
 import { RunError } from "./trainer.ts";
 
 export { RunError } from "./trainer.ts";
@@ -92,10 +83,7 @@ export { RunError } from "./trainer.ts";
 export type PretrainResult = TrainResult;
 
 /** Hooks of {@link pretrain}. */
-export type PretrainHooks = TrainerHooks & {
-  /** The communicator (default: `initDistributed()`, a single process without a launcher). */
-  comm?: Comm;
-};
+export type PretrainHooks = RankedTrainerHooks;
 
 /** The authors' weight-decay groups (train/weight_decay.ts). */
 export { noDecay };
@@ -106,9 +94,8 @@ export async function pretrain(
   resume: string | null = null,
   hooks: PretrainHooks = {},
 ): Promise<PretrainResult> {
-  const comm = hooks.comm ?? initDistributed();
-  const dp = comm.size > 1 ? new DataParallel(comm) : null;
-  const root = comm.rank === 0;
+  const ranks = rankSetup(hooks);
+  const { comm, dp, root, log } = ranks;
   if (dp) {
     try {
       shardRows(cfg.batch, comm.rank, comm.size);
@@ -116,12 +103,7 @@ export async function pretrain(
       throw new RunError((e as Error).message);
     }
   }
-  const log = root ? hooks.log ?? ((s: string) => console.error(s)) : () => {};
-  const runRoot = resume ?? path.join(cfg.runsDir, cfg.name);
-  // Rank 0 alone opens (creates, checks) the run directory; the others only use its paths.
-  const { run, ckpt } = root
-    ? openRunDir(runRoot, !!resume, cfg, log)
-    : { run: new RunDirClass(runRoot), ckpt: null };
+  const { run, ckpt } = openRankRunDir(cfg, resume, ranks);
 
   const rt = await initRuntime();
   log(`adapter: ${describeAdapter(rt.ctx)}`);
@@ -415,17 +397,9 @@ class PretrainParts {
       const norms: Record<string, Tensor> = {};
       let ids: Tensor | undefined;
       if (stage === 1 && tok && tokOpt) {
-        const t = tokenizerStep(tok, batch.frames!, arrays.B, arrays.L, cfg.tokenizerBatch);
-        tokOpt.zeroGrad();
-        backward(t.losses.total);
         // Data parallel: updated below, after the all-reduce (`ids` are made already).
-        if (!dp) {
-          tokOpt.update();
-          norms.tokenizer = snapshot(tokOpt.clipStats);
-        }
-        Object.assign(out, t.losses.parts);
-        out.tok_total = t.losses.total;
-        ids = t.ids;
+        const shape = { B: arrays.B, L: arrays.L, tokenizerBatch: cfg.tokenizerBatch };
+        ids = trainTokenizerStep(tok, tokOpt, batch.frames!, shape, !!dp, out, norms);
       }
       const stepOpts = {
         joint: stage === 2,

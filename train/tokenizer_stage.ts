@@ -6,6 +6,9 @@
  * @module
  */
 import { concat } from "../kernels/ops/mod.ts";
+import { backward } from "../kernels/core/autograd.ts";
+import type { AdamW } from "../kernels/nn/optim.ts";
+import { snapshot } from "./trainer.ts";
 import { readAll, type Tensor } from "../kernels/core/tensor.ts";
 import { type PerceptualLoss, Tokenizer, TOKENIZER_CONFIGS } from "../models/tokenizer/model.ts";
 import { Lpips } from "../models/tokenizer/lpips.ts";
@@ -81,6 +84,33 @@ export function tokenizerStep(
   const ids = (all ? out.indices : encodeChunked(tok, frames, ENCODE_CHUNK))
     .view([B, L, tok.tokensPerFrame]);
   return { losses: { total: out.loss, parts }, ids };
+}
+
+/**
+ * The tokenizer's part of a stage-1 training step, inside the step's `tidy`: its losses into
+ * `out` (and `tok_total`), backward, and unless `deferUpdate` (data parallel: the update
+ * waits for the averaged gradients) the update, with its clip stats in `norms.tokenizer`.
+ * @returns the batch's token ids, made before the update.
+ */
+export function trainTokenizerStep(
+  tok: Tokenizer,
+  opt: AdamW,
+  frames: Uint8Array,
+  shape: { B: number; L: number; tokenizerBatch: number },
+  deferUpdate: boolean,
+  out: Record<string, Tensor>,
+  norms: Record<string, Tensor>,
+): Tensor {
+  const t = tokenizerStep(tok, frames, shape.B, shape.L, shape.tokenizerBatch);
+  opt.zeroGrad();
+  backward(t.losses.total);
+  if (!deferUpdate) {
+    opt.update();
+    norms.tokenizer = snapshot(opt.clipStats);
+  }
+  Object.assign(out, t.losses.parts);
+  out.tok_total = t.losses.total;
+  return t.ids;
 }
 
 /** Frames per encoder pass: bounds activation memory (the paper tokenizer at 84x84). */

@@ -136,3 +136,24 @@ export function f32ArrayToBf16(src: Float32Array): Uint16Array {
   for (let i = 0; i < src.length; i++) out[i] = f32BitsToBf16Bits(bits[i]);
   return out;
 }
+
+/**
+ * int64 -> nearest float32 with a single rounding. `Number(v)` alone rounds twice (to float64,
+ * then float32) and can pick the wrong neighbour for values above 2^53, e.g. 2^60 + 2^36 + 1.
+ */
+export function i64ToF32(v: bigint): number {
+  const neg = v < 0n;
+  let a = neg ? -v : v;
+  const bits = a.toString(2).length;
+  let scale = 1;
+  if (bits > 53) {
+    // Keep 53 bits and fold the dropped ones into the lowest kept bit ("round to odd"), which
+    // keeps what the float32 rounding needs (53 >= 24 + 2).
+    const shift = BigInt(bits - 53);
+    const sticky = (a & ((1n << shift) - 1n)) !== 0n ? 1n : 0n;
+    a = (a >> shift) | sticky;
+    scale = 2 ** (bits - 53);
+  }
+  const x = Math.fround(Number(a) * scale);
+  return neg ? -x : x;
+}

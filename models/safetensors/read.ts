@@ -5,7 +5,7 @@
  * @module
  */
 
-import { bf16ArrayToF32, f16ArrayToF32 } from "./dtype_convert.ts";
+import { bf16ArrayToF32, f16ArrayToF32, i64ToF32 } from "./dtype_convert.ts";
 import { DTYPE_SIZE, MAX_HEADER_SIZE, SafetensorsDtype, SafetensorsError } from "./format.ts";
 import { parseHeader, validateLayout } from "./_header.ts";
 
@@ -18,27 +18,6 @@ export type DtypeArray =
   | Uint8Array;
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-/**
- * int64 -> nearest float32 with a single rounding. `Number(v)` alone would round twice (to
- * float64, then float32) and can land on the wrong neighbour, e.g. for 2^60 + 2^36 + 1.
- */
-function bigintToF32(v: bigint): number {
-  const neg = v < 0n;
-  let a = neg ? -v : v;
-  const bits = a.toString(2).length;
-  let scale = 1;
-  if (bits > 53) {
-    // Keep 53 bits and fold the dropped ones into the lowest kept bit ("round to odd"), which
-    // preserves the information float32 rounding needs (53 >= 24 + 2).
-    const shift = BigInt(bits - 53);
-    const sticky = (a & ((1n << shift) - 1n)) !== 0n ? 1n : 0n;
-    a = (a >> shift) | sticky;
-    scale = 2 ** (bits - 53);
-  }
-  const x = Math.fround(Number(a) * scale);
-  return neg ? -x : x;
-}
 
 /** One tensor of a decoded file. */
 export class SafetensorsTensor {
@@ -101,7 +80,7 @@ export class SafetensorsTensor {
       case "BF16":
         return bf16ArrayToF32(a as Uint16Array);
       case "I64":
-        return Float32Array.from(a as BigInt64Array, bigintToF32);
+        return Float32Array.from(a as BigInt64Array, i64ToF32);
       default:
         return Float32Array.from(a as Int32Array | Uint16Array | Uint8Array);
     }

@@ -5,6 +5,11 @@
  * @module
  */
 
+import { bf16ArrayToF32, f16ArrayToF32, i64ToF32 } from "../safetensors/dtype_convert.ts";
+
+// The scalar conversions live with the safetensors codecs; re-exported for torch callers.
+export { f16BitsToF32, i64ToF32 } from "../safetensors/dtype_convert.ts";
+
 /** Element type of a checkpoint tensor (safetensors-style names). */
 export type TorchDtype = "F32" | "F16" | "BF16" | "I64" | "I32";
 
@@ -60,37 +65,6 @@ export function asTypedArray(bytes: Uint8Array, dtype: TorchDtype): TorchTypedAr
   }
 }
 
-/** IEEE half-precision bit pattern -> float32 value (exact). */
-export function f16BitsToF32(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24; // zero / subnormal
-  if (exp === 0x1f) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
-
-/**
- * int64 -> nearest float32 with a single rounding. `Number(v)` alone rounds twice (to float64,
- * then float32) and can pick the wrong neighbour for values above 2^53.
- */
-export function i64ToF32(v: bigint): number {
-  const neg = v < 0n;
-  let a = neg ? -v : v;
-  const bits = a.toString(2).length;
-  let scale = 1;
-  if (bits > 53) {
-    // Keep 53 bits and fold the dropped ones into the lowest kept bit ("round to odd"), which
-    // keeps what the float32 rounding needs (53 >= 24 + 2).
-    const shift = BigInt(bits - 53);
-    const sticky = (a & ((1n << shift) - 1n)) !== 0n ? 1n : 0n;
-    a = (a >> shift) | sticky;
-    scale = 2 ** (bits - 53);
-  }
-  const x = Math.fround(Number(a) * scale);
-  return neg ? -x : x;
-}
-
 /** Convert a dtype's typed array to float32 (a copy, also for F32). */
 export function toFloat32(data: TorchTypedArray, dtype: TorchDtype): Float32Array {
   const out = new Float32Array(data.length);
@@ -98,18 +72,10 @@ export function toFloat32(data: TorchTypedArray, dtype: TorchDtype): Float32Arra
     case "F32":
       out.set(data as Float32Array);
       break;
-    case "F16": {
-      const src = data as Uint16Array;
-      for (let i = 0; i < src.length; i++) out[i] = f16BitsToF32(src[i]);
-      break;
-    }
-    case "BF16": {
-      // bfloat16 is the top half of a float32: shift the bits into place.
-      const bits = new Uint32Array(out.buffer);
-      const src = data as Uint16Array;
-      for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
-      break;
-    }
+    case "F16":
+      return f16ArrayToF32(data as Uint16Array);
+    case "BF16":
+      return bf16ArrayToF32(data as Uint16Array);
     case "I64": {
       const src = data as BigInt64Array;
       for (let i = 0; i < src.length; i++) out[i] = i64ToF32(src[i]);
