@@ -187,6 +187,8 @@ for (const name of configs) {
       loss.dispose();
     }, 3);
     row(`${name} ${key}_replay`, out[`${key}_replay`]);
+    // A replay row that silently ran eagerly would read as a slow replay: say why it did.
+    for (const f of step.stats().fallbacks) console.log(`  (${f})`);
     step.dispose();
   }
   opt.dispose();
