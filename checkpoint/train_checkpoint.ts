@@ -137,6 +137,7 @@ export async function loadTrainCheckpoint(
     });
     o.opt.step = Number(f.metadata.step);
     o.opt.lr = Number(f.metadata.lr);
+    o.opt.refreshF16(); // f16 training: the weight copies follow the loaded masters
   }
   return state;
 }

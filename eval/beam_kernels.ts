@@ -15,9 +15,15 @@
  * @module
  */
 import { runtime } from "../kernels/core/runtime.ts";
-import { planCache } from "../kernels/core/plan_cache.ts";
 import { Tensor } from "../kernels/core/tensor.ts";
-import { binding, f32, grid, linearWorkgroup } from "../kernels/codegen/wgsl.ts";
+import { binding, f32 } from "../kernels/codegen/wgsl.ts";
+import {
+  dimsBuffer,
+  dimsDecl,
+  GENERIC_BUILTINS,
+  GENERIC_LINEAR,
+  genericKernel,
+} from "../kernels/ops/dims.ts";
 import { MAX_TOPK, topkListWgsl } from "../kernels/ops/topk.ts";
 
 const WG = 64;
@@ -97,9 +103,11 @@ export function beamExpand(
   out.first.intRange = [0, A - 1];
   out.parents.intRange = [0, R - 1];
   const groups = Math.ceil(M / WG);
-  // One plan per shape: a warm step generates no WGSL (kernels/core/plan_cache.ts).
-  const kernel = planCache(`beamExpand|${k}|${R}|${A}|${M}|${beamsPerEnv}|${!!prev}`, () => {
-    const row = prev ? `u32(clamp(sel[m], 0, ${R - 1}))` : "m";
+  // One pipeline for every number of environments: beams M and rows R are run-time dims
+  // (dims.x, dims.y); a warm step generates no WGSL (kernels/core/plan_cache.ts).
+  const key = `beamExpand|${k}|${A}|${beamsPerEnv}|${!!prev}`;
+  const kernel = genericKernel(key, groups, () => {
+    const row = prev ? `u32(clamp(sel[m], 0, i32(dims.y) - 1))` : "m";
     const list = topkListWgsl(k); // validates k (beamSearch checked it with checkBeamWidth)
     const code = `${binding(0, "q", "f32")}
 ${binding(1, "valid", "f32")}
@@ -114,10 +122,11 @@ ${
         }`
         : ""
     }
+${dimsDecl(prev ? 9 : 6)}
 @compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let m = ${linearWorkgroup(groups)} * ${WG}u + lid;
-  if (m >= ${M}u) { return; }
+fn main(${GENERIC_BUILTINS}) {
+  let m = ${GENERIC_LINEAR} * ${WG}u + lid;
+  if (m >= dims.x) { return; }
   let n = m / ${beamsPerEnv}u;
   let row = ${row};
   ${list.declare}
@@ -139,10 +148,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 }
 `;
-    return { code, label: `beamExpand(${k})`, workgroups: grid(groups) };
+    return { code, label: `beamExpand(${k})` };
   });
   const bufs = [q, valid, out.actions, out.parents, out.first, out.base].map((t) => t.buffer);
   if (prev) bufs.push(prev.sel.buffer, prev.score.buffer, prev.first.buffer);
+  bufs.push(dimsBuffer(M, R));
   runtime().dispatch(kernel, bufs);
   return out;
 }
@@ -196,7 +206,8 @@ export function beamPrune(
   out.bestRow.intRange = [0, total - 1];
   out.best.intRange = [0, A - 1];
   const groups = Math.ceil(N / WG);
-  const kernel = planCache(`beamPrune|${k}|${N}|${C}|${A}|${depth}|${gamma}`, () => {
+  // Environments N are a run-time dim (dims.x): one pipeline for every number of them.
+  const kernel = genericKernel(`beamPrune|${k}|${C}|${A}|${depth}|${gamma}`, groups, () => {
     const list = topkListWgsl(k);
     const code = `${binding(0, "base", "f32")}
 ${binding(1, "reward", "f32")}
@@ -208,10 +219,11 @@ ${binding(6, "sel", "i32", true)}
 ${binding(7, "best", "i32", true)}
 ${binding(8, "bestRow", "i32", true)}
 ${binding(9, "bestValue", "f32", true)}
+${dimsDecl(10)}
 @compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let n = ${linearWorkgroup(groups)} * ${WG}u + lid;
-  if (n >= ${N}u) { return; }
+fn main(${GENERIC_BUILTINS}) {
+  let n = ${GENERIC_LINEAR} * ${WG}u + lid;
+  if (n >= dims.x) { return; }
   ${list.declare}
   for (var c = 0u; c < ${C}u; c++) {
     let g = n * ${C}u + c;
@@ -235,10 +247,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   bestValue[n] = bv[0];
 }
 `;
-    return { code, label: `beamPrune(${k}/${C})`, workgroups: grid(groups) };
+    return { code, label: `beamPrune(${k}/${C})` };
   });
   const bufs = [base, reward, q, first, valid, out.score, out.sel, out.best, out.bestRow];
   bufs.push(out.bestValue);
-  runtime().dispatch(kernel, bufs.map((t) => t.buffer));
+  runtime().dispatch(kernel, [...bufs.map((t) => t.buffer), dimsBuffer(N)]);
   return out;
 }

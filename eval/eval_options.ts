@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import { ABLATION_GAMES, ALL_GAMES, FINETUNE_GAMES, PRETRAIN_GAMES } from "../atari/mod.ts";
 import { UsageError } from "../util/cli.ts";
+import { parsePrecision, type Precision } from "../kernels/core/precision.ts";
 import { MAX_BEAM_WIDTH } from "./beam_kernels.ts";
 import {
   MODEL_SIZES,
@@ -58,6 +59,11 @@ export interface EvalOptions {
   /** Use the similar pretraining game's task id for held-out games (fine-tuned checkpoints). */
   taskProxy: boolean;
   quiet: boolean;
+  /**
+   * "f16": the world-action model's plain products read f16 weight copies (f32 accumulation,
+   * kernels/ops/matmul_f16.ts); the fused decode kernels and the KV cache stay f32. Default f32.
+   */
+  precision?: Precision;
 }
 
 /** The usage text. */
@@ -88,6 +94,8 @@ epsilon 0.001, 16 episodes per game, beam search. Two protocols:
   --no-plan             greedy Q policy (no planning)
   --no-replay           record every step eagerly (debugging); by default the planner's
                         and the tokenizer's GPU work is recorded once per shape and replayed
+  --precision <p>       f32 (default) or f16: world-action products read f16 weight copies
+                        with f32 accumulation (needs shader-f16; decode kernels stay f32)
   --epsilon <p>         exploration rate, uniform over valid actions (default 0.001)
   --gamma <g>           planning discount (default 0.99)
   --max-frames <n>      emulator frames per episode (paper default 108000; 0 = no cap)
@@ -182,6 +190,7 @@ export function parseEvalArgs(argv: string[]): EvalOptions | null {
         "beam-width": { type: "string" },
         "no-plan": { type: "boolean" },
         "no-replay": { type: "boolean" },
+        precision: { type: "string" },
         epsilon: { type: "string" },
         gamma: { type: "string" },
         "max-frames": { type: "string" },
@@ -255,5 +264,15 @@ export function parseEvalArgs(argv: string[]): EvalOptions | null {
     label: v.label ?? null,
     taskProxy: v["task-proxy"] ?? false,
     quiet: v.quiet ?? false,
+    precision: evalPrecision(v.precision),
   };
+}
+
+/** `--precision f32|f16` (one-line {@link UsageError}). */
+function evalPrecision(value: string | undefined): Precision {
+  try {
+    return parsePrecision(value);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
 }

@@ -17,6 +17,8 @@ import {
 import { EnvError } from "../envs/python_env.ts";
 import { SafetensorsError } from "../models/safetensors/mod.ts";
 import { initRuntime } from "../kernels/core/runtime.ts";
+import { checkF16Support } from "../kernels/core/precision.ts";
+import { f16Candidates, F16Shadows } from "../kernels/nn/f16_shadow.ts";
 import { StepProgress } from "../util/progress.ts";
 import { PlanningAgent } from "./agent.ts";
 import { checkCheckpoint, CheckpointError, loadCheckpoint } from "../checkpoint/loader.ts";
@@ -65,6 +67,7 @@ export async function evaluate(
   // An unwritable --out must fail now, not after the whole evaluation.
   if (root) ensureWritableDir(opts.out, `--out ${opts.out}`);
   const rt = await initRuntime();
+  if (opts.precision === "f16") checkF16Support(rt.ctx.hasF16);
   const adapter = describeAdapter(rt.ctx);
   const log = (s: string) => {
     if (!opts.quiet && root) console.error(s);
@@ -89,6 +92,11 @@ export async function evaluate(
   }
   if (size) log(`protocol: public (the authors' JOWA-${size} settings, 108k agent-step cap)`);
   const horizon = Math.max(...[...protocols.values()].map((p) => p.horizon));
+  if (opts.precision === "f16") {
+    // Plain products of the world-action model read f16 copies of its weights from now on.
+    new F16Shadows(f16Candidates(ckpt.worldAction.parameters()));
+    log("precision: f16 weights in the world-action products (f32 accumulation)");
+  }
   const model = new WamPlanningModel(ckpt.worldAction);
   // Planner and tokenizer replay their recorded GPU work per shape (--no-replay: eager).
   const replay = opts.replay ?? true;
@@ -222,6 +230,7 @@ if (import.meta.main) {
     // Checkpoint problems first, then refuse an OpenGL CPU adapter (far too slow to plan on).
     await checkCheckpoint(opts.checkpoint, opts.tokenizer);
     requireUsableAdapter((await initRuntime()).ctx);
+    if (opts.precision === "f16") checkF16Support((await initRuntime()).ctx.hasF16);
     const comm = initDistributed();
     await evaluate(opts, comm);
     // Before exiting: a rank that exits without finalize() aborts the whole job.

@@ -10,9 +10,10 @@
  * @module
  */
 import { noGrad } from "../kernels/core/autograd.ts";
-import { argmax, concat, reshape, slice } from "../kernels/ops/mod.ts";
+import { argmax, reshape, slice } from "../kernels/ops/mod.ts";
 import { mapKernel } from "../kernels/ops/map.ts";
-import { type Tensor, tidy } from "../kernels/core/tensor.ts";
+import { Tensor, tidy } from "../kernels/core/tensor.ts";
+import { greedyTokensInto } from "./greedy_tokens.ts";
 import type { KvCache } from "../models/world_action/kv_cache.ts";
 import type { WorldActionModel, WorldActionOutputs } from "../models/world_action/model.ts";
 import type { Imagined, PlanningModel, PlanningState } from "./planning_model.ts";
@@ -68,7 +69,7 @@ export class WamPlanningModel implements PlanningModel<CachedState> {
 
   prefill(tokens: Tensor, tasks: Tensor): { state: CachedState; q: Tensor } {
     const cache = this.model.newCache(tasks);
-    const q = noGrad(() => tidy(() => lastQ(this.model.step(cache, tokens))));
+    const q = noGrad(() => tidy(() => lastQ(this.model.step(cache, tokens, { lastQOnly: true }))));
     return { state: new CachedState(cache), q };
   }
 
@@ -80,22 +81,47 @@ export class WamPlanningModel implements PlanningModel<CachedState> {
     const M = state.n;
     const cache = state.cache;
     return noGrad(() => {
+      // Each greedy token goes straight into its column of `obs`, and the same dispatch looks
+      // up its input embedding for the next step (eval/greedy_tokens.ts: no argmax, embedding
+      // or concat dispatches of their own).
+      const obs = Tensor.empty([M, this.obsTokens], "i32");
+      const m = this.model;
+      const greedy = (out: WorldActionOutputs, j: number) => {
+        const lp = out.obsLogitParts;
+        const V = m.cfg.obsVocab;
+        const logits = lp
+          ? { parts: reshape(lp.parts, [lp.parts.shape[0], M, V]), bias: lp.bias }
+          : reshape(out.obsLogits!, [M, V]);
+        return greedyTokensInto(logits, obs, j, {
+          obs: m.obsEmbed.weight,
+          taskObs: m.taskObsEmbed.weight,
+          position: m.positionEmbed.weight,
+          tasks: cache.tasks,
+          at: cache.length,
+        });
+      };
       const first = tidy(() => {
-        const out = this.model.step(cache, reshape(actions, [M, 1]));
-        return { reward: imaginedReward(out.rewardLogits!), tok: greedyToken(out.obsLogits!) };
+        const out = m.step(cache, reshape(actions, [M, 1]), { obsParts: true });
+        return { reward: imaginedReward(out.rewardLogits!), next: greedy(out, 0) };
       });
-      const toks: Tensor[] = [first.tok];
+      let next = first.next;
       let q: Tensor | null = null;
       for (let j = 0; j < this.obsTokens; j++) {
-        // One token per step; only the token (and Q at the last one) outlives the step.
-        const next = tidy(() => {
-          const out = this.model.step(cache, reshape(toks[j], [M, 1]));
-          return j < this.obsTokens - 1 ? greedyToken(out.obsLogits!) : lastQ(out);
+        // One token per step; only the token and its embedding (and Q at the last one)
+        // outlive the step.
+        const input = next;
+        const res = tidy(() => {
+          const out = m.step(cache, reshape(input.tok, [M, 1]), {
+            embedded: input.x!,
+            obsParts: true,
+          });
+          return j < this.obsTokens - 1 ? greedy(out, j + 1) : lastQ(out);
         });
-        if (j < this.obsTokens - 1) toks.push(next);
-        else q = next;
+        input.tok.dispose();
+        input.x!.dispose();
+        if (j < this.obsTokens - 1) next = res as typeof next;
+        else q = res as Tensor;
       }
-      const obs = concat(toks.map((t) => reshape(t, [M, 1])), 1);
       return { reward: first.reward, obs, q: q! };
     });
   }

@@ -161,6 +161,7 @@ async function runGpu(
   drop: { seed: number; p: number },
   limitsOverride: Partial<AttentionLimits> = {},
   fwdOnly = false,
+  bwdOptions: { prefetch?: boolean } = {},
 ): Promise<GpuResult> {
   const ctx = await gpu();
   const device = ctx.device;
@@ -199,7 +200,7 @@ async function runGpu(
   let dq: Float32Array = new Float32Array(0), dk = dq, dv = dq;
   if (!fwdOnly) {
     const bwd = await Promise.all(
-      planAttentionBackward(spec, limits).map((p) => compilePlan(device, p)),
+      planAttentionBackward(spec, limits, bwdOptions).map((p) => compilePlan(device, p)),
     );
     await runPlans(device, bwd, bufs);
     if (layout === "packed_qkv") {
@@ -231,9 +232,10 @@ async function checkCase(
   spec: AttentionSpec,
   drop = { seed: 0, p: 0 },
   limitsOverride: Partial<AttentionLimits> = {},
+  bwdOptions: { prefetch?: boolean } = {},
 ): Promise<void> {
   const x = makeInputs(spec, 17 * spec.Tq + spec.S);
-  const got = await runGpu(spec, x, drop, limitsOverride);
+  const got = await runGpu(spec, x, drop, limitsOverride, false, bwdOptions);
   const rs = refSpec(spec, drop);
   const want = attentionForwardRef(rs, x.q, x.k, x.v);
   const grads = attentionBackwardRef(rs, x.q, x.k, x.v, x.dO);
@@ -300,7 +302,7 @@ Deno.test(
 );
 
 Deno.test(
-  "attention: odd tile overrides (partial tiles everywhere), split 1/4, 2-3 rows/keys per thread",
+  "attention: odd tile overrides (partial tiles everywhere), split 1/2/4, 1-4 rows/keys per thread",
   opts,
   async () => {
     const base: AttentionSpec = { batchHeads: 2, Tq: 20, S: 37, D: 64, causal: true, dropout: 0.1 };
@@ -324,18 +326,34 @@ Deno.test(
       tiles: {
         forward: [9, 5],
         forwardRows: 3,
-        dkdv: [9, 3],
-        dkdvCols: 3,
-        dq: [6, 1],
-        dqRows: 3,
+        dkdv: [12, 4],
+        dkdvCols: 4,
+        dq: [6, 4],
+        dqRows: 2,
         split: 4,
       },
     }, {
       seed: 8,
       p: 0.1,
     });
+    // One key / row per thread (R = 1), 2 groups, blocks that divide nothing.
+    const r1: AttentionSpec = {
+      ...base,
+      tiles: { dkdv: [5, 6], dkdvCols: 1, dq: [7, 2], dqRows: 1, split: 2 },
+    };
+    await checkCase(r1, { seed: 8, p: 0.1 });
+    // Tiles loaded between the barriers instead of prefetched into registers.
+    await checkCase(r1, { seed: 8, p: 0.1 }, {}, { prefetch: false });
     const limits = (await gpu()).limits;
     assert.throws(() => planAttentionForward({ ...base, tiles: { split: 3 } }, limits), /divide/);
+    assert.throws(
+      () => planAttentionBackward({ ...base, tiles: { dkdvCols: 3 } }, limits),
+      /1, 2 or 4 items per thread/,
+    );
+    assert.throws(
+      () => planAttentionBackward({ ...base, tiles: { dq: [8, 6], split: 4 } }, limits),
+      /backward dq tile 8,6 exceeds device limits/,
+    );
     assert.throws(
       () => planAttentionForward({ ...base, tiles: { forward: [4096, 64] } }, limits),
       /exceeds device limits/,
@@ -357,6 +375,68 @@ Deno.test("attention: packed_qkv layout, causal with dropout", opts, async () =>
   await checkCase(spec, { seed: 1234, p: 0.1 });
 });
 
+Deno.test(
+  "attention backward (register-blocked): JOWA training shape T=296 packed + dropout; D=16",
+  opts,
+  async () => {
+    // The 40M training step's backward (causal, dropout, packed qkv), at 2 heads.
+    const jowa: AttentionSpec = {
+      batchHeads: 2,
+      heads: 2,
+      Tq: 296,
+      S: 296,
+      D: 64,
+      causal: true,
+      dropout: 0.1,
+      layout: "packed_qkv",
+    };
+    await checkCase(jowa, { seed: 31, p: 0.1 });
+    // D = 16 (2 groups of 8 dims), T not a multiple of any block, causal and full.
+    await checkCase({ batchHeads: 3, Tq: 45, S: 45, D: 16, causal: true, dropout: 0.2 }, {
+      seed: 2,
+      p: 0.2,
+    });
+    await checkCase({ batchHeads: 2, Tq: 33, S: 51, D: 16, causal: false });
+    // 4 query rows per thread in the dK/dV scores (inner = 4 x G), 4 keys per thread in the dQ scores.
+    await checkCase({ ...jowa, Tq: 53, S: 53, tiles: { dkdv: [16, 32], dq: [16, 32] } }, {
+      seed: 4,
+      p: 0.1,
+    });
+  },
+);
+
+Deno.test(
+  "attention backward: deterministic, prefetch-independent, default tile under 32 KiB",
+  opts,
+  async () => {
+    const spec: AttentionSpec = { batchHeads: 2, Tq: 41, S: 41, D: 64, causal: true, dropout: 0.1 };
+    const x = makeInputs(spec, 9);
+    const a = await runGpu(spec, x, { seed: 6, p: 0.1 });
+    const b = await runGpu(spec, x, { seed: 6, p: 0.1 });
+    assert.deepEqual([b.dq, b.dk, b.dv], [a.dq, a.dk, a.dv], "backward must be bit-reproducible");
+    // Prefetching the next tile changes when data moves, not the arithmetic: same bits.
+    const c = await runGpu(spec, x, { seed: 6, p: 0.1 }, {}, false, { prefetch: false });
+    assert.deepEqual([c.dq, c.dk, c.dv], [a.dq, a.dk, a.dv], "prefetch on/off must agree");
+    // The JOWA-40M step's shape plans the same kernels on lavapipe (32 KiB) and an H100 (48 KiB).
+    const big: AttentionSpec = { ...spec, batchHeads: 512, heads: 8, Tq: 296, S: 296 };
+    const codes = [32768, 49152].map((bytes) =>
+      planAttentionBackward(big, {
+        maxComputeWorkgroupStorageSize: bytes,
+        maxComputeInvocationsPerWorkgroup: 256,
+        maxComputeWorkgroupsPerDimension: 65535,
+      })
+    );
+    assert.deepEqual(codes[0].map((p) => p.code), codes[1].map((p) => p.code));
+    const [dq, dkdv] = codes[0];
+    assert.match(dkdv.code, /32 keys x 16-query tiles, 4 keys x 8 dims per thread/);
+    assert.match(dq.code, /32 rows x 16-key tiles, 4 rows x 8 dims per thread/);
+    for (const p of [dkdv, dq]) {
+      assert.match(p.code, /@workgroup_size\(64\)/);
+      assert.equal(p.workgroups[0] * p.workgroups[1], 512 * Math.ceil(296 / 32), p.label);
+    }
+  },
+);
+
 Deno.test("attention: dropout with offset, p=0.3; p=0 at run time keeps all", opts, async () => {
   const spec: AttentionSpec = { batchHeads: 3, Tq: 7, S: 40, D: 64, causal: true, dropout: 0.3 };
   await checkCase(spec, { seed: 99, p: 0.3 });
@@ -365,13 +445,13 @@ Deno.test("attention: dropout with offset, p=0.3; p=0 at run time keeps all", op
 
 Deno.test("attention: grid folded over a tiny maxComputeWorkgroupsPerDimension", opts, async () => {
   const spec: AttentionSpec = { batchHeads: 7, Tq: 37, S: 37, D: 32, causal: true, dropout: 0.1 };
-  const limits = { ...(await gpu()).limits, maxComputeWorkgroupsPerDimension: 3 };
+  const limits = { ...(await gpu()).limits, maxComputeWorkgroupsPerDimension: 4 };
   const plans = [planAttentionForward(spec, limits), ...planAttentionBackward(spec, limits)];
   for (const p of plans) {
-    assert.ok(p.workgroups.every((n) => n <= 3), `${p.label}: ${p.workgroups}`);
+    assert.ok(p.workgroups.every((n) => n <= 4), `${p.label}: ${p.workgroups}`);
     assert.ok(p.workgroups[1] > 1, `${p.label}: expected a folded grid`);
   }
-  await checkCase(spec, { seed: 5, p: 0.1 }, { maxComputeWorkgroupsPerDimension: 3 });
+  await checkCase(spec, { seed: 5, p: 0.1 }, { maxComputeWorkgroupsPerDimension: 4 });
 });
 
 Deno.test(
@@ -477,9 +557,9 @@ Deno.test("attention: plans expose bindings, reject bad specs", async () => {
   ]);
   const packed = { ...spec, heads: 2, layout: "packed_qkv" as const };
   assert.deepEqual(planAttentionForward(packed, limits).bindings, ["qkv", "o", "lse", "params"]);
+  // dQ first: it also writes delta = rowsum(dO * O), which dK/dV reads.
   assert.deepEqual(planAttentionBackward(packed, limits).map((p) => p.bindings), [
-    ["o", "dO", "delta"],
-    ["qkv", "dO", "lse", "delta", "params", "dqkv"],
+    ["qkv", "dO", "lse", "o", "params", "delta", "dqkv"],
     ["qkv", "dO", "lse", "delta", "params", "dqkv"],
   ]);
   assert.throws(() => planAttentionForward({ ...spec, D: 30 }, limits), /multiple of 4/);

@@ -11,10 +11,10 @@
  */
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { BASE_CONFIG, type FinetuneConfig } from "../train/finetune_options.ts";
+import type { FinetuneConfig } from "../train/finetune_options.ts";
 import { openStore, SegmentSampler } from "../offline/mod.ts";
 import { readSafetensors } from "../models/safetensors/mod.ts";
-import { finetuneFixture } from "./helpers/finetune_fixture.ts";
+import { finetuneFixture, tinyFinetuneConfig } from "./helpers/finetune_fixture.ts";
 import { initRuntime } from "../kernels/core/runtime.ts";
 
 const ROOT = path.resolve(import.meta.dirname!, "..");
@@ -85,30 +85,16 @@ Deno.test({
   ignore: !MPIEXEC,
   fn: async () => {
     await initRuntime(); // the fixture's models
-    const { checkpoint, data } = await finetuneFixture(tmp, { dropout: 0 });
-    const base: FinetuneConfig = {
-      ...BASE_CONFIG,
-      checkpoint,
-      game: "Pong",
-      data,
-      runsDir: path.join(tmp, "runs"),
+    const fixture = await finetuneFixture(tmp, { dropout: 0 });
+    const { data } = fixture;
+    const base = tinyFinetuneConfig(fixture, path.join(tmp, "runs"), {
       batch: 4,
       syntheticBatch: 2,
-      segmentLength: 3,
-      horizon: 1,
       steps: 6,
       realSteps: 3,
-      bufferCapacity: 16,
       targetEvery: 2,
-      evalEvery: 0,
-      evalEpisodes: 1,
-      evalMaxFrames: 8,
-      evalHorizon: 0,
       logEvery: 1,
-      ckptEvery: 100,
-      workers: 0,
-      report: false,
-    };
+    });
     const seed = interiorSeed(data, base);
     const one = await launch(1, { ...base, seed, name: "one" }, {
       JOWA_MPI_LIB: "/nonexistent/libmpi.so",

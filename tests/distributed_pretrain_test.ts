@@ -189,6 +189,13 @@ Deno.test({
       }
     }
     assert.ok(Number.isFinite(a.get(10)!.losses.td), "stage 2 ran");
+    // Both runs replayed their captured steps (2 ranks: forward and backward only,
+    // train/captured_grads.ts; calls 1-3 of a stage run eagerly or record) and fell back never.
+    for (const run of [one, two]) {
+      assert.ok(run.out.includes("LOG stage 1: 1 of 4 steps replayed"), run.out);
+      assert.ok(run.out.includes("LOG stage 2: 3 of 6 steps replayed"), run.out);
+      assert.ok(!run.out.includes("eagerly"), run.out);
+    }
     const weights = async (name: string) =>
       await readSafetensors(
         path.join(

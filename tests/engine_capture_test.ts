@@ -8,9 +8,6 @@
 import assert from "node:assert/strict";
 import { counterDelta, initRuntime } from "../kernels/core/runtime.ts";
 import { readAll, type Tensor, tidy } from "../kernels/core/tensor.ts";
-import { AdamW } from "../kernels/nn/optim.ts";
-import { worldActionConfig } from "../models/world_action/configs.ts";
-import { WorldActionModel } from "../models/world_action/model.ts";
 import type { SegmentBatch } from "../offline/mod.ts";
 import { defaultValidActions, worldBatchArrays } from "../train/world_batch.ts";
 import { worldActionStep } from "../train/world_step.ts";
@@ -19,16 +16,12 @@ import { mulberry32, stepSeed } from "../util/rng.ts";
 import { Tokenizer } from "../models/tokenizer/model.ts";
 import { TINY_TOKENIZER } from "../models/tokenizer/config.ts";
 import { captureEncode } from "../models/tokenizer/captured_encode.ts";
+import { assertSameWeightsAndMoments, tinyTrainee } from "./helpers/capture_training.ts";
 
 const rt = await initRuntime();
 
-function tinyModel(L: number) {
-  const cfg = worldActionConfig("tiny", { timesteps: L, dropout: 0.1, qDropout: 0.1, seed: 3 });
-  const model = new WorldActionModel(cfg);
-  model.train(true);
-  const opt = new AdamW(model.namedParameters(), { lr: 1e-3, maxGradNorm: 1 });
-  return { cfg, model, opt };
-}
+/** The tiny model (init seed 3, dropout on) and its AdamW. */
+const tinyModel = (L: number) => tinyTrainee(L, 3);
 
 /** A random token batch (with padding after a terminal in item 0). */
 function batch(B: number, L: number, P: number, vocab: number, seed: number) {
@@ -82,12 +75,7 @@ Deno.test("capture: 20 replayed training steps equal eager bit for bit (dropout 
   const stats = step.stats();
   assert.equal(stats.replays, 17, JSON.stringify(stats));
   assert.equal(eager.opt.step, replayed.opt.step);
-  const we = await readAll(eager.model.namedParameters().map(([, p]) => p));
-  const wr = await readAll(replayed.model.namedParameters().map(([, p]) => p));
-  we.forEach((v, i) => assert.deepEqual(wr[i], v, `weight ${i} differs`));
-  const me = await readAll(eager.opt.state.flatMap((s) => [s.m, s.v]));
-  const mr = await readAll(replayed.opt.state.flatMap((s) => [s.m, s.v]));
-  me.forEach((v, i) => assert.deepEqual(mr[i], v, `moment ${i} differs`));
+  await assertSameWeightsAndMoments(eager, replayed);
   step.dispose();
 });
 

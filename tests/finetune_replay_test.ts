@@ -12,37 +12,22 @@ import { BASE_CONFIG, type FinetuneConfig, parseFinetuneArgs } from "../train/fi
 import { finetune } from "../train/finetuner.ts";
 import type { StepValues } from "../train/loss_readback.ts";
 import { readSafetensors } from "../models/safetensors/mod.ts";
-import { finetuneFixture } from "./helpers/finetune_fixture.ts";
+import { finetuneFixture, tinyFinetuneConfig } from "./helpers/finetune_fixture.ts";
 
 await initRuntime();
 const tmp = Deno.makeTempDirSync({ prefix: "finetune_replay_" });
 globalThis.addEventListener("unload", () => Deno.removeSync(tmp, { recursive: true }));
 const { checkpoint, data } = await finetuneFixture(tmp);
 
-const base: FinetuneConfig = {
-  ...BASE_CONFIG,
-  checkpoint,
-  game: "Pong",
-  data,
-  runsDir: path.join(tmp, "runs"),
+const base = tinyFinetuneConfig({ checkpoint, data }, path.join(tmp, "runs"), {
   batch: 3,
   syntheticBatch: 1,
-  segmentLength: 3,
-  horizon: 1,
   steps: 12,
   realSteps: 5,
-  bufferCapacity: 16,
   targetEvery: 4,
-  evalEvery: 0,
-  evalEpisodes: 1,
-  evalMaxFrames: 8,
-  evalHorizon: 0,
   logEvery: 3,
-  ckptEvery: 100,
-  workers: 0,
-  report: false,
   seed: 1,
-};
+});
 
 async function run(cfg: FinetuneConfig) {
   const steps = new Map<number, StepValues>();

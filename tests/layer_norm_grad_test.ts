@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { initRuntime } from "../kernels/core/runtime.ts";
 import { readAll, tensor } from "../kernels/core/tensor.ts";
 import { layerNorm } from "../kernels/ops/mod.ts";
+import { layerNormParamBlocks } from "../kernels/ops/norm.ts";
 import { checkOp } from "./helpers/gradcheck.ts";
 import { randArray } from "./helpers/reference.ts";
 
@@ -70,4 +71,41 @@ Deno.test("layerNorm backward: two dispatches; a frozen weight or bias gets no g
   const [, dw2, db2] = y2.node!.backward(g);
   assert.equal(db2, null);
   assert.deepEqual(await readAll([dw2!]), [dw]);
+});
+
+Deno.test("layerNorm weight/bias gradients over row blocks: float64 sums, fixed order", async () => {
+  // 601 rows: 3 row blocks (201, 201, 199 rows), so pass 1 writes partials and pass 2 adds
+  // them; 40 columns: a partial 32-column group.
+  const [R, C] = [601, 40];
+  assert.equal(layerNormParamBlocks(R, C), 3);
+  const xv = randArray(R * C, 11, -2, 2);
+  const gv = randArray(R * C, 12);
+  const x = tensor(Float32Array.from(xv), [R, C]);
+  const w = tensor(Float32Array.from(randArray(C, 13, 0.5, 1.5)), [C]);
+  const b = tensor(Float32Array.from(randArray(C, 14)), [C]);
+  for (const t of [w, b]) t.requiresGrad = true;
+  const g = tensor(Float32Array.from(gv), [R, C]);
+  const y = layerNorm(x, w, b);
+  const before = rt.dispatchCount;
+  const [, dw, db] = y.node!.backward(g);
+  assert.equal(rt.dispatchCount - before, 2, "row-block partials + their sum");
+  const [dwv, dbv] = await readAll([dw!, db!]);
+  // float64: xhat from the float64 statistics of the f32 inputs.
+  const rw = new Float64Array(C), rb = new Float64Array(C);
+  for (let r = 0; r < R; r++) {
+    const row = xv.subarray(r * C, (r + 1) * C);
+    const mean = row.reduce((s, v) => s + v, 0) / C;
+    const rstd = 1 / Math.sqrt(row.reduce((s, v) => s + (v - mean) ** 2, 0) / C + 1e-5);
+    for (let c = 0; c < C; c++) {
+      rw[c] += gv[r * C + c] * (row[c] - mean) * rstd;
+      rb[c] += gv[r * C + c];
+    }
+  }
+  for (let c = 0; c < C; c++) {
+    assert.ok(Math.abs(dwv[c] - rw[c]) < 2e-4 * (1 + Math.abs(rw[c])), `dw[${c}]`);
+    assert.ok(Math.abs(dbv[c] - rb[c]) < 2e-4 * (1 + Math.abs(rb[c])), `db[${c}]`);
+  }
+  // Same inputs, same bits (replay and resume compare steps bit for bit).
+  const [, dw2, db2] = layerNorm(x, w, b).node!.backward(g);
+  assert.deepEqual(await readAll([dw2!, db2!]), [dwv, dbv]);
 });

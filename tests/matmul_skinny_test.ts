@@ -3,13 +3,15 @@
  * one dispatch. Planner occupancy on the JOWA decode shapes (>= 264 workgroups, <= 16 slices
  * per thread), and results against float64 and against the tiled kernel (`splitK: 1`) on
  * awkward shapes: every transpose combination, tails in K and N, batches with broadcast,
- * accumulate, bias, both GELUs and the residual.
+ * accumulate, bias, both GELUs and the residual. Inference products read their rows at run
+ * time (kernels/ops/_skinny_rows.ts): new row counts compile nothing.
  */
 import assert from "node:assert/strict";
 import { gpu } from "../kernels/core/device.ts";
 import { type MatmulSpec, planMatmul } from "../kernels/codegen/matmul/plan.ts";
 import { SKINNY_MAX_SLICES, SKINNY_WORKGROUPS } from "../kernels/codegen/matmul/skinny.ts";
 import { initRuntime } from "../kernels/core/runtime.ts";
+import { noGrad } from "../kernels/core/autograd.ts";
 import { readAll, tensor, tidy } from "../kernels/core/tensor.ts";
 import { matmul } from "../kernels/ops/mod.ts";
 import type { EpilogueActivation } from "../kernels/codegen/activation.ts";
@@ -227,5 +229,77 @@ Deno.test(
         assertClose(got, tiled, { atol: 1e-5, rtol: 1e-4, what: `${what} vs tiled` });
       }
     }
+  },
+);
+
+Deno.test(
+  "skinny, inference: rows read at run time, one pipeline per row bucket = float64",
+  GPU_TEST,
+  async () => {
+    const rt = await initRuntime();
+    const N = 40, K = 264, H = 2, D = 4, cap = 6;
+    const w = randArray(N * K, 1, -0.1, 0.1), bias = randArray(N, 2);
+    const wq = randArray(3 * H * D * K, 3, -0.1, 0.1);
+    const g = randArray(K, 4, 0.5, 1.5), be = randArray(K, 5);
+    let compiled = 0;
+    // The first product of each kind compiles every bucket; then no row count compiles.
+    for (const [i, M] of [5, 3, 16, 9, 1, 12, 8].entries()) {
+      const x = randArray(M * K, 10 + M), res = randArray(M * N, 30 + M);
+      const before = rt.counters();
+      const got = noGrad(() =>
+        tidy(() => {
+          const tx = tensor(Float32Array.from(x), [M, 1, K]);
+          const y = matmul(tx, tensor(Float32Array.from(w), [N, K]), {
+            transB: true,
+            bias: tensor(Float32Array.from(bias), [N]),
+            activation: "gelu_erf",
+            residual: tensor(Float32Array.from(res), [M, 1, N]),
+          });
+          // ln + qkv + KV write of M sequences at position 2 (cache entries elsewhere 0).
+          const cache = tensor(new Float32Array(2 * M * H * cap * D), [2, M, H, cap, D]);
+          const qkv = matmul(tx, tensor(Float32Array.from(wq), [3 * H * D, K]), {
+            transB: true,
+            layerNorm: {
+              weight: tensor(Float32Array.from(g), [K]),
+              bias: tensor(Float32Array.from(be), [K]),
+            },
+            kvCache: { cache, start: 2 },
+          });
+          return { reads: readAll([y, qkv, cache]) };
+        })
+      );
+      const [y, qkv, cache] = await got.reads;
+      if (i > 0) compiled += rt.counters().pipelinesCompiled - before.pipelinesCompiled;
+      const want = new Float64Array(M * N), wantQ = new Float64Array(M * 3 * H * D);
+      for (let m = 0; m < M; m++) {
+        const row = x.subarray(m * K, (m + 1) * K);
+        for (let j = 0; j < N; j++) {
+          let v = bias[j];
+          for (let k = 0; k < K; k++) v += row[k] * w[j * K + k];
+          want[m * N + j] = act64("gelu_erf", v) + res[m * N + j];
+        }
+        const mean = row.reduce((s, v) => s + v, 0) / K;
+        const vr = row.reduce((s, v) => s + (v - mean) ** 2, 0) / K;
+        const xn = row.map((v, k) => ((v - mean) / Math.sqrt(vr + 1e-5)) * g[k] + be[k]);
+        for (let j = 0; j < 3 * H * D; j++) {
+          let v = 0;
+          for (let k = 0; k < K; k++) v += xn[k] * wq[j * K + k];
+          wantQ[m * 3 * H * D + j] = v;
+        }
+      }
+      const wantCache = new Float64Array(2 * M * H * cap * D);
+      for (let half = 0; half < 2; half++) {
+        for (let m = 0; m < M; m++) {
+          for (let c = 0; c < H * D; c++) {
+            const at = (((half * M + m) * H + Math.floor(c / D)) * cap + 2) * D + (c % D);
+            wantCache[at] = wantQ[m * 3 * H * D + (half + 1) * H * D + c];
+          }
+        }
+      }
+      assertClose(y, want, { atol: 1e-5, rtol: 1e-4, what: `M ${M} bias gelu residual` });
+      assertClose(qkv, wantQ, { atol: 1e-5, rtol: 1e-4, what: `M ${M} ln qkv` });
+      assertClose(cache, wantCache, { atol: 1e-5, rtol: 1e-4, what: `M ${M} cache` });
+    }
+    assert.equal(compiled, 0, "row counts after the first compile nothing");
   },
 );

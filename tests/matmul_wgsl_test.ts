@@ -8,6 +8,7 @@ import { mulberry32 } from "../util/rng.ts";
 import assert from "node:assert/strict";
 import { gpu } from "../kernels/core/device.ts";
 import {
+  LONG_K_TILE,
   MATMUL_TILES,
   type MatmulLimits,
   type MatmulPlan,
@@ -204,6 +205,24 @@ Deno.test("matmul: every tile on edges in M, N and K", GPU_TEST, async () => {
   }
 });
 
+Deno.test("matmul: the long-K tile on edges in M, N and K, all transposes", GPU_TEST, async () => {
+  const tile = LONG_K_TILE;
+  for (const [i, [tA, tB]] of COMBOS.entries()) {
+    // Two full 32-deep slices plus a tail, edge tiles in M and N; then exact multiples.
+    const extra = { bias: i % 2 === 1 }; // training's B^T + bias among them
+    await check({
+      spec: mm(tile.TM + 4 + i, tile.TN - 3 + 2 * i, 2 * tile.TK + 5, tA, tB, extra),
+      tile,
+    });
+  }
+  const plan = await check({
+    spec: mm(tile.TM, 2 * tile.TN, 3 * tile.TK),
+    tile,
+    limits: { maxComputeWorkgroupStorageSize: 32768 },
+  });
+  assert.equal(plan.sharedBuffers, 1, "double-buffered it needs 64 KiB of workgroup memory");
+});
+
 Deno.test("matmul: exact tile multiples take the unguarded path", GPU_TEST, async () => {
   const tile = MATMUL_TILES[0];
   for (const [tA, tB] of COMBOS) {
@@ -303,8 +322,14 @@ Deno.test("matmul: planner picks big tiles for big shapes, skinny for decode", (
   };
   const tileOf = (s: MatmulSpec) => planMatmul(s, limits).tile;
   const tileOf2 = (s: MatmulSpec, l: MatmulLimits) => planMatmul(s, l).tile;
-  assert.deepEqual(tileOf(mm(4096, 4096, 4096)), MATMUL_TILES[0]);
-  assert.deepEqual(tileOf(mm(18944, 512, 2048, false, true)), MATMUL_TILES[0]);
+  // K >= 2048: the same tile 32 deep (measured faster on an H200); K = 512 keeps 16.
+  assert.deepEqual(tileOf(mm(4096, 4096, 4096)), LONG_K_TILE);
+  assert.deepEqual(tileOf(mm(18944, 512, 2048, false, true)), LONG_K_TILE);
+  assert.deepEqual(tileOf(mm(18944, 2048, 512, false, true)), MATMUL_TILES[0]);
+  assert.deepEqual(
+    tileOf2(mm(4096, 4096, 4096), { ...limits, maxComputeWorkgroupStorageSize: 16384 }),
+    MATMUL_TILES[0],
+  );
   // Decode rows: the skinny kernel for a long K, the 16-row tile for a short one.
   assert.ok(planMatmul(mm(1, 2048, 512), limits).skinny);
   assert.equal(tileOf(mm(1, 2048, 256)).TM, 16);

@@ -7,6 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { UsageError } from "../util/cli.ts";
+import { parsePrecision, type Precision } from "../kernels/core/precision.ts";
 
 /** Flag values as `node:util` parseArgs returns them. */
 export type FlagValues = Record<string, string | boolean | undefined>;
@@ -93,4 +94,13 @@ export function checkResume<C>(
     );
   }
   return resume;
+}
+
+/** `--precision f32|f16`, checked (one-line {@link UsageError}). */
+export function precisionFlag(value: string | undefined): Precision {
+  try {
+    return parsePrecision(value);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
 }

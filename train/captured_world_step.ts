@@ -52,14 +52,28 @@ export function captureWorldActionStep(
     "world-action step",
     ["a", "obsTokens"],
     opts,
-    (a, stepSeed, obsTokens) =>
-      worldActionStep(model, opt, a, {
-        joint: opts.joint,
-        weights: opts.weights,
-        obsTokens,
-        stepSeed,
-      }),
+    worldStepRun(model, opt, opts),
   );
+}
+
+/**
+ * The eager step a world-action capture records: {@link worldActionStep} with the capture's
+ * options; `update` false stops after backward (captured_grads.ts).
+ */
+export function worldStepRun(
+  model: WorldActionModel,
+  opt: AdamW,
+  opts: CapturedWorldStepOptions,
+  update?: false,
+): (a: WorldBatchArrays, stepSeed: () => number, obsTokens: Tensor | undefined) => WorldLossParts {
+  return (a, stepSeed, obsTokens) =>
+    worldActionStep(model, opt, a, {
+      joint: opts.joint,
+      weights: opts.weights,
+      obsTokens,
+      stepSeed,
+      update,
+    });
 }
 
 /**

@@ -73,7 +73,7 @@ export function comboStep(
 ): ComboLossParts {
   const parts = comboLosses(model, m, opts);
   opt.zeroGrad();
-  backward(parts.total);
+  backward(opt.scaleLoss(parts.total)); // times the loss scale under f16 (optim.ts)
   if (opts.update !== false) opt.update();
   return parts;
 }

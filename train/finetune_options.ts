@@ -6,7 +6,14 @@
  * @module
  */
 import { UsageError } from "../util/cli.ts";
-import { applyPresetAndNumbers, checkResume, parseFlags, runName } from "./_common_options.ts";
+import {
+  applyPresetAndNumbers,
+  checkResume,
+  parseFlags,
+  precisionFlag,
+  runName,
+} from "./_common_options.ts";
+import type { Precision } from "../kernels/core/precision.ts";
 import { ALL_GAMES } from "../atari/mod.ts";
 import { canonicalGameName } from "../atari/scores.ts";
 import { taskIdOf } from "../atari/task_ids.ts";
@@ -79,6 +86,11 @@ export interface FinetuneConfig {
    * same results); false: every step eagerly (`--no-replay`). Absent (older runs): true.
    */
   replay?: boolean;
+  /**
+   * World-action products in f16 storage with f32 accumulation, f32 master weights and
+   * dynamic loss scaling (`--precision f16`). Absent (older runs): f32.
+   */
+  precision?: Precision;
 }
 
 /** The defaults every preset starts from (the paper's values). */
@@ -159,6 +171,7 @@ export const RESUMABLE: readonly (keyof FinetuneConfig)[] = [
   "progress",
   "workers",
   "replay",
+  "precision",
 ];
 
 const NUM = {
@@ -240,6 +253,8 @@ Run:
   --no-report  --progress  --inject-nan-at N  --stop-at N  --help
   --no-replay           run every training step eagerly instead of replaying the captured
                         step (same results, more host time; for debugging)
+  --precision P         f32 (default) or f16: world-action products in f16 storage with f32
+                        accumulation, f32 master weights, dynamic loss scaling (shader-f16)
 
 Ctrl-C writes a checkpoint and exits (status 130); a non-finite loss stops the run (status 3).`;
 
@@ -266,6 +281,7 @@ export function parseFinetuneArgs(args: string[]): FinetuneArgs {
       "runs-dir",
       "resume",
       "preset",
+      "precision",
     ],
   );
   const str = (k: string) => values[k] as string | undefined;
@@ -296,6 +312,7 @@ export function parseFinetuneArgs(args: string[]): FinetuneArgs {
   if (values["no-report"]) o.report = false;
   if (values.progress) o.progress = true;
   if (values["no-replay"]) o.replay = false;
+  if (str("precision") !== undefined) o.precision = precisionFlag(str("precision"));
   if (values["no-synthesis"]) o.synthesis = false;
   if (values["freeze-tokenizer"]) o.trainTokenizer = false;
   const resume = checkResume(str("resume"), o, RESUMABLE);

@@ -45,6 +45,7 @@ import * as path from "node:path";
 import { noGrad } from "../kernels/core/autograd.ts";
 import { AdamW } from "../kernels/nn/optim.ts";
 import { initRuntime } from "../kernels/core/runtime.ts";
+import { checkF16Support } from "../kernels/core/precision.ts";
 import { keep, type Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
 import { indexSelect, slice } from "../kernels/ops/mod.ts";
 import { describeAdapter } from "../kernels/core/device.ts";
@@ -66,13 +67,14 @@ import {
   type TrainResult,
 } from "./trainer.ts";
 import { defaultValidActions, worldBatchArrays } from "./world_batch.ts";
-import { type JointWeights, worldActionStep } from "./world_step.ts";
+import type { JointWeights } from "./world_step.ts";
 import {
   type CapturedWorldStep,
   captureWorldActionStep,
   copyParts,
 } from "./captured_world_step.ts";
 import { captureComboStep, type CapturedComboStep } from "./captured_combo_step.ts";
+import { captureComboGrads, captureWorldActionGrads } from "./captured_grads.ts";
 import { openRankRunDir, type RankedTrainerHooks, rankSetup } from "./_run_setup.ts";
 import { DataParallel, rankStepSeed, shardRows } from "./data_parallel.ts";
 import {
@@ -86,7 +88,6 @@ import { checkFinetuneInputs, type FinetuneInputs } from "./finetune_inputs.ts";
 import { synthesisRows, synthesize, type SyntheticSegments } from "./synthesis.ts";
 import { SyntheticBuffer } from "./synthetic_buffer.ts";
 import { mixedBatch } from "./finetune_batch.ts";
-import { comboStep } from "./finetune_losses.ts";
 import { type EvalPoint, FinetuneEvaluator } from "./finetune_eval.ts";
 import { writeFinetuneReport } from "./finetune_report.ts";
 import { stepSeed } from "../util/rng.ts";
@@ -113,6 +114,8 @@ export async function finetune(
   validateFinetuneConfig(cfg);
   if (dp) checkShards(cfg, comm.size);
   const inputs = await checkFinetuneInputs(cfg);
+  // Before the run directory is touched: f16 needs shader-f16.
+  if (cfg.precision === "f16") checkF16Support((await initRuntime()).ctx.hasF16);
   const { run, ckpt } = openRankRunDir(cfg, resume, ranks);
   const rt = await initRuntime();
   const adapter = describeAdapter(rt.ctx);
@@ -298,6 +301,7 @@ class FinetuneParts {
       weightDecay: cfg.weightDecay,
       maxGradNorm: cfg.gradClip,
       noDecay,
+      mixedPrecision: cfg.precision === "f16", // f16 weight copies + loss scaling (optim.ts)
     });
     // The tokenizer trains with Adam (jowa.md), i.e. no weight decay.
     this.tokOpt = trainTok
@@ -421,21 +425,9 @@ class FinetuneParts {
       }
       let parts;
       if (dp) {
-        // Backward only: the update waits for the averaged gradients.
-        parts = mixed
-          ? comboStep(this.model, wmOpt, mixed, {
-            stepSeed: seed,
-            weights: this.#weights,
-            realTokens: ids,
-            update: false,
-          })
-          : worldActionStep(this.model, wmOpt, arrays!, {
-            joint: true,
-            stepSeed: seed,
-            weights: this.#weights,
-            obsTokens: ids,
-            update: false,
-          });
+        // Forward and backward replayed (train/captured_grads.ts); the update waits for the
+        // averaged gradients.
+        parts = mixed ? this.#comboStep()(mixed, seed, ids) : this.#worldStep()(arrays!, seed, ids);
       } else {
         // A replay's outputs are overwritten by the next replay; the readback comes later.
         parts = copyParts(
@@ -466,7 +458,8 @@ class FinetuneParts {
       });
       for (const t of Object.values(norms)) keep(t);
       Object.assign(kept.norms, norms);
-    } else this.#reportFallbacks();
+    }
+    this.#reportFallbacks();
     wmOpt.zeroGrad();
     tokOpt?.zeroGrad();
     if (step % cfg.targetEvery === 0) this.model.updateTarget();
@@ -559,11 +552,15 @@ class FinetuneParts {
 
   /** Stage 1's captured step (made on first use). */
   #worldStep(): CapturedWorldStep {
-    this.#world ??= captureWorldActionStep(this.model, this.wmOpt, {
-      joint: true,
-      weights: this.#weights,
-      replay: this.cfg.replay !== false,
-    });
+    this.#world ??= (this.dp ? captureWorldActionGrads : captureWorldActionStep)(
+      this.model,
+      this.wmOpt,
+      {
+        joint: true,
+        weights: this.#weights,
+        replay: this.cfg.replay !== false,
+      },
+    );
     return this.#world;
   }
 
@@ -575,7 +572,7 @@ class FinetuneParts {
       this.#world?.dispose();
       this.#world = null;
       this.#fallbacks = 0;
-      this.#combo = captureComboStep(this.model, this.wmOpt, {
+      this.#combo = (this.dp ? captureComboGrads : captureComboStep)(this.model, this.wmOpt, {
         weights: this.#weights,
         replay: this.cfg.replay !== false,
       });

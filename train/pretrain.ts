@@ -12,6 +12,7 @@ import { pretrain, RunError } from "./pretrainer.ts";
 import { runCli, UsageError } from "../util/cli.ts";
 import { initRuntime } from "../kernels/core/runtime.ts";
 import { requireUsableAdapter } from "../kernels/core/device.ts";
+import { checkF16Support } from "../kernels/core/precision.ts";
 import { DistributedError } from "../distributed/mod.ts";
 import { loadRunConfig, runTrainingCli } from "./_cli.ts";
 
@@ -31,7 +32,11 @@ async function main(): Promise<number> {
   return await runTrainingCli(
     ({ signal, comm }) => pretrain(cfg, args.resume, { signal, comm }),
     // Refuse an OpenGL CPU adapter up front: training on it makes no visible progress.
-    async () => requireUsableAdapter((await initRuntime()).ctx),
+    async () => {
+      const { ctx } = await initRuntime();
+      requireUsableAdapter(ctx);
+      if (cfg.precision === "f16") checkF16Support(ctx.hasF16);
+    },
   );
 }
 

@@ -7,7 +7,14 @@
 import { CONFIGS } from "../models/world_action/configs.ts";
 import { PRETRAIN_GAMES } from "../atari/mod.ts";
 import { UsageError } from "../util/cli.ts";
-import { applyPresetAndNumbers, checkResume, parseFlags, runName } from "./_common_options.ts";
+import {
+  applyPresetAndNumbers,
+  checkResume,
+  parseFlags,
+  precisionFlag,
+  runName,
+} from "./_common_options.ts";
+import type { Precision } from "../kernels/core/precision.ts";
 
 /** Everything a pretraining run depends on (saved as the run's config.json). */
 export interface PretrainConfig {
@@ -74,6 +81,12 @@ export interface PretrainConfig {
    * false: every step eagerly (`--no-replay`, debugging). Absent (older runs): true.
    */
   replay?: boolean;
+  /**
+   * Products of the world-action model in f16 storage with f32 accumulation, f32 master
+   * weights and dynamic loss scaling (`--precision f16`, kernels/ops/matmul_f16.ts). Absent
+   * (older runs): f32.
+   */
+  precision?: Precision;
 }
 
 /** The embedded default: small enough for ~10 minutes on a CPU adapter (lavapipe). */
@@ -110,6 +123,7 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   stopAt: 0,
   progress: false,
   replay: true,
+  precision: "f32",
 };
 
 /** The paper's 15 pretraining games (jowa.md, "Games"; from the reference scores). */
@@ -180,6 +194,8 @@ Model and schedule:
   --gamma X             discount (default ${DEFAULT_CONFIG.gamma})
   --target-every N      target Q head hard copy interval (default ${DEFAULT_CONFIG.targetEvery})
   --seed N              seed of initialization, sampling and dropout (default ${DEFAULT_CONFIG.seed})
+  --precision P         f32 (default) or f16: world-action products in f16 storage with f32
+                        accumulation, f32 master weights, dynamic loss scaling (shader-f16)
 Logging and checkpoints:
   --log-every N         loss readback + metrics line interval (default ${DEFAULT_CONFIG.logEvery})
   --ckpt-every N        checkpoint interval in steps (default ${DEFAULT_CONFIG.ckptEvery})
@@ -210,6 +226,7 @@ export const RESUMABLE_OVERRIDES: readonly (keyof PretrainConfig)[] = [
   "progress",
   "workers",
   "replay",
+  "precision",
 ];
 
 /** Result of parsing the command line. */
@@ -263,6 +280,7 @@ export function parsePretrainArgs(args: string[]): ParsedArgs {
     "model",
     "tokenizer",
     "lpips",
+    "precision",
   ]);
   const o: Partial<PretrainConfig> = {};
   const str = (k: string) => values[k] as string | undefined;
@@ -301,6 +319,7 @@ export function parsePretrainArgs(args: string[]): ParsedArgs {
   }
   if (values["no-report"]) o.report = false;
   if (values["no-replay"]) o.replay = false;
+  if (str("precision") !== undefined) o.precision = precisionFlag(str("precision"));
   if (values.progress) o.progress = true;
   const resume = checkResume(str("resume"), o, RESUMABLE_OVERRIDES);
   return { help: !!values.help, resume, overrides: o };

@@ -30,9 +30,9 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { backward } from "../kernels/core/autograd.ts";
 import { AdamW } from "../kernels/nn/optim.ts";
 import { initRuntime } from "../kernels/core/runtime.ts";
+import { checkF16Support } from "../kernels/core/precision.ts";
 import { keep, type Tensor, tidy } from "../kernels/core/tensor.ts";
 import { describeAdapter } from "../kernels/core/device.ts";
 import { type WorldActionConfig, worldActionConfig } from "../models/world_action/configs.ts";
@@ -65,7 +65,8 @@ import {
 import type { RunDir } from "../checkpoint/run_dir.ts";
 import { settle, snapshot, type StepTensors, Trainer, type TrainResult } from "./trainer.ts";
 import { worldBatchArrays } from "./world_batch.ts";
-import { worldActionLosses, type WorldLossParts } from "./world_step.ts";
+import type { WorldLossParts } from "./world_step.ts";
+import { captureWorldActionGrads } from "./captured_grads.ts";
 import {
   type CapturedWorldStep,
   captureWorldActionStep,
@@ -103,6 +104,8 @@ export async function pretrain(
       throw new RunError((e as Error).message);
     }
   }
+  // Before the run directory is touched: f16 needs shader-f16.
+  if (cfg.precision === "f16") checkF16Support((await initRuntime()).ctx.hasF16);
   const { run, ckpt } = openRankRunDir(cfg, resume, ranks);
 
   const rt = await initRuntime();
@@ -257,13 +260,20 @@ class PretrainParts {
     const S1 = cfg.stage1Steps;
     // The tokenizer trains with Adam (jowa.md), i.e. no weight decay.
     this.tokOpt = tok && S1 > 0 ? this.#adamw(tok.namedParameters(), cfg.lr1, 0) : null;
-    this.wmOpt = this.#adamw(model.namedParameters(), S1 > 0 ? cfg.lr1 : cfg.lr2, cfg.weightDecay);
+    // --precision f16: f16 weight copies for the products and loss scaling (optim.ts).
+    this.wmOpt = this.#adamw(
+      model.namedParameters(),
+      S1 > 0 ? cfg.lr1 : cfg.lr2,
+      cfg.weightDecay,
+      cfg.precision === "f16",
+    );
     this.#wmNames = model.namedParameters().map(([n]) => n);
     this.#tokNames = tok ? tok.namedParameters().map(([n]) => n) : [];
   }
 
-  #adamw(params: [string, Tensor][], lr: number, wd: number): AdamW {
-    return new AdamW(params, { lr, weightDecay: wd, maxGradNorm: this.cfg.gradClip, noDecay });
+  #adamw(params: [string, Tensor][], lr: number, wd: number, mixedPrecision = false): AdamW {
+    const maxGradNorm = this.cfg.gradClip;
+    return new AdamW(params, { lr, weightDecay: wd, maxGradNorm, noDecay, mixedPrecision });
   }
 
   get #stage(): 1 | 2 {
@@ -377,7 +387,8 @@ class PretrainParts {
       await this.dp?.comm.barrier();
     }
     this.wmOpt.dispose();
-    this.wmOpt = this.#adamw(this.model.namedParameters(), cfg.lr2, cfg.weightDecay);
+    const f16 = cfg.precision === "f16";
+    this.wmOpt = this.#adamw(this.model.namedParameters(), cfg.lr2, cfg.weightDecay, f16);
     this.model.updateTarget();
   }
 
@@ -401,17 +412,10 @@ class PretrainParts {
         const shape = { B: arrays.B, L: arrays.L, tokenizerBatch: cfg.tokenizerBatch };
         ids = trainTokenizerStep(tok, tokOpt, batch.frames!, shape, !!dp, out, norms);
       }
-      const stepOpts = {
-        joint: stage === 2,
-        stepSeed: seed,
-        weights: { beta: cfg.beta, alpha: cfg.alpha, gamma: cfg.gamma },
-        obsTokens: ids,
-      };
       let parts: WorldLossParts;
       if (dp) {
-        parts = worldActionLosses(this.model, arrays, stepOpts);
-        wmOpt.zeroGrad();
-        backward(parts.total);
+        // Forward and backward replayed; the gradients are averaged and applied below.
+        parts = this.#worldStep(stage)(arrays, seed, ids);
       } else {
         // A replay's outputs are overwritten by the next replay; the readback comes later.
         parts = copyParts(this.#worldStep(stage)(arrays, seed, ids));
@@ -456,11 +460,16 @@ class PretrainParts {
     if (this.#world?.stage !== stage) {
       this.#disposeWorldStep();
       const cfg = this.cfg;
-      const step = captureWorldActionStep(this.model, this.wmOpt, {
-        joint: stage === 2,
-        weights: { beta: cfg.beta, alpha: cfg.alpha, gamma: cfg.gamma },
-        replay: cfg.replay !== false,
-      });
+      // Data parallel: without the update (train/captured_grads.ts).
+      const step = (this.dp ? captureWorldActionGrads : captureWorldActionStep)(
+        this.model,
+        this.wmOpt,
+        {
+          joint: stage === 2,
+          weights: { beta: cfg.beta, alpha: cfg.alpha, gamma: cfg.gamma },
+          replay: cfg.replay !== false,
+        },
+      );
       this.#world = { stage, step, fallbacks: 0 };
     }
     return this.#world.step;

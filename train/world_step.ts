@@ -163,7 +163,7 @@ export function worldActionStep(
 ): WorldLossParts {
   const parts = worldActionLosses(model, a, opts);
   opt.zeroGrad();
-  backward(parts.total);
+  backward(opt.scaleLoss(parts.total)); // times the loss scale under f16 (optim.ts)
   if (opts.update !== false) opt.update();
   return parts;
 }

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type GradNode, keep, Tensor } from "./tensor.ts";
+import { type GradNode, type JointGrad, keep, Tensor } from "./tensor.ts";
 
 let gradEnabled = true;
 
@@ -37,6 +37,33 @@ export function record(
     out.node = { op, inputs, backward };
   }
   return out;
+}
+
+/**
+ * Attach one backward rule to several outputs of one op (e.g. a fused residual add + layer
+ * norm that returns both the stream and its norm). The tape runs `backward` once, after every
+ * output's gradient is complete, so the op itself sums the gradients its outputs receive
+ * (no separate add). Outputs that received no gradient get null.
+ */
+export function recordJoint(
+  outs: readonly Tensor[],
+  op: string,
+  inputs: readonly Tensor[],
+  backward: JointGrad["backward"],
+): void {
+  if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return;
+  const joint: JointGrad = { outputs: outs, backward };
+  for (const out of outs) {
+    out.requiresGrad = true;
+    out.node = {
+      op,
+      inputs,
+      joint,
+      backward: () => {
+        throw new Error(`internal: '${op}' has several outputs; the tape runs its joint rule`);
+      },
+    };
+  }
 }
 
 /** The same values cut from the tape (shares storage). */
@@ -79,10 +106,27 @@ export function backward(root: Tensor, grad?: Tensor): void {
     );
   }
   const order = topologicalOrder(root);
+  // A joint rule runs at its last output in reverse order (the earliest in topological order):
+  // every consumer of every output comes after that one, so all their gradients are in.
+  const jointLeft = new Map<JointGrad, number>();
+  for (const t of order) {
+    const j = t.node?.joint;
+    if (j) jointLeft.set(j, (jointLeft.get(j) ?? 0) + 1);
+  }
   const grads = new Map<Tensor, Tensor>();
   grads.set(root, grad ?? ops.ones(root.shape));
   for (let i = order.length - 1; i >= 0; i--) {
     const t = order[i];
+    const joint = t.node?.joint;
+    if (joint) {
+      const left = jointLeft.get(joint)! - 1;
+      jointLeft.set(joint, left);
+      if (left > 0) continue;
+      const outGrads = joint.outputs.map((o) => grads.get(o) ?? null);
+      if (outGrads.every((g) => g === null)) continue;
+      accumulate(t.node!, joint.backward(outGrads), grads, ops);
+      continue;
+    }
     const g = grads.get(t);
     if (!g) continue;
     if (!t.node) {
@@ -93,21 +137,28 @@ export function backward(root: Tensor, grad?: Tensor): void {
       }
       continue;
     }
-    const inputGrads = t.node.backward(g);
-    t.node.inputs.forEach((input, k) => {
-      const ig = inputGrads[k];
-      if (!ig || !input.requiresGrad) return;
-      if (ig.shape.join() !== input.shape.join()) {
-        throw new Error(
-          `internal: '${
-            t.node!.op
-          }' gave a gradient of shape [${ig.shape}] for input [${input.shape}]`,
-        );
-      }
-      const prev = grads.get(input);
-      grads.set(input, prev ? ops.add(prev, ig) : ig);
-    });
+    accumulate(t.node, t.node.backward(g), grads, ops);
   }
+}
+
+/** Add a node's input gradients into `grads` (shapes checked). */
+function accumulate(
+  node: GradNode,
+  inputGrads: readonly (Tensor | null)[],
+  grads: Map<Tensor, Tensor>,
+  ops: TapeOps,
+): void {
+  node.inputs.forEach((input, k) => {
+    const ig = inputGrads[k];
+    if (!ig || !input.requiresGrad) return;
+    if (ig.shape.join() !== input.shape.join()) {
+      throw new Error(
+        `internal: '${node.op}' gave a gradient of shape [${ig.shape}] for input [${input.shape}]`,
+      );
+    }
+    const prev = grads.get(input);
+    grads.set(input, prev ? ops.add(prev, ig) : ig);
+  });
 }
 
 function topologicalOrder(root: Tensor): Tensor[] {

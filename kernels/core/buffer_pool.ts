@@ -42,8 +42,11 @@ export class BufferPool {
   #bytesInUse = 0;
   #bytesAllocated = 0;
   #buffersInUse = 0;
-  /** Buffers acquired while a capture records (see {@link beginArena}). */
-  #arena: Set<PooledBuffer> | null = null;
+  /**
+   * Buffers acquired while a capture records (see {@link beginArena}), each with its order of
+   * first acquisition in the arena.
+   */
+  #arena: Map<PooledBuffer, number> | null = null;
 
   constructor(private readonly device: GPUDevice, private readonly maxBufferSize: number) {}
 
@@ -60,8 +63,8 @@ export class BufferPool {
       );
     }
     const list = this.#free.get(size);
-    let found: PooledBuffer | undefined;
-    if (list && list.length > 0) {
+    let found = this.#arena && list ? this.#fromArena(list, idleBefore) : undefined;
+    if (!found && list && list.length > 0) {
       // Lists are sorted by descending id: the lowest free id comes first, so a step that
       // allocates the same sequence as the last one gets the same buffers (bind-group hits).
       if (idleBefore === undefined) found = list.pop();
@@ -84,10 +87,29 @@ export class BufferPool {
       this.#bytesAllocated += size;
     }
     found.holds = 1;
-    this.#arena?.add(found);
+    if (this.#arena && !this.#arena.has(found)) this.#arena.set(found, this.#arena.size);
     this.#bytesInUse += size;
     this.#buffersInUse++;
     return found;
+  }
+
+  /**
+   * While a capture records: the free buffer of `list` that the arena acquired first, or
+   * undefined. Reusing the step's own freed buffers before any other free buffer makes which
+   * of its tensors share a buffer a function of the step alone, not of what else happened to
+   * be free (two recordings of a step are compared buffer for buffer, kernels/core/capture.ts).
+   */
+  #fromArena(list: PooledBuffer[], idleBefore?: number): PooledBuffer | undefined {
+    const arena = this.#arena!;
+    let best = -1, bestOrder = Infinity;
+    for (let i = 0; i < list.length; i++) {
+      const order = arena.get(list[i]);
+      if (order === undefined || order >= bestOrder) continue;
+      if (idleBefore !== undefined && list[i].lastUseEpoch >= idleBefore) continue;
+      best = i;
+      bestOrder = order;
+    }
+    return best < 0 ? undefined : list.splice(best, 1)[0];
   }
 
   /** Give a buffer back. Later commands may reuse it: the queue keeps their order. */
@@ -122,7 +144,7 @@ export class BufferPool {
   /** Start collecting every acquired buffer into an arena (a capture is recording). */
   beginArena(): void {
     if (this.#arena) throw new Error("buffer pool: an arena is already recording");
-    this.#arena = new Set();
+    this.#arena = new Map();
   }
 
   /**
@@ -131,8 +153,8 @@ export class BufferPool {
    * pinned. Returns the arena.
    */
   endArena(): Set<PooledBuffer> {
-    const arena = this.#arena;
-    if (!arena) throw new Error("buffer pool: no arena is recording");
+    if (!this.#arena) throw new Error("buffer pool: no arena is recording");
+    const arena = new Set(this.#arena.keys());
     this.#arena = null;
     for (const b of arena) {
       if (b.holds === 0 && !b.pinned) {

@@ -352,8 +352,10 @@ function compare(a: Recording, b: Recording): string | null {
     if (x.kind === "dispatch" && y.kind === "dispatch") {
       if (
         x.pipeline !== y.pipeline || x.x !== y.x || x.y !== y.y || x.z !== y.z ||
-        x.buffers.length !== y.buffers.length || !x.buffers.every((p, k) => same(p, y.buffers[k]))
+        x.buffers.length !== y.buffers.length
       ) return `dispatch ${i} ('${y.label}')`;
+      const k = x.buffers.findIndex((p, k) => !same(p, y.buffers[k]));
+      if (k >= 0) return `dispatch ${i} ('${y.label}') binding ${k}`;
     } else if (x.kind === "copy" && y.kind === "copy") {
       if (
         !same(x.src, y.src) || !same(x.dst, y.dst) || x.bytes !== y.bytes ||
@@ -400,7 +402,15 @@ function compile(rec: Recording): Committed {
   const fills: Committed["fills"] = [];
   entries.forEach((e, i) => {
     if (e.kind === "dispatch") {
-      ops.push({ kind: 0, pipeline: e.pipeline, group: e.group, x: e.x, y: e.y, z: e.z });
+      ops.push({
+        kind: 0,
+        pipeline: e.pipeline,
+        group: e.group,
+        x: e.x,
+        y: e.y,
+        z: e.z,
+        label: e.label,
+      });
       for (const b of e.buffers) touchedSet.add(b);
     } else if (e.kind === "copy") {
       ops.push({

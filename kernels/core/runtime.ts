@@ -8,6 +8,7 @@
 import { gpu, type GpuContext } from "./device.ts";
 import { BufferPool, type PooledBuffer } from "./buffer_pool.ts";
 import type { ReplayProgram, Trace, TraceUpload } from "./trace.ts";
+import type { GpuProfiler } from "./gpu_profiler.ts";
 
 /** A compute kernel: complete WGSL with entry point `main`, and how many workgroups to run. */
 export interface Kernel {
@@ -93,6 +94,11 @@ export class Runtime {
    * once: values read in this mode are garbage. Buffers hold whatever they held before.
    */
   dryRun = false;
+  /**
+   * Benchmarks only: while set, every dispatch (eager or replayed) runs in a timestamped
+   * pass of its own (kernels/core/gpu_profiler.ts).
+   */
+  profiler: GpuProfiler | null = null;
 
   constructor(readonly ctx: GpuContext) {
     this.device = ctx.device;
@@ -176,6 +182,15 @@ export class Runtime {
     return entry;
   }
 
+  /**
+   * Compile `kernel`'s pipeline now without recording a dispatch (shape-generic kernels warm
+   * the variants that later calls of other sizes will need; nothing when already compiled).
+   */
+  prepare(kernel: Kernel): void {
+    this.#checkAlive();
+    this.#pipeline(kernel);
+  }
+
   /** Record one dispatch. `buffers` bind to @binding(0..n-1) of @group(0) in order. */
   dispatch(kernel: Kernel, buffers: readonly PooledBuffer[]): void {
     this.#checkAlive();
@@ -224,10 +239,11 @@ export class Runtime {
       buffers: [...buffers],
       label: kernel.label,
     });
-    const pass = this.#openPass();
+    const pass = this.profiler ? this.#profiledPass(kernel.label) : this.#openPass();
     pass.setPipeline(p.pipeline);
     pass.setBindGroup(0, group);
     pass.dispatchWorkgroups(x, y, z);
+    if (this.profiler) this.#endPass();
     this.#dispatchCount++;
     this.#counters.dispatches++;
     this.#recorded++;
@@ -241,6 +257,13 @@ export class Runtime {
     if (this.#pass) return this.#pass;
     this.#counters.passes++;
     return this.#pass = this.#openEncoder().beginComputePass();
+  }
+
+  /** A timestamped pass for one dispatch (the open pass is ended first). */
+  #profiledPass(label: string): GPUComputePassEncoder {
+    this.#endPass();
+    this.#counters.passes++;
+    return this.#pass = this.#openEncoder().beginComputePass(this.profiler!.passFor(label));
   }
 
   #endPass(): void {
@@ -332,10 +355,14 @@ export class Runtime {
     let n = 0;
     for (const op of program.ops) {
       if (op.kind === 0) {
-        pass ??= this.#openPass();
+        pass ??= this.profiler ? this.#profiledPass(op.label) : this.#openPass();
         pass.setPipeline(op.pipeline);
         pass.setBindGroup(0, op.group);
         pass.dispatchWorkgroups(op.x, op.y, op.z);
+        if (this.profiler) {
+          this.#endPass();
+          pass = null;
+        }
         n++;
       } else if (op.kind === 1) {
         this.#endPass();

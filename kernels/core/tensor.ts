@@ -19,6 +19,18 @@ export interface GradNode {
   inputs: readonly Tensor[];
   /** Gradients w.r.t. each input (null where not needed), given the output's gradient. */
   backward: (grad: Tensor) => readonly (Tensor | null)[];
+  /**
+   * Set on each output of an op with several outputs (autograd.ts `recordJoint`): the tape
+   * runs this rule once, with every output's gradient, instead of `backward`.
+   */
+  joint?: JointGrad;
+}
+
+/** The shared backward rule of an op with several outputs (see {@link GradNode.joint}). */
+export interface JointGrad {
+  outputs: readonly Tensor[];
+  /** Gradients w.r.t. each input, given each output's gradient (null where none flowed). */
+  backward: (grads: readonly (Tensor | null)[]) => readonly (Tensor | null)[];
 }
 
 class Storage {

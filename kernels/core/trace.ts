@@ -79,7 +79,16 @@ export interface ReplayProgram {
 
 /** One command of a {@link ReplayProgram}. */
 export type ReplayOp =
-  | { kind: 0; pipeline: GPUComputePipeline; group: GPUBindGroup; x: number; y: number; z: number }
+  | {
+    kind: 0;
+    pipeline: GPUComputePipeline;
+    group: GPUBindGroup;
+    x: number;
+    y: number;
+    z: number;
+    /** The kernel's label (GPU profiles of replays). */
+    label: string;
+  }
   | {
     kind: 1;
     src: GPUBuffer;

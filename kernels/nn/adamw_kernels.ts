@@ -101,7 +101,7 @@ ${cases.join("\n")}
 /**
  * AdamW over the chunk: bindings p0, g0, m0, v0, p1, ..., then `h` (uniform: lr, beta1,
  * beta2, eps, bias corrections 1 and 2, 1 - lr * weight decay) and `clip` (uniform: [norm,
- * scale], the scale multiplies every gradient).
+ * scale, skip], the scale multiplies every gradient; skip != 0 leaves everything unchanged).
  */
 export function adamwKernel(chunk: readonly ChunkParam[]): Kernel {
   const groups = chunk.map((c) => Math.ceil(c.n / WG));
@@ -135,6 +135,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (w >= ${total}u) { return; }
   ${locate(starts)}
   let i = lw * ${WG}u + lid;
+  // The loss-scale guard (loss_scale.ts) found a non-finite gradient: skip the step.
+  if (clip.z != 0.0) { return; }
   let h0 = h[0]; let h1 = h[1];
   let lr = h0.x; let b1 = h0.y; let b2 = h0.z; let eps = h0.w;
   switch j {

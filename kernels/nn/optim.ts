@@ -11,6 +11,8 @@ import { internId, planCache } from "../core/plan_cache.ts";
 import { keep, type Tensor, tidy } from "../core/tensor.ts";
 import { zeros } from "../ops/elementwise.ts";
 import { binding, f32 } from "../codegen/wgsl.ts";
+import { f16Candidates, F16Shadows } from "./f16_shadow.ts";
+import { lossScaleGuardWgsl, type LossScaleOptions, LossScaler } from "./loss_scale.ts";
 import {
   adamwKernel,
   type ChunkParam,
@@ -31,6 +33,13 @@ export interface AdamWOptions {
   maxGradNorm?: number;
   /** Parameter names (or a predicate) exempt from weight decay, e.g. biases and norms. */
   noDecay?: (name: string) => boolean;
+  /**
+   * f16 training (`--precision f16`): an f16 copy of every 2-D parameter that the products
+   * read, refreshed after each update (f16_shadow.ts), and dynamic loss scaling
+   * (loss_scale.ts: call {@link AdamW.scaleLoss} on the loss before `backward`; a step whose
+   * gradients are not finite is skipped on the GPU). `true` takes the default scale settings.
+   */
+  mixedPrecision?: boolean | LossScaleOptions;
 }
 
 /** A chunk's kernel and the parameter indices it binds, in binding order. */
@@ -50,7 +59,12 @@ export class AdamW {
   readonly state: { m: Tensor; v: Tensor }[];
   step = 0;
   lr: number;
-  readonly #opts: Required<Omit<AdamWOptions, "maxGradNorm" | "noDecay">> & AdamWOptions;
+  readonly #opts:
+    & Required<Omit<AdamWOptions, "maxGradNorm" | "noDecay" | "mixedPrecision">>
+    & AdamWOptions;
+  /** With `mixedPrecision`: the loss scale (GPU state) and the f16 weight copies. */
+  readonly lossScaler: LossScaler | null = null;
+  readonly f16Shadows: F16Shadows | null = null;
   /** [norm, scale]: the last step's global gradient norm and the clip factor applied. */
   readonly clipStats: Tensor;
   readonly #partials: Tensor;
@@ -82,6 +96,21 @@ export class AdamW {
     this.state = this.params.map((p) => ({ m: keep(zeros(p.shape)), v: keep(zeros(p.shape)) }));
     this.clipStats = keep(zeros([2]));
     this.#partials = keep(zeros([Math.max(1, this.params.length) * PARTIALS]));
+    if (opts.mixedPrecision) {
+      const trainable = this.params.filter((p) => p.requiresGrad);
+      this.f16Shadows = new F16Shadows(f16Candidates(trainable));
+      this.lossScaler = new LossScaler(opts.mixedPrecision === true ? {} : opts.mixedPrecision);
+    }
+  }
+
+  /** The root to call `backward` on: the loss times the loss scale (itself without one). */
+  scaleLoss(loss: Tensor): Tensor {
+    return this.lossScaler ? this.lossScaler.scaleLoss(loss) : loss;
+  }
+
+  /** Refill the f16 weight copies from the masters (after weights were loaded). */
+  refreshF16(): void {
+    this.f16Shadows?.refresh();
   }
 
   /** Record one update of every parameter that has a gradient. No readback. */
@@ -90,12 +119,12 @@ export class AdamW {
     const rt = runtime();
     rt.onReplay(() => this.step++); // a replayed update counts its step too
     const { beta1, beta2, eps, weightDecay, maxGradNorm } = this.#opts;
-    if (maxGradNorm !== undefined) this.#recordClip(maxGradNorm);
+    if (maxGradNorm !== undefined || this.lossScaler) this.#recordClip(maxGradNorm ?? Infinity);
     else {
       // scale = 1: write through a tiny kernel so no upload races recorded commands.
       const kernel = planCache("adamw.noclip", () => ({
         code: `${binding(0, "s", "f32", true)}
-@compute @workgroup_size(1) fn main() { s[0] = 0.0; s[1] = 1.0; }`,
+@compute @workgroup_size(1) fn main() { s[0] = 0.0; s[1] = 1.0; s[2] = 0.0; }`,
         label: "adamw.noclip",
         workgroups: [1, 1, 1],
       }));
@@ -120,6 +149,7 @@ export class AdamW {
       ]);
     }
     rt.pool.release(hyper);
+    this.f16Shadows?.refresh();
   }
 
   /** Storage buffers one optimizer kernel may bind (the device's limit, at most 32). */
@@ -166,11 +196,18 @@ export class AdamW {
     }
     const total = this.params.length * PARTIALS;
     const hasGrad = this.params.map((p) => (p.grad ? 1 : 0));
+    const ls = this.lossScaler;
     const kernel = planCache(
-      `clip.scale|${total}|${internId(hasGrad.join(""))}|${maxNorm}`,
+      `clip.scale|${total}|${internId(hasGrad.join(""))}|${maxNorm}|` +
+        `${ls ? `${ls.growthInterval}|${ls.minScale}|${ls.maxScale}` : ""}`,
       (): Kernel => {
+        // stats[2] = 1 skips the AdamW step (the loss-scale guard); 0 without a guard.
+        const tail = ls ? lossScaleGuardWgsl(ls, maxNorm) : `stats[0] = norm;
+    stats[1] = min(1.0, ${f32(maxNorm)} / (norm + 1e-6));
+    stats[2] = 0.0;`;
         const code = `${binding(0, "partials", "f32")}
 ${binding(1, "stats", "f32", true)}
+${ls ? `${binding(2, "ls", "f32", true)}\n${binding(3, "lc", "f32", true)}` : ""}
 const HAS: array<u32, ${hasGrad.length}> = array<u32, ${hasGrad.length}>(${
           hasGrad.map((h) => `${h}u`).join(", ")
         });
@@ -189,8 +226,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   }
   if (lid == 0u) {
     let norm = sqrt(red[0]);
-    stats[0] = norm;
-    stats[1] = min(1.0, ${f32(maxNorm)} / (norm + 1e-6));
+    ${tail}
   }
 }
 `;
@@ -200,6 +236,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     rt.dispatch(kernel, [
       this.#partials.buffer,
       this.clipStats.buffer,
+      ...(ls ? [ls.scale.buffer, ls.counters.buffer] : []),
     ]);
   }
 
@@ -225,6 +262,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
       }
       this.clipStats.dispose();
       this.#partials.dispose();
+      this.lossScaler?.dispose();
+      this.f16Shadows?.dispose();
     });
   }
 }

@@ -3,12 +3,15 @@
  * `codegen/attention/plan.ts` (no T x T matrix in memory), and the plain composite of matmul, mask
  * and softmax (`attentionReference`) that tests and benchmarks compare it against.
  */
-import { record } from "../core/autograd.ts";
+import { isGradEnabled, record } from "../core/autograd.ts";
 import {
+  attentionForwardGrid,
+  dynamicRowsBucket,
   type KernelPlan,
   planAttentionBackward,
   planAttentionForward,
 } from "../codegen/attention/plan.ts";
+import { dimsBuffer } from "./dims.ts";
 import { runtime } from "../core/runtime.ts";
 import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
@@ -59,6 +62,26 @@ export function fusedAttention(qkv: Tensor, opts: AttentionOptions): Tensor {
   const out = Tensor.empty([B, T, H * D]);
   const lse = Tensor.empty([B * H, T]);
   const specKey = `${spec.batchHeads}|${H}|${T}|${D}|${spec.causal}|${spec.dropout}`;
+  if (!isGradEnabled() && p === 0) {
+    // Inference: one pipeline for every window length and number of sequences (T and
+    // batch * heads are run-time dims; the grid follows them).
+    const dyn = { ...spec, dynamic: true };
+    const key = `attfd|${H}|${D}|${spec.causal}|${dynamicRowsBucket(T)}`;
+    // Only what does not depend on T and B is cached under the key without them.
+    const plan = planCache(key, () => {
+      const p = planAttentionForward(dyn, rt.ctx.limits);
+      return { code: p.code, label: p.label, bindings: p.bindings };
+    });
+    const fwd = planCache(`${key}|${T}|${B}`, () => ({
+      ...plan,
+      workgroups: attentionForwardGrid(dyn, rt.ctx.limits),
+    }));
+    const dims = dimsBuffer(T, B * H);
+    rt.dispatch(fwd, bind(fwd, { qkv: qkv.buffer, o: out.buffer, lse: lse.buffer, params, dims }));
+    rt.pool.release(params);
+    lse.dispose();
+    return out;
+  }
   const fwd = planCache(`attf|${specKey}`, () => planAttentionForward(spec, rt.ctx.limits));
   rt.dispatch(fwd, bind(fwd, { qkv: qkv.buffer, o: out.buffer, lse: lse.buffer, params }));
   const result = record(out, "attention", [qkv], (g) => {
@@ -89,7 +112,10 @@ export function fusedAttention(qkv: Tensor, opts: AttentionOptions): Tensor {
 
 type Pooled = Tensor["buffer"];
 
-function bind(plan: KernelPlan, buffers: Record<string, Pooled>): Pooled[] {
+function bind(
+  plan: Pick<KernelPlan, "bindings" | "label">,
+  buffers: Record<string, Pooled>,
+): Pooled[] {
   return plan.bindings.map((name) => {
     const b = buffers[name];
     if (!b) throw new Error(`${plan.label}: nothing bound to '${name}'`);

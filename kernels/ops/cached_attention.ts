@@ -3,8 +3,9 @@
  *
  * A layer's cache is one f32 tensor [2, N, H, capacity, D]: keys (half 0) and values
  * (half 1) of N sequences, H heads, `capacity` positions. All sequences of a cache hold the
- * same number of positions. The current position is read at run time from a small uniform,
- * so one pipeline serves every decoding step (sizes N, t, H, D, capacity are baked in).
+ * same number of positions. The current position, the number of sequences N and of new
+ * tokens t are read at run time from a small uniform (kernels/ops/dims.ts pattern), so one
+ * pipeline per (H, D, capacity) serves every decoding step and every number of environments.
  *
  * - `appendKv`: write the keys and values of t new tokens (from the packed QKV projection
  *   [N, t, 3 * H * D], the layout of models/world_action/transformer.ts) at positions start..start+t-1.
@@ -17,17 +18,19 @@
  * - `gatherCache`: a new cache whose sequence m copies sequence parents[m] (positions
  *   < length only): beam-search branching without recomputing the shared prefix.
  *
- * The attention kernel runs one workgroup per (sequence, head, query): scores of up to
- * `capacity` keys live in workgroup memory, then a softmax and a weighted sum of values split
- * across threads. Decoding is memory-bound on reading the cache, which this reads once per
- * query.
+ * The attention kernel runs one workgroup of 256 threads per (sequence, head, query) (and,
+ * with the projection, per column block): scores of up to `capacity` keys live in workgroup
+ * memory, then a softmax and a weighted sum of values split across 256 / (D/4) key groups.
+ * Decoding is memory-bound on reading the cache, which this reads once per query (per block
+ * with the projection: L2 hits).
  *
  * @module
  */
 import { runtime } from "../core/runtime.ts";
-import { planCache } from "../core/plan_cache.ts";
 import { constTensor, Tensor } from "../core/tensor.ts";
 import { f32 } from "../codegen/wgsl.ts";
+import { genericKernel } from "./dims.ts";
+import { SKINNY_WORKGROUPS } from "../codegen/matmul/skinny.ts";
 import { checkIndices } from "./gather.ts";
 
 const WG = 64;
@@ -77,41 +80,49 @@ function checkRange(op: string, start: number, t: number, cap: number): void {
   }
 }
 
-/** Write the keys and values of `qkv` [N, t, 3HD] into `cache` at positions start.. . */
+/**
+ * {start, start + t, N, blocks} as a uniform block (a shared constant, see
+ * {@link cacheParams}): the run-time sizes of the shape-generic cache kernels below.
+ */
+function genericParams(start: number, t: number, N: number, blocks = 1): Tensor {
+  return constTensor(new Uint32Array([start, start + t, N, blocks]), [4], "u32");
+}
+
+/**
+ * Write the keys and values of `qkv` [N, t, 3HD] into `cache` at positions start.. . One
+ * pipeline per (H, capacity, D): N, t and start are read from the uniform.
+ */
 export function appendKv(qkv: Tensor, cache: Tensor, start: number): void {
   const { N, H, cap, D, D4 } = cacheDims("appendKv", cache);
   const t = checkQkv("appendKv", qkv, N, H, D);
   checkRange("appendKv", start, t, cap);
   const total = N * t * H * D4;
   if (total === 0) return;
-  const kernel = planCache(`ak|${N}|${H}|${cap}|${D4}|${t}`, () => {
+  const kernel = genericKernel(`ak|${H}|${cap}|${D4}`, Math.ceil(total / WG), () => {
     const code = `${PARAMS}
 @group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> cache: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> prm: Params;
 @compute @workgroup_size(${WG})
 fn main(${BUILTINS}) {
+  let t = prm.length - prm.start;
   let e = ${LINEAR_ID} * ${WG}u + lid;
-  if (e >= ${total}u) { return; }
+  if (e >= prm.p2 * t * ${H * D4}u) { return; }
   let c = e % ${D4}u;
   let h = (e / ${D4}u) % ${H}u;
-  let i = (e / ${H * D4}u) % ${t}u;
-  let n = e / ${t * H * D4}u;
-  let src = (n * ${t}u + i) * ${3 * H * D4}u + h * ${D4}u + c;
+  let r = e / ${H * D4}u;
+  let i = r % t;
+  let n = r / t;
+  let src = r * ${3 * H * D4}u + h * ${D4}u + c;
   let dst = ((n * ${H}u + h) * ${cap}u + prm.start + i) * ${D4}u + c;
   cache[dst] = qkv[src + ${H * D4}u];
-  cache[dst + ${N * H * cap * D4}u] = qkv[src + ${2 * H * D4}u];
+  cache[dst + prm.p2 * ${H * cap * D4}u] = qkv[src + ${2 * H * D4}u];
 }
 `;
-    return { code, label: "appendKv", workgroups: dynGrid(Math.ceil(total / WG)) };
-  });
-  const rt = runtime();
-  const prm = cacheParams(start, start + t);
-  rt.dispatch(kernel, [
-    qkv.buffer,
-    cache.buffer,
-    prm.buffer,
-  ]);
+    return { code, label: "appendKv" };
+  }, dynGrid);
+  const prm = genericParams(start, t, N);
+  runtime().dispatch(kernel, [qkv.buffer, cache.buffer, prm.buffer]);
   prm.dispose();
 }
 
@@ -132,8 +143,11 @@ export function cachedAttention(
  * {@link cachedAttention} followed by the output projection `weight` [d, d] (a Linear's
  * [out, in], d = H*D), split by head: returns partials [H, N*t, d] with
  * partials[h] = attention_h · weight[:, hD:(h+1)D]^T, so sum_h partials[h] = attention ·
- * weight^T (no bias). One workgroup per (sequence, head, query) as the plain kernel, which
- * multiplies its D outputs by the D weight columns of its head (each thread `d / 64` rows).
+ * weight^T (no bias). Workgroups are (query row, head, column block): each recomputes its
+ * row's attention for its head (cheap: <= capacity keys x D) and multiplies it by its block
+ * of the head's weight columns; the blocks are chosen so that a decode step launches at
+ * least SKINNY_WORKGROUPS workgroups (a per-(row, head) grid is 48 workgroups for JOWA-150M
+ * at 4 beams).
  */
 export function cachedAttentionProj(
   qkv: Tensor,
@@ -143,6 +157,17 @@ export function cachedAttentionProj(
   scale?: number,
 ): Tensor {
   return attend("cachedAttentionProj", qkv, cache, start, scale, weight);
+}
+
+/** Threads of an attention workgroup: 256 keys per score pass, 256 / (D/4) key groups. */
+const WG_ATT = 256;
+/** Fewest projection columns per workgroup (a block below this re-reads attention for little). */
+const MIN_BLOCK_COLUMNS = 32;
+
+/** Column blocks of `cachedAttentionProj` for `groups` (rows x heads) workgroups and d columns. */
+export function projBlocks(groups: number, d: number): number {
+  const want = Math.ceil(SKINNY_WORKGROUPS / Math.max(1, groups));
+  return Math.max(1, Math.min(want, Math.ceil(d / MIN_BLOCK_COLUMNS)));
 }
 
 function attend(
@@ -162,11 +187,15 @@ function attend(
     throw new Error(`${op}: weight [${weight.shape}] must be [${d}, ${d}]`);
   }
   const out = Tensor.empty(weight ? [H, N * t, d] : [N, t, d]);
-  const rows = N * H * t;
+  const rows = N * t;
   if (rows === 0) return out;
   const s = scale ?? 1 / Math.sqrt(D);
-  const kernel = planCache(`ca|${N}|${H}|${cap}|${D4}|${t}|${s}|${!!weight}`, () => {
-    const G = Math.floor(WG / D4); // key groups in the value pass
+  const blocks = weight ? projBlocks(rows * H, d) : 1;
+  const W = WG_ATT;
+  // N, t, start and the column blocks come from the uniform {start, start + t, N, blocks}.
+  const key = `ca|${H}|${cap}|${D4}|${s}|${!!weight}`;
+  const kernel = genericKernel(key, rows * H * blocks, () => {
+    const G = Math.floor(W / D4); // key groups in the value pass
     const qLoads: string[] = [];
     const dot: string[] = [];
     const projDot: string[] = [];
@@ -176,19 +205,17 @@ function attend(
       projDot.push(`dot(ys[${c}u], wp[wb + ${c}u])`);
     }
     // Plain: thread c of key group 0 stores its chunk. Proj: the chunks go to workgroup memory,
-    // then every thread takes output rows j = lid, lid + 64, ... of this head's partial.
+    // then thread j of the block takes its columns j, j + W, ...: out[h, r, col] (one writer).
     const finish = weight
       ? `  if (g == 0u) { ys[c] = o / total; }
   workgroupBarrier();
-  if (valid) {
-    for (var j = lid; j < ${d}u; j += ${WG}u) {
-      let wb = j * ${d / 4}u + h * ${D4}u;
-      out[(h * ${N * t}u + n * ${t}u + i) * ${d}u + j] = ${projDot.join(" + ")};
-    }
+  let width = (${d}u + prm.p3 - 1u) / prm.p3;
+  let end = min(${d}u, (blk + 1u) * width);
+  for (var col = blk * width + lid; col < end; col += ${W}u) {
+    let wb = col * ${d / 4}u + h * ${D4}u;
+    out[(h * rows + r) * ${d}u + col] = ${projDot.join(" + ")};
   }`
-      : `  if (valid && g == 0u) {
-    out[(n * ${t}u + i) * ${H * D4}u + h * ${D4}u + c] = o / total;
-  }`;
+      : `  if (g == 0u) { out[r * ${H * D4}u + h * ${D4}u + c] = o / total; }`;
     const code = `${PARAMS}
 @group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> kv: array<vec4<f32>>;
@@ -196,23 +223,28 @@ function attend(
 @group(0) @binding(3) var<uniform> prm: Params;
 ${weight ? "@group(0) @binding(4) var<storage, read> wp: array<vec4<f32>>;" : ""}
 var<workgroup> sc: array<f32, ${cap}>;
-var<workgroup> red: array<f32, ${WG}>;
-var<workgroup> part: array<vec4<f32>, ${WG}>;
+var<workgroup> red: array<f32, ${W}>;
+var<workgroup> part: array<vec4<f32>, ${W}>;
 ${weight ? `var<workgroup> ys: array<vec4<f32>, ${D4}>;` : ""}
-@compute @workgroup_size(${WG})
+@compute @workgroup_size(${W})
 fn main(${BUILTINS}) {
-  let row = ${LINEAR_ID};
-  let valid = row < ${rows}u;
-  let r = min(row, ${rows - 1}u);
-  let i = r % ${t}u;
-  let h = (r / ${t}u) % ${H}u;
-  let n = r / ${t * H}u;
-  let keys = select(0u, prm.start + i + 1u, valid);
-  let qb = (n * ${t}u + i) * ${3 * H * D4}u + h * ${D4}u;
+  let t = prm.length - prm.start;
+  let rows = prm.p2 * t;
+  let lin = ${LINEAR_ID};
+  if (lin >= rows * ${H}u * prm.p3) { return; }
+  // Column blocks fastest: the blocks of one (row, head) run side by side and share its keys
+  // and values in L2 (each block re-reads them).
+  let blk = lin % prm.p3;
+  let r = (lin / prm.p3) % rows;
+  let h = lin / (prm.p3 * rows);
+  let i = r % t;
+  let n = r / t;
+  let keys = prm.start + i + 1u;
+  let qb = r * ${3 * H * D4}u + h * ${D4}u;
 ${qLoads.join("\n")}
   let head = (n * ${H}u + h) * ${cap * D4}u;
   var m = -3.0e38;
-  for (var j = lid; j < keys; j += ${WG}u) {
+  for (var j = lid; j < keys; j += ${W}u) {
     let kb = head + j * ${D4}u;
     let v = (${dot.join(" + ")}) * ${f32(s)};
     sc[j] = v;
@@ -220,21 +252,21 @@ ${qLoads.join("\n")}
   }
   red[lid] = m;
   workgroupBarrier();
-  for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
+  for (var w = ${W / 2}u; w > 0u; w >>= 1u) {
     if (lid < w) { red[lid] = max(red[lid], red[lid + w]); }
     workgroupBarrier();
   }
   let mx = red[0];
   workgroupBarrier();
   var l = 0.0;
-  for (var j = lid; j < keys; j += ${WG}u) {
+  for (var j = lid; j < keys; j += ${W}u) {
     let e = exp(sc[j] - mx);
     sc[j] = e;
     l += e;
   }
   red[lid] = l;
   workgroupBarrier();
-  for (var w = ${WG / 2}u; w > 0u; w >>= 1u) {
+  for (var w = ${W / 2}u; w > 0u; w >>= 1u) {
     if (lid < w) { red[lid] = red[lid] + red[lid + w]; }
     workgroupBarrier();
   }
@@ -243,7 +275,7 @@ ${qLoads.join("\n")}
   let g = lid / ${D4}u;
   var acc = vec4<f32>(0.0);
   if (g < ${G}u) {
-    let vb = ${N * H * cap * D4}u + head + c;
+    let vb = prm.p2 * ${H * cap * D4}u + head + c;
     for (var j = g; j < keys; j += ${G}u) {
       acc += sc[j] * kv[vb + j * ${D4}u];
     }
@@ -255,13 +287,12 @@ ${qLoads.join("\n")}
 ${finish}
 }
 `;
-    return { code, label: op, workgroups: dynGrid(rows) };
-  });
-  const rt = runtime();
-  const prm = cacheParams(start, start + t);
+    return { code, label: op };
+  }, dynGrid);
+  const prm = genericParams(start, t, N, blocks);
   const bufs = [qkv.buffer, cache.buffer, out.buffer, prm.buffer];
   if (weight) bufs.push(weight.buffer);
-  rt.dispatch(kernel, bufs);
+  runtime().dispatch(kernel, bufs);
   prm.dispose();
   return out;
 }
@@ -281,8 +312,9 @@ export function gatherCache(cache: Tensor, parents: Tensor, length: number): Ten
   const out = Tensor.empty([2, M, H, cap, cache.shape[4]]);
   const total = 2 * M * H * length * D4;
   if (total === 0) return out;
-  // Sized by `length` (read from the uniform), so the code does not change with it.
-  const kernel = planCache(`gk|${N}|${H}|${cap}|${D4}|${M}|${total}`, () => {
+  // Sized by `length`, M and N (read from the uniform: {0, length, M, N}), so the code does
+  // not change with them: one pipeline for every number of environments and beams.
+  const kernel = genericKernel(`gk|${H}|${cap}|${D4}`, Math.ceil(total / WG), () => {
     const code = `${PARAMS}
 @group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> parents: array<i32>;
@@ -292,21 +324,21 @@ export function gatherCache(cache: Tensor, parents: Tensor, length: number): Ten
 fn main(${BUILTINS}) {
   let e = ${LINEAR_ID} * ${WG}u + lid;
   let per = prm.length * ${D4}u;
-  if (e >= ${2 * M * H}u * per) { return; }
+  if (e >= 2u * prm.p2 * ${H}u * per) { return; }
   let inner = e % per;
   let hm = e / per;
   let h = hm % ${H}u;
-  let m = (hm / ${H}u) % ${M}u;
-  let half = hm / ${H * M}u;
-  let p = u32(clamp(parents[m], 0, ${N - 1}));
-  dst[((half * ${M}u + m) * ${H}u + h) * ${cap * D4}u + inner] =
-    src[((half * ${N}u + p) * ${H}u + h) * ${cap * D4}u + inner];
+  let m = (hm / ${H}u) % prm.p2;
+  let half = hm / (${H}u * prm.p2);
+  let p = u32(clamp(parents[m], 0, i32(prm.p3) - 1));
+  dst[((half * prm.p2 + m) * ${H}u + h) * ${cap * D4}u + inner] =
+    src[((half * prm.p3 + p) * ${H}u + h) * ${cap * D4}u + inner];
 }
 `;
-    return { code, label: "gatherCache", workgroups: dynGrid(Math.ceil(total / WG)) };
-  });
+    return { code, label: "gatherCache" };
+  }, dynGrid);
   const rt = runtime();
-  const prm = cacheParams(0, length);
+  const prm = constTensor(new Uint32Array([0, length, M, N]), [4], "u32");
   rt.dispatch(kernel, [
     cache.buffer,
     parents.buffer,

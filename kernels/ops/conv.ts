@@ -4,10 +4,13 @@
  * convolution and the weight gradient a GEMM over N*OH*OW, both implicit GEMMs too; the bias
  * gradient sums the output gradient over batch and pixels.
  */
-import { record } from "../core/autograd.ts";
+import { isGradEnabled, record } from "../core/autograd.ts";
 import { type ConvGeometry, convOutputSize, planConv } from "../codegen/conv/plan.ts";
 import { runtime } from "../core/runtime.ts";
 import { Tensor } from "../core/tensor.ts";
+import { planCache } from "../core/plan_cache.ts";
+import { grid } from "../codegen/wgsl.ts";
+import { dimsBuffer } from "./dims.ts";
 import { sum } from "./reduce.ts";
 
 /** Options of `conv2d`. */
@@ -51,10 +54,29 @@ export function conv2d(
   const [OH, OW] = convOutputSize(g);
   const rt = runtime();
   const y = Tensor.empty([g.N, g.O, OH, OW]);
-  const plan = planConv(g, "forward", rt.ctx.limits, { bias: !!bias });
   const bufs = [w.buffer, x.buffer, y.buffer];
   if (bias) bufs.push(bias.buffer);
-  rt.dispatch(plan, bufs);
+  if (!isGradEnabled()) {
+    // Inference (tokenizer encode): one pipeline for every batch; the GEMM's N = batch x
+    // pixels is a run-time dim and the grid follows it.
+    const key = `convd|${g.C}|${g.H}|${g.W}|${g.O}|${g.kh}|${g.kw}|${g.stride}|${g.pad}|${!!bias}`;
+    const lim = rt.ctx.limits;
+    // Only what does not depend on the batch is cached under the batch-free key.
+    const plan = planCache(key, () => {
+      const p = planConv(g, "forward", lim, { bias: !!bias, dynamicN: true });
+      return { code: p.code, label: p.label, tile: p.tile, M: p.M };
+    });
+    const kernel = planCache(`${key}|${g.N}`, () => {
+      const n = Math.ceil(plan.M / plan.tile.TM) * Math.ceil((g.N * OH * OW) / plan.tile.TN);
+      return {
+        code: plan.code,
+        label: plan.label,
+        workgroups: grid(n, lim.maxComputeWorkgroupsPerDimension),
+      };
+    });
+    bufs.push(dimsBuffer(g.N * OH * OW));
+    rt.dispatch(kernel, bufs);
+  } else rt.dispatch(planConv(g, "forward", rt.ctx.limits, { bias: !!bias }), bufs);
   const inputs = bias ? [x, w, bias] : [x, w];
   return record(y, "conv2d", inputs, (gy) => {
     const dx = x.requiresGrad ? convInputGrad(g, w, gy) : null;

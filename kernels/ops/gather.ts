@@ -11,9 +11,9 @@
  */
 import { record } from "../core/autograd.ts";
 import { runtime } from "../core/runtime.ts";
-import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
 import { binding, grid, linearWorkgroup } from "../codegen/wgsl.ts";
+import { dimsBuffer, dimsDecl, GENERIC_BUILTINS, GENERIC_LINEAR, genericKernel } from "./dims.ts";
 import { zeros } from "./elementwise.ts";
 import { scatterRowsDirect, scatterRowsSorted } from "./_scatter_rows.ts";
 
@@ -45,24 +45,29 @@ export function indexSelect(table: Tensor, idx: Tensor): Tensor {
   const out = Tensor.empty([...idx.shape, ...table.shape.slice(1)], table.dtype);
   if (out.size > 0) {
     const groups = Math.ceil(out.size / WG);
-    const kernel = planCache(`is|${table.dtype}|${idx.dtype}|${out.size}|${D}|${V}`, () => {
-      const code = `${table.dtype === "f16" ? "enable f16;\n" : ""}${binding(0, "t", table.dtype)}
+    // Rows, row width and table length are run-time dims, and a row moves as bits (every
+    // 4-byte dtype binds as u32): one pipeline per index dtype (and one for f16 tables).
+    const dt = table.dtype === "f16" ? "f16" : "u32";
+    const kernel = genericKernel(`is|${dt}|${idx.dtype}`, groups, () => {
+      const code = `${dt === "f16" ? "enable f16;\n" : ""}${binding(0, "t", dt)}
 ${binding(1, "idx", idx.dtype)}
-${binding(2, "out", table.dtype, true)}
+${binding(2, "out", dt, true)}
+${dimsDecl(3)}
 @compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = ${linearWorkgroup(groups)} * ${WG}u + lid;
-  if (i >= ${out.size}u) { return; }
-  let row = u32(clamp(i32(idx[i / ${D}u]), 0, ${V - 1}));
-  out[i] = t[row * ${D}u + i % ${D}u];
+fn main(${GENERIC_BUILTINS}) {
+  let i = ${GENERIC_LINEAR} * ${WG}u + lid;
+  if (i >= dims.x) { return; }
+  let row = u32(clamp(i32(idx[i / dims.z]), 0, i32(dims.y) - 1));
+  out[i] = t[row * dims.z + i % dims.z];
 }
 `;
-      return { code, label: "indexSelect", workgroups: grid(groups) };
+      return { code, label: "indexSelect" };
     });
     runtime().dispatch(kernel, [
       table.buffer,
       idx.buffer,
       out.buffer,
+      dimsBuffer(out.size, V, D),
     ]);
   }
   return record(out, "indexSelect", [table], (g) => [scatterAddRows(g, idx, table.shape)]);

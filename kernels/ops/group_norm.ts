@@ -8,20 +8,14 @@ import { runtime } from "../core/runtime.ts";
 import { Tensor } from "../core/tensor.ts";
 import { binding, f32, grid, linearWorkgroup } from "../codegen/wgsl.ts";
 import { mapKernel } from "./map.ts";
+import { dimsBuffer, dimsDecl, GENERIC_BUILTINS, GENERIC_LINEAR, genericKernel } from "./dims.ts";
 import { sum } from "./reduce.ts";
+import { treeSumWgsl } from "./_norm_wgsl.ts";
 
 const WG = 256;
 
 /** Tree-reduces ra and rb over the workgroup into ta and tb. */
-const TREE = `
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
-    if (lid < s) { ra[lid] += ra[lid + s]; rb[lid] += rb[lid + s]; }
-    workgroupBarrier();
-  }
-  ta = ra[0];
-  tb = rb[0];
-  workgroupBarrier();`;
+const TREE = treeSumWgsl(WG);
 
 /**
  * y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c], statistics over each of `groups`
@@ -48,18 +42,23 @@ export function groupNorm(
   const y = Tensor.empty(x.shape);
   const mean = Tensor.empty([N, groups, 1]);
   const rstd = Tensor.empty([N, groups, 1]);
-  const code = `${binding(0, "x", "f32")}
+  // Rows (images x groups) are a run-time dim: one pipeline for every batch.
+  const key = `gn|${C}|${groups}|${HW}|${eps}`;
+  const kernel = genericKernel(key, rows, () => ({
+    label: "groupNorm",
+    code: `${binding(0, "x", "f32")}
 ${binding(1, "w", "f32")}
 ${binding(2, "b", "f32")}
 ${binding(3, "y", "f32", true)}
 ${binding(4, "mean_g", "f32", true)}
 ${binding(5, "rstd_g", "f32", true)}
+${dimsDecl(6)}
 var<workgroup> ra: array<f32, ${WG}>;
 var<workgroup> rb: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = ${linearWorkgroup(rows)};
-  if (row >= ${rows}u) { return; }
+fn main(${GENERIC_BUILTINS}) {
+  let row = ${GENERIC_LINEAR};
+  if (row >= dims.x) { return; }
   let base = row * ${size}u;
   let c0 = (row % ${groups}u) * ${C / groups}u;
   var ta = 0.0;
@@ -80,15 +79,17 @@ ${TREE}
   }
   if (lid == 0u) { mean_g[row] = mu; rstd_g[row] = r; }
 }
-`;
+`,
+  }));
   if (x.size > 0) {
-    runtime().dispatch({ code, label: "groupNorm", workgroups: grid(rows) }, [
+    runtime().dispatch(kernel, [
       x.buffer,
       weight.buffer,
       bias.buffer,
       y.buffer,
       mean.buffer,
       rstd.buffer,
+      dimsBuffer(rows),
     ]);
   }
   const out = record(y, "groupNorm", [x, weight, bias], (g) => {

@@ -1,12 +1,15 @@
 /**
- * Layout ops: reshape, permute/transpose, slice, concat. Every copy kernel bakes the shapes
- * and strides into its source; their backwards are the inverse copies.
+ * Layout ops: reshape, permute/transpose, slice, concat. Every copy kernel bakes the strides
+ * into its source, but not the element counts nor a concat part's offset: those come from a
+ * dims uniform (kernels/ops/dims.ts), so the leading (batch) extent and the position of a
+ * part do not make new pipelines. Their backwards are the inverse copies.
  */
 import { record } from "../core/autograd.ts";
 import { runtime } from "../core/runtime.ts";
-import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
-import { binding, enables, grid, linearWorkgroup, stridesOf } from "../codegen/wgsl.ts";
+import type { DType } from "../core/dtype.ts";
+import { binding, enables, stridesOf } from "../codegen/wgsl.ts";
+import { dimsBuffer, dimsDecl, GENERIC_BUILTINS, GENERIC_LINEAR, genericKernel } from "./dims.ts";
 
 const WG = 256;
 
@@ -52,39 +55,51 @@ function gatherCopy(
   void x.buffer; // a disposed input throws before the output is allocated
   const out = Tensor.empty(outShape, x.dtype);
   if (out.size === 0) return out;
-  const kernel = planCache(
-    `gc|${label}|${x.dtype}|${x.size}|${outShape}|${srcStride}|${srcOffset}|${ranges}`,
+  const groups = Math.ceil(out.size / WG);
+  const outStrides = stridesOf(outShape); // never reads the leading extent
+  const conds: string[] = [];
+  outShape.forEach((d, k) => {
+    const r = ranges?.[k];
+    if (r && (r[0] > 0 || r[1] < d)) conds.push(`c${k} >= ${r[0]} && c${k} < ${r[1]}`);
+  });
+  // Run-time dims: element counts, the source offset and the source's leading stride (a
+  // slice's position and a row length that follows the window), so slices of every window
+  // and every number of rows share one pipeline per inner shape.
+  const stride0 = srcStride.length > 0 ? srcStride[0] : 0;
+  const name = label.split("(")[0];
+  const kernel = genericKernel(
+    `gc|${name}|${x.dtype}|${outShape.slice(1)}|${srcStride.slice(1)}|${stride0 === 0}|${conds}`,
+    groups,
     () => {
-      const outStrides = stridesOf(outShape);
       const lines: string[] = [];
-      const conds: string[] = [];
-      let idx = `${srcOffset}`;
+      let idx = "i32(dims.z)";
       outShape.forEach((d, k) => {
         const c = k === 0 ? `i / ${outStrides[k]}u` : `(i / ${outStrides[k]}u) % ${d}u`;
         lines.push(`  let c${k} = i32(${c});`);
-        if (srcStride[k] !== 0) idx += ` + c${k} * ${srcStride[k]}`;
-        const r = ranges?.[k];
-        if (r && (r[0] > 0 || r[1] < d)) conds.push(`c${k} >= ${r[0]} && c${k} < ${r[1]}`);
+        if (k === 0 && stride0 !== 0) idx += ` + c0 * i32(dims.w)`;
+        else if (k > 0 && srcStride[k] !== 0) idx += ` + c${k} * ${srcStride[k]}`;
       });
-      const groups = Math.ceil(out.size / WG);
       // Padding reads a clamped (valid) address and discards it where the coordinate is outside.
       const value = conds.length
-        ? `select(${x.dtype}(0), x[u32(clamp(${idx}, 0, ${x.size - 1}))], ${conds.join(" && ")})`
+        ? `select(${x.dtype}(0), x[u32(clamp(${idx}, 0, i32(dims.y) - 1))], ${conds.join(" && ")})`
         : `x[u32(${idx})]`;
       const code = `${enables(x.dtype)}${binding(0, "x", x.dtype)}
 ${binding(1, "out", x.dtype, true)}
+${dimsDecl(2)}
 @compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = ${linearWorkgroup(groups)} * ${WG}u + lid;
-  if (i >= ${out.size}u) { return; }
+fn main(${GENERIC_BUILTINS}) {
+  let i = ${GENERIC_LINEAR} * ${WG}u + lid;
+  if (i >= dims.x) { return; }
 ${lines.join("\n")}
   out[i] = ${value};
 }
 `;
-      return { code, label: label, workgroups: grid(groups) };
+      return { code, label: name };
     },
   );
-  runtime().dispatch(kernel, [x.buffer, out.buffer]);
+  // The offset is negative only for pad (its reads are clamped): stored as its u32 bits.
+  const dims = dimsBuffer(out.size, x.size, srcOffset >>> 0, stride0);
+  runtime().dispatch(kernel, [x.buffer, out.buffer, dims]);
   return out;
 }
 
@@ -120,9 +135,16 @@ export function slice(x: Tensor, axis: number, start: number, end: number): Tens
   ) {
     throw new Error(`slice: [${start}, ${end}) out of range for axis ${ax} of [${x.shape}]`);
   }
-  const strides = stridesOf(x.shape);
   const outShape = x.shape.map((d, k) => (k === ax ? end - start : d));
-  const out = gatherCopy(`slice(${ax},${start}:${end})`, x, outShape, strides, start * strides[ax]);
+  void x.buffer; // a disposed input throws before the output is allocated
+  const out = Tensor.empty(outShape, x.dtype);
+  // A 2-D copy (see copyRows): rows = dims before the axis, a row = the slice's extent times
+  // the dims after it, read at `start` of each input row.
+  const inner = x.shape.slice(ax + 1).reduce((a, b) => a * b, 1);
+  const row = (end - start) * inner;
+  if (out.size > 0) {
+    copyRows(x, out, out.size, row, start * inner, x.shape[ax] * inner, false);
+  }
   return record(out, "slice", [x], (g) => [pad(g, ax, start, x.shape[ax] - end)]);
 }
 
@@ -170,10 +192,9 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
   const total = xs.reduce((a, t) => a + t.shape[ax], 0);
   const outShape = xs[0].shape.map((d, k) => (k === ax ? total : d));
   const out = Tensor.empty(outShape, xs[0].dtype);
-  const outStrides = stridesOf(outShape);
   let offset = 0;
   for (const t of xs) {
-    if (t.size > 0) copyInto(t, out, outStrides, offset * outStrides[ax]);
+    if (t.size > 0) copyInto(t, out, ax, offset);
     offset += t.shape[ax];
   }
   const starts: number[] = [];
@@ -191,31 +212,61 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
   );
 }
 
-/** Write all of `src` into `dst` at element offset `base` with `dst`'s strides. */
-function copyInto(src: Tensor, dst: Tensor, dstStrides: readonly number[], base: number): void {
-  const kernel = planCache(`cc|${src.dtype}|${src.shape}|${dstStrides}|${base}`, () => {
-    const srcStrides = stridesOf(src.shape);
-    const lines: string[] = [];
-    let idx = `${base}u`;
-    src.shape.forEach((d, k) => {
-      const c = k === 0 ? `i / ${srcStrides[k]}u` : `(i / ${srcStrides[k]}u) % ${d}u`;
-      idx += ` + (${c}) * ${dstStrides[k]}u`;
-    });
-    const groups = Math.ceil(src.size / WG);
-    const code = `${enables(src.dtype)}${binding(0, "x", src.dtype)}
-${binding(1, "out", src.dtype, true)}
+/**
+ * Write all of `src` into `dst` along axis `ax` at position `at`. Both are row-major and
+ * agree off the axis, so the copy is 2-D: rows = the dims before the axis, a row = the
+ * part's extent along the axis times the dims after it.
+ */
+function copyInto(src: Tensor, dst: Tensor, ax: number, at: number): void {
+  const inner = src.shape.slice(ax + 1).reduce((a, b) => a * b, 1);
+  const row = src.shape[ax] * inner;
+  copyRows(src, dst, src.size, row, at * inner, dst.shape[ax] * inner, true);
+}
+
+/**
+ * The one 2-D copy kernel of slice and concat: element i of the contiguous side (row
+ * r = i / len, column i % len) moves to or from `offset + r * stride + column` of the strided
+ * side (`scatter`: into `to`; else out of `from`). Every size is a run-time dim, so one
+ * pipeline per dtype and direction serves every shape, window and number of rows.
+ */
+function copyRows(
+  from: Tensor,
+  to: Tensor,
+  n: number,
+  len: number,
+  offset: number,
+  stride: number,
+  scatter: boolean,
+): void {
+  // A copy moves bits: every 4-byte dtype binds as u32 (one pipeline for f32, i32 and u32).
+  const dtype = from.dtype === "f16" ? "f16" : "u32";
+  const bufs = [from.buffer, to.buffer];
+  if (!warmedRows.has(dtype)) {
+    // The first copy also compiles the other direction (one empty workgroup, n = 0): an
+    // evaluation's first concat of past tokens (its second step) then compiles nothing.
+    warmedRows.add(dtype);
+    runtime().dispatch(rowsKernel(dtype, !scatter, 1), [...bufs, dimsBuffer(0)]);
+  }
+  const kernel = rowsKernel(dtype, scatter, Math.ceil(n / WG));
+  runtime().dispatch(kernel, [...bufs, dimsBuffer(n, len, offset, stride)]);
+}
+
+/** Dtypes whose copyRows kernels (both directions) are compiled. */
+const warmedRows = new Set<string>();
+
+function rowsKernel(dtype: DType, scatter: boolean, groups: number) {
+  return genericKernel(`rows|${dtype}|${scatter}`, groups, () => {
+    const strided = "dims.z + (i / dims.y) * dims.w + i % dims.y";
+    const code = `${enables(dtype)}${binding(0, "x", dtype)}
+${binding(1, "out", dtype, true)}
+${dimsDecl(2)}
 @compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = ${linearWorkgroup(groups)} * ${WG}u + lid;
-  if (i >= ${src.size}u) { return; }
-${lines.join("\n")}
-  out[${idx}] = x[i];
+fn main(${GENERIC_BUILTINS}) {
+  let i = ${GENERIC_LINEAR} * ${WG}u + lid;
+  if (i >= dims.x) { return; }
+  ${scatter ? `out[${strided}] = x[i];` : `out[i] = x[${strided}];`}
 }
 `;
-    return { code, label: "concat.copy", workgroups: grid(groups) };
+    return { code, label: scatter ? "concat.copy" : "slice" };
   });
-  runtime().dispatch(kernel, [
-    src.buffer,
-    dst.buffer,
-  ]);
 }

@@ -5,16 +5,26 @@
  * axes into M: one big GEMM, and the weight's gradient sums over the batch for free.
  */
 import { isGradEnabled, record } from "../core/autograd.ts";
-import { type MatmulSpec, planMatmul } from "../codegen/matmul/plan.ts";
+import {
+  DYNAMIC_M_BUCKETS,
+  dynamicMBucket,
+  dynamicMGrid,
+  type MatmulSpec,
+  planMatmul,
+} from "../codegen/matmul/plan.ts";
+import { dimsBuffer } from "./dims.ts";
 import { runtime } from "../core/runtime.ts";
 import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
-import { add, full, gelu, geluErf, relu } from "./elementwise.ts";
+import { add, full, mish } from "./elementwise.ts";
 import type { EpilogueActivation } from "../codegen/activation.ts";
 import { sum } from "./reduce.ts";
 import { layerNorm } from "./norm.ts";
 import { isSkinny, skinnyFits } from "../codegen/matmul/skinny.ts";
 import { appendKv, cacheParams } from "./cached_attention.ts";
+import { skinnyRowsKernel } from "./_skinny_rows.ts";
+import { matmulF16, usesF16 } from "./matmul_f16.ts";
+import { matmulGeometry, sumBatchTo, unfusedEpilogue } from "./_matmul_common.ts";
 
 /** Transposition flags of `matmul`. */
 export interface MatmulOptions {
@@ -42,7 +52,13 @@ export interface MatmulOptions {
    * computes the row statistics of the A rows it reads anyway) when the shape takes it and
    * nothing needs a gradient; otherwise composed from the `layerNorm` op (same result).
    */
-  layerNorm?: { weight: Tensor; bias: Tensor; eps?: number };
+  layerNorm?: {
+    weight: Tensor;
+    bias: Tensor;
+    eps?: number;
+    /** Then Mish of the normalized rows (the Q head's LN + Mish), before multiplying. */
+    activation?: "mish";
+  };
   /**
    * Epilogue for the packed QKV projection of decoding (output [seqs, t, 3d]): also write its
    * key and value columns into a layer's KV cache (kernels/ops/cached_attention.ts layout) at
@@ -56,6 +72,9 @@ export interface MatmulOptions {
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   if (opts.kvCache) return matmulKv(a, b, opts, opts.kvCache);
   if (opts.layerNorm) return matmulLayerNorm(a, b, opts, opts.layerNorm);
+  // f16 storage, f32 accumulation (ops/matmul_f16.ts): f16 operands, an f16 weight copy or
+  // precision f16.
+  if (usesF16(a, b)) return matmulF16(a, b, opts);
   const { spec, outShape, N } = specOf(a, b, opts);
   const { activation, residual } = opts;
   if (residual && residual.shape.join() !== outShape.join()) {
@@ -69,11 +88,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       [a, b, opts.bias, residual].some((t) => t?.requiresGrad);
     if (needsGrad) {
       // On the tape: the unfused composition, whose backward rules exist already.
-      let y = matmul(a, b, { ...opts, activation: undefined, residual: undefined });
-      if (activation) {
-        y = activation === "gelu" ? gelu(y) : activation === "relu" ? relu(y) : geluErf(y);
-      }
-      return residual ? add(y, residual) : y;
+      const y = matmul(a, b, { ...opts, activation: undefined, residual: undefined });
+      return unfusedEpilogue(y, activation, residual);
     }
     spec.activation = activation;
     spec.residual = !!residual;
@@ -108,12 +124,13 @@ function matmulLayerNorm(
 ): Tensor {
   const eps = ln.eps ?? 1e-5;
   const rest = { ...opts, layerNorm: undefined };
-  checkLn(ln, a.shape[a.rank - 1]);
+  checkLn(ln, a.shape[a.rank - 1], true);
   const { spec, outShape } = specOf(a, b, rest);
   const needsGrad = isGradEnabled() &&
     [a, b, opts.bias, opts.residual, ln.weight, ln.bias].some((t) => t?.requiresGrad);
   if (needsGrad || opts.transA || opts.splitK !== undefined || !isSkinny(spec)) {
-    return matmul(layerNorm(a, ln.weight, ln.bias, eps), b, rest);
+    const n = layerNorm(a, ln.weight, ln.bias, eps);
+    return matmul(ln.activation === "mish" ? mish(n) : n, b, rest);
   }
   if (opts.residual && opts.residual.shape.join() !== outShape.join()) {
     throw new Error(
@@ -123,12 +140,14 @@ function matmulLayerNorm(
   spec.activation = opts.activation;
   spec.residual = !!opts.residual;
   spec.lnEps = eps;
+  spec.lnAct = ln.activation;
   const out = Tensor.empty(outShape, "f32");
   run(spec, a, b, out, opts.bias ?? null, null, opts.residual ?? null, [ln.weight, ln.bias]);
   return out;
 }
 
-function checkLn(ln: NonNullable<MatmulOptions["layerNorm"]>, K: number): void {
+function checkLn(ln: NonNullable<MatmulOptions["layerNorm"]>, K: number, act = false): void {
+  if (ln.activation && !act) throw new Error("matmul: a layerNorm activation needs a plain matmul");
   for (const [name, t] of [["weight", ln.weight], ["bias", ln.bias]] as const) {
     if (t.rank !== 1 || t.shape[0] !== K || t.dtype !== "f32") {
       throw new Error(`matmul: layerNorm ${name} ${t} must be f32 [${K}]`);
@@ -217,7 +236,8 @@ export function fusesPrologue(rows: number, N: number, K: number, parts = 0): bo
 /**
  * Decoding's sum-then-multiply: h = residual + bias + sum_p parts[p] (parts [P, ...rows, K],
  * residual [...rows, K], bias [K]) and matmul(h, b, opts) (with `opts.layerNorm` applied to
- * h). Returns both: h is the next residual. One skinny dispatch when nothing needs a gradient
+ * h; with `opts.kvCache` its key and value columns also go into the cache). Returns both: h
+ * is the next residual. One skinny dispatch when nothing needs a gradient
  * and the shape takes the kernel (h staged in workgroup memory, codegen/matmul/skinny.ts);
  * otherwise the composition of `sum`, `add` and {@link matmul} (same values).
  */
@@ -237,13 +257,17 @@ export function matmulSumParts(
   if (bias.rank !== 1 || bias.shape[0] !== K) {
     throw new Error(`matmulSumParts: bias [${bias.shape}] must be [${K}]`);
   }
-  if (opts.kvCache || opts.transA) {
-    throw new Error("matmulSumParts: no kvCache or transA");
-  }
+  if (opts.transA) throw new Error("matmulSumParts: no transA");
   const ln = opts.layerNorm;
   if (ln) checkLn(ln, K);
-  const rest = { ...opts, layerNorm: undefined };
-  const { spec, outShape } = specOf(residual, b, rest);
+  const kv = opts.kvCache;
+  const rest = { ...opts, layerNorm: undefined, kvCache: undefined };
+  const { spec, outShape, N } = specOf(residual, b, rest);
+  // The KV-cache epilogue (a decode layer's ln1 + qkv after the previous fc2's partials).
+  const kvw = kv ? kvSpec(residual, kv.cache, N) : undefined;
+  if (kv && (!Number.isInteger(kv.start) || kv.start < 0 || kv.start + kvw!.t > kvw!.cap)) {
+    throw new Error(`matmul: kvCache positions from ${kv.start} exceed the capacity ${kvw!.cap}`);
+  }
   const needsGrad = isGradEnabled() &&
     [parts, residual, bias, b, opts.bias, opts.residual, ln?.weight, ln?.bias].some((t) =>
       t?.requiresGrad
@@ -252,6 +276,7 @@ export function matmulSumParts(
   spec.residual = !!opts.residual;
   spec.lnEps = ln ? ln.eps ?? 1e-5 : undefined;
   spec.sumParts = parts.shape[0];
+  spec.kvWrite = kvw;
   const fused = !needsGrad && opts.splitK === undefined &&
     skinnyFits(spec, runtime().ctx.limits) &&
     (!opts.residual || opts.residual.shape.join() === outShape.join());
@@ -261,6 +286,7 @@ export function matmulSumParts(
   }
   const out = Tensor.empty(outShape, "f32");
   const h = Tensor.empty(residual.shape, "f32");
+  const prm = kv ? cacheParams(kv.start, kv.start + kvw!.t) : null;
   run(
     spec,
     parts,
@@ -270,8 +296,9 @@ export function matmulSumParts(
     null,
     opts.residual ?? null,
     ln ? [ln.weight, ln.bias] : null,
-    [residual, bias, h],
+    prm ? [residual, bias, h, kv!.cache, prm] : [residual, bias, h],
   );
+  prm?.dispose();
   return { out, h };
 }
 
@@ -299,58 +326,13 @@ function specOf(
   b: Tensor,
   opts: MatmulOptions,
 ): { spec: MatmulSpec; outShape: number[]; N: number } {
-  const transA = opts.transA ?? false;
-  const transB = opts.transB ?? false;
-  if (a.rank < 2 || b.rank < 2) {
-    throw new Error(`matmul: operands need rank >= 2, got [${a.shape}] and [${b.shape}]`);
-  }
-  if (a.dtype !== "f32" || b.dtype !== "f32") {
+  // A rank error (matmulGeometry's) comes first.
+  if (a.rank >= 2 && b.rank >= 2 && (a.dtype !== "f32" || b.dtype !== "f32")) {
     throw new Error(`matmul: f32 operands only, got ${a.dtype} and ${b.dtype}`);
   }
-  const [ar, ac] = a.shape.slice(-2);
-  const [br, bc] = b.shape.slice(-2);
-  const M = transA ? ac : ar;
-  const K = transA ? ar : ac;
-  const Kb = transB ? bc : br;
-  const N = transB ? br : bc;
-  if (K !== Kb) {
-    throw new Error(
-      `matmul: inner sizes differ: [${a.shape}]${transA ? "^T" : ""} x [${b.shape}]${
-        transB ? "^T" : ""
-      } (${K} vs ${Kb})`,
-    );
-  }
-  if (opts.bias && (opts.bias.rank !== 1 || opts.bias.shape[0] !== N)) {
-    throw new Error(`matmul: bias [${opts.bias.shape}] must be [${N}]`);
-  }
-  const aBatch = a.shape.slice(0, -2);
-  const bBatch = b.shape.slice(0, -2);
-  let batch: number;
-  let outShape: number[];
-  let spec: MatmulSpec;
-  if (bBatch.length === 0 && !transA) {
-    const rows = aBatch.reduce((x, y) => x * y, 1) * M;
-    outShape = [...aBatch, M, N];
-    spec = { batch: 1, M: rows, N, K, transA, transB, aBatchStride: 0, bBatchStride: 0 };
-  } else {
-    // Equal batch axes, or one operand 2-D and broadcast over the other's batch.
-    if (aBatch.length && bBatch.length && aBatch.join() !== bBatch.join()) {
-      throw new Error(`matmul: batch shapes [${aBatch}] and [${bBatch}] differ`);
-    }
-    const batchShape = aBatch.length ? aBatch : bBatch;
-    batch = batchShape.reduce((x, y) => x * y, 1);
-    outShape = [...batchShape, M, N];
-    spec = {
-      batch,
-      M,
-      N,
-      K,
-      transA,
-      transB,
-      aBatchStride: aBatch.length === 0 ? 0 : M * K,
-      bBatchStride: bBatch.length === 0 ? 0 : K * N,
-    };
-  }
+  const { geometry, outShape } = matmulGeometry(a, b, opts);
+  const spec: MatmulSpec = { ...geometry };
+  const N = geometry.N;
   spec.bias = !!opts.bias;
   if (opts.splitK) spec.splitK = opts.splitK;
   return { spec, outShape, N };
@@ -372,10 +354,53 @@ function run(
   if (spec.K === 0) throw new Error("matmul: empty inner dimension");
   const rt = runtime();
   const sp = spec;
+  if (rowsGeneric(sp)) {
+    // Inference: one pipeline for every number of rows (evaluation's environments, beams and
+    // windows); M is a run-time dim and the grid follows it.
+    sp.dynamicM = true;
+    const kind = `${sp.N}|${sp.K}|${sp.transB}|${sp.bias}|${sp.activation}|${sp.residual}|` +
+      `${sp.accumulate}`;
+    const plan = dynamicPlan(sp, kind);
+    const kernel = planCache(`mmd|${kind}|${sp.M}`, () => ({
+      code: plan.code,
+      label: plan.label,
+      workgroups: dynamicMGrid(sp, plan.tile, rt.ctx.limits),
+    }));
+    const bufs = [a.buffer, b.buffer, out.buffer];
+    if (bias) bufs.push(bias.buffer);
+    if (residual) bufs.push(residual.buffer);
+    if (!warmedKinds.has(kind)) {
+      // The first product of a kind also compiles the other row buckets' pipelines (one empty
+      // workgroup, M = 0): evaluation's later groups, with fewer or more rows than the first
+      // agent step's, then compile nothing.
+      warmedKinds.add(kind);
+      for (const M of DYNAMIC_M_BUCKETS) {
+        const other = { ...sp, M };
+        if (dynamicMBucket(M) === dynamicMBucket(sp.M) || !rowsGeneric(other)) continue;
+        const warm = dynamicPlan(other, kind);
+        rt.dispatch({ ...warm, workgroups: [1, 1, 1] }, [...bufs, dimsBuffer(0)]);
+      }
+    }
+    bufs.push(dimsBuffer(sp.M));
+    rt.dispatch(kernel, bufs);
+    return;
+  }
+  const rowsKernel = skinnyRowsKernel(sp, rt.ctx.limits);
+  if (rowsKernel) {
+    // Inference decode shapes (<= 16 rows): one pipeline per row bucket, rows at run time.
+    const bufs = [a.buffer, b.buffer, out.buffer];
+    if (bias) bufs.push(bias.buffer);
+    if (residual) bufs.push(residual.buffer);
+    if (ln) bufs.push(ln[0].buffer, ln[1].buffer);
+    for (const t of tail) bufs.push(t.buffer);
+    bufs.push(dimsBuffer(sp.M));
+    rt.dispatch(rowsKernel, bufs);
+    return;
+  }
   const plan = planCache(
     `mm|${sp.batch}|${sp.M}|${sp.N}|${sp.K}|${sp.transA}|${sp.transB}|${sp.aBatchStride}|` +
       `${sp.bBatchStride}|${sp.bias}|${sp.splitK}|${sp.sumK}|${sp.activation}|${sp.residual}|` +
-      `${sp.lnEps}|${sp.sumParts}|${JSON.stringify(sp.kvWrite ?? null)}`,
+      `${sp.lnEps}|${sp.lnAct}|${sp.sumParts}|${JSON.stringify(sp.kvWrite ?? null)}`,
     () => planMatmul(sp, rt.ctx.limits),
   );
   if (plan.splitK) {
@@ -408,19 +433,36 @@ function run(
   }
 }
 
+/** Kinds (weights and flags) of shape-generic products whose both row buckets are compiled. */
+const warmedKinds = new Set<string>();
+
+/**
+ * The shape-generic plan of `sp` (dynamicM): only what does not depend on M (source, label,
+ * tile), cached per row bucket and kind.
+ */
+function dynamicPlan(sp: MatmulSpec, kind: string) {
+  return planCache(`mmd|${dynamicMBucket(sp.M)}|${kind}`, () => {
+    const p = planMatmul(sp, runtime().ctx.limits);
+    return { code: p.code, label: p.label, tile: p.tile };
+  });
+}
+
+/**
+ * Whether a product takes the shape-generic plan (rows read at run time): outside a gradient
+ * tape (training keeps its baked shapes), a plain 2-D product with a weight that the skinny
+ * decode kernel does not take.
+ */
+function rowsGeneric(sp: MatmulSpec): boolean {
+  return !isGradEnabled() && sp.batch === 1 && !sp.transA && sp.splitK === undefined &&
+    !sp.sumK && sp.lnEps === undefined && !sp.sumParts && !sp.kvWrite && !isSkinny(sp);
+}
+
 // With C = op(A)·op(B): d op(A) = G·op(B)^T and d op(B) = op(A)^T·G.
 function gradA(g: Tensor, a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
   const full = transA
     ? matmul(b, g, { transA: transB, transB: true })
     : matmul(g, b, { transB: !transB });
   return sumBatchTo(full, a.shape);
-}
-
-/** A broadcast 2-D operand's gradient is the sum of the per-batch products. */
-function sumBatchTo(t: Tensor, shape: readonly number[]): Tensor {
-  if (t.size === shape.reduce((x, y) => x * y, 1)) return t.view(shape);
-  const [r, c] = t.shape.slice(-2);
-  return sum(t.view([t.size / (r * c), r, c]), 0).view(shape);
 }
 
 /**

@@ -25,5 +25,7 @@ export * from "./upsample.ts";
 export * from "./group_norm.ts";
 export * from "./vq.ts";
 export * from "./conv_pool.ts";
+export * from "./fused_residual_norm.ts";
+export { matmulF16, type MatmulF16Options } from "./matmul_f16.ts";
 
 registerTapeOps({ add, ones });

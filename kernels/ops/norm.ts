@@ -6,23 +6,19 @@ import { record } from "../core/autograd.ts";
 import { runtime } from "../core/runtime.ts";
 import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
-import { binding, f32, grid, linearWorkgroup } from "../codegen/wgsl.ts";
-
-function workgroupFor(C: number): number {
-  let wg = 32;
-  while (wg < C && wg < 256) wg *= 2;
-  return wg;
-}
-
-const TREE = (wg: number) => `
-  workgroupBarrier();
-  for (var s = ${wg / 2}u; s > 0u; s = s >> 1u) {
-    if (lid < s) { ra[lid] += ra[lid + s]; rb[lid] += rb[lid + s]; }
-    workgroupBarrier();
-  }
-  ta = ra[0];
-  tb = rb[0];
-  workgroupBarrier();`;
+import { binding, grid, linearWorkgroup } from "../codegen/wgsl.ts";
+import { dimsBuffer, dimsDecl, GENERIC_BUILTINS, GENERIC_LINEAR, genericKernel } from "./dims.ts";
+import {
+  COL_SUM_COLS,
+  COL_SUM_ENTRY,
+  COL_SUM_GROUPS,
+  columnIdsWgsl,
+  columnTreeWgsl,
+  layerNormRowWgsl,
+  layerNormWorkgroup,
+  reduceEntryWgsl,
+  treeSumWgsl,
+} from "./_norm_wgsl.ts";
 
 /** y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis (biased variance). */
 export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
@@ -42,40 +38,27 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   const rows = x.size / C;
   const y = Tensor.empty(x.shape, "f32");
   const stats = Tensor.empty([rows, 2], "f32"); // mean, rstd
-  const wg = workgroupFor(C);
-  const kernel = planCache(`ln|${C}|${rows}|${eps}`, () => ({
+  const wg = layerNormWorkgroup(C);
+  // Rows are a run-time dim (one pipeline for every number of rows).
+  const kernel = genericKernel(`ln|${C}|${eps}`, rows, () => ({
     code: `${binding(0, "x", "f32")}
 ${binding(1, "w", "f32")}
 ${binding(2, "b", "f32")}
 ${binding(3, "y", "f32", true)}
 ${binding(4, "stats", "f32", true)}
-var<workgroup> ra: array<f32, ${wg}>;
-var<workgroup> rb: array<f32, ${wg}>;
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = ${linearWorkgroup(rows)};
-  if (row >= ${rows}u) { return; }
+${dimsDecl(5)}
+${reduceEntryWgsl(wg, GENERIC_BUILTINS)}
+  let row = ${GENERIC_LINEAR};
+  if (row >= dims.x) { return; }
   let base = row * ${C}u;
   var ta = 0.0;
   var tb = 0.0;
   var s = 0.0;
   for (var c = lid; c < ${C}u; c += ${wg}u) { s += x[base + c]; }
-  ra[lid] = s; rb[lid] = 0.0;
-${TREE(wg)}
-  let mean = ta / ${C}.0;
-  var q = 0.0;
-  for (var c = lid; c < ${C}u; c += ${wg}u) { let d = x[base + c] - mean; q += d * d; }
-  ra[lid] = q; rb[lid] = 0.0;
-${TREE(wg)}
-  let rstd = inverseSqrt(ta / ${C}.0 + ${f32(eps)});
-  for (var c = lid; c < ${C}u; c += ${wg}u) {
-    y[base + c] = (x[base + c] - mean) * rstd * w[c] + b[c];
-  }
-  if (lid == 0u) { stats[row * 2u] = mean; stats[row * 2u + 1u] = rstd; }
+${layerNormRowWgsl("x", "y", C, wg, eps)}
 }
 `,
     label: "layerNorm",
-    workgroups: grid(rows),
   }));
   runtime().dispatch(kernel, [
     x.buffer,
@@ -83,6 +66,7 @@ ${TREE(wg)}
     bias.buffer,
     y.buffer,
     stats.buffer,
+    dimsBuffer(rows),
   ]);
   const out = record(y, "layerNorm", [x, weight, bias], (g) => {
     const g2 = g.view([rows, C]);
@@ -102,61 +86,104 @@ ${TREE(wg)}
   return out;
 }
 
-/** Columns per workgroup and row groups of `layerNormParamGrads` (256 threads). */
-const PG_COLS = 32;
-const PG_ROWS = 8;
+/** Rows per row block at least (32 per row group), and the pass-1 grid aimed at. */
+const PG_MIN_BLOCK_ROWS = 256;
+const PG_TARGET_WORKGROUPS = 1024;
 
 /**
- * The weight and bias gradients of a layer norm as ONE column-sum kernel: dw[c] = sum_r
- * g[r, c] * (x[r, c] - mean_r) * rstd_r and db[c] = sum_r g[r, c]. A workgroup owns 32
- * columns (threads along c read 128-byte row segments) and 8 row groups that stride over the
- * rows; the 8 partials are tree-reduced in workgroup memory in a fixed order (deterministic).
+ * Row blocks of `layerNormParamGrads` for `rows` x C: 1 (one pass) for few rows, else enough
+ * blocks to give the GPU about PG_TARGET_WORKGROUPS workgroups (a JOWA-40M step, 18944 x 512:
+ * 64 blocks of 296 rows, 1024 workgroups, against 16 workgroups of 2368 rows in one pass).
  */
-function layerNormParamGrads(
+export function layerNormParamBlocks(rows: number, C: number): number {
+  const groups = Math.ceil(C / COL_SUM_COLS);
+  return Math.max(
+    1,
+    Math.min(Math.ceil(rows / PG_MIN_BLOCK_ROWS), Math.ceil(PG_TARGET_WORKGROUPS / groups)),
+  );
+}
+
+/**
+ * The weight and bias gradients of a layer norm as column sums: dw[c] = sum_r g[r, c] *
+ * (x[r, c] - mean_r) * rstd_r and db[c] = sum_r g[r, c]. Pass 1: a workgroup owns 32 columns
+ * (threads along c read 128-byte row segments) of one block of rows, and 8 row groups that
+ * stride over the block; the 8 partials are tree-reduced in workgroup memory. With one block
+ * that is the result (one dispatch); with several, pass 1 writes per-block partials and pass 2
+ * adds them up per column in block order. Every order is fixed by (rows, C): deterministic.
+ * `blocks` overrides the row-block count (benchmarks; default {@link layerNormParamBlocks}).
+ */
+export function layerNormParamGrads(
   g: Tensor,
   x: Tensor,
   stats: Tensor,
   C: number,
   rows: number,
+  blocks: number = layerNormParamBlocks(rows, C),
 ): [Tensor, Tensor] {
+  if (!Number.isInteger(blocks) || blocks < 1 || blocks > rows) {
+    throw new Error(
+      `layerNormParamGrads: blocks must be an integer in [1, ${rows}], got ${blocks}`,
+    );
+  }
   const dw = Tensor.empty([C], "f32");
   const db = Tensor.empty([C], "f32");
-  const groups = Math.ceil(C / PG_COLS);
-  const kernel = planCache(`lnp|${C}|${rows}`, () => {
+  const groups = Math.ceil(C / COL_SUM_COLS);
+  const span = Math.ceil(rows / blocks);
+  const total = groups * blocks;
+  const kernel = planCache(`lnp|${C}|${rows}|${blocks}`, () => {
     const code = `${binding(0, "g", "f32")}
 ${binding(1, "x", "f32")}
 ${binding(2, "stats", "f32")}
 ${binding(3, "dw", "f32", true)}
 ${binding(4, "db", "f32", true)}
-var<workgroup> ra: array<f32, ${PG_COLS * PG_ROWS}>;
-var<workgroup> rb: array<f32, ${PG_COLS * PG_ROWS}>;
-@compute @workgroup_size(${PG_COLS * PG_ROWS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let grp = ${linearWorkgroup(groups)};
-  if (grp >= ${groups}u) { return; }
-  let cl = lid % ${PG_COLS}u;
-  let rg = lid / ${PG_COLS}u;
-  let c = min(grp * ${PG_COLS}u + cl, ${C - 1}u);
+${COL_SUM_ENTRY}
+  let lin = ${linearWorkgroup(total)};
+  if (lin >= ${total}u) { return; }
+  // Neighbouring workgroups take neighbouring columns of the same rows.
+  let grp = lin % ${groups}u;
+  let blk = lin / ${groups}u;
+${columnIdsWgsl("rg", C)}
+  let r1 = min((blk + 1u) * ${span}u, ${rows}u);
   var sw = 0.0;
   var sb = 0.0;
-  for (var r = rg; r < ${rows}u; r += ${PG_ROWS}u) {
+  for (var r = blk * ${span}u + rg; r < r1; r += ${COL_SUM_GROUPS}u) {
     let gv = g[r * ${C}u + c];
     sw += gv * (x[r * ${C}u + c] - stats[r * 2u]) * stats[r * 2u + 1u];
     sb += gv;
   }
-  ra[lid] = sw;
-  rb[lid] = sb;
-  workgroupBarrier();
-  for (var s = ${PG_ROWS / 2}u; s > 0u; s = s >> 1u) {
-    if (rg < s) { ra[lid] += ra[lid + s * ${PG_COLS}u]; rb[lid] += rb[lid + s * ${PG_COLS}u]; }
-    workgroupBarrier();
-  }
-  if (rg == 0u && grp * ${PG_COLS}u + cl < ${C}u) { dw[c] = ra[lid]; db[c] = rb[lid]; }
+${columnTreeWgsl("rg", C, `dw[blk * ${C}u + c] = ra[lid]; db[blk * ${C}u + c] = rb[lid];`)}
 }
 `;
-    return { code, label: "layerNorm.grad_wb", workgroups: grid(groups) };
+    return { code, label: "layerNorm.grad_wb", workgroups: grid(total) };
   });
-  runtime().dispatch(kernel, [g.buffer, x.buffer, stats.buffer, dw.buffer, db.buffer]);
+  if (blocks === 1) {
+    runtime().dispatch(kernel, [g.buffer, x.buffer, stats.buffer, dw.buffer, db.buffer]);
+    return [dw, db];
+  }
+  const pw = Tensor.empty([blocks, C], "f32");
+  const pb = Tensor.empty([blocks, C], "f32");
+  runtime().dispatch(kernel, [g.buffer, x.buffer, stats.buffer, pw.buffer, pb.buffer]);
+  const sum = planCache(`lnp2|${C}|${blocks}`, () => {
+    const code = `${binding(0, "pw", "f32")}
+${binding(1, "pb", "f32")}
+${binding(2, "dw", "f32", true)}
+${binding(3, "db", "f32", true)}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = ${linearWorkgroup(Math.ceil(C / 64))} * 64u + lid;
+  if (c >= ${C}u) { return; }
+  var sw = 0.0;
+  var sb = 0.0;
+  for (var k = 0u; k < ${blocks}u; k++) { sw += pw[k * ${C}u + c]; sb += pb[k * ${C}u + c]; }
+  dw[c] = sw;
+  db[c] = sb;
+}
+`;
+    return { code, label: "layerNorm.grad_wb.sum", workgroups: grid(Math.ceil(C / 64)) };
+  });
+  runtime().dispatch(sum, [pw.buffer, pb.buffer, dw.buffer, db.buffer]);
+  pw.dispose();
+  pb.dispose();
   return [dw, db];
 }
 
@@ -176,10 +203,7 @@ ${binding(1, "x", "f32")}
 ${binding(2, "w", "f32")}
 ${binding(3, "stats", "f32")}
 ${binding(4, "dx", "f32", true)}
-var<workgroup> ra: array<f32, ${wg}>;
-var<workgroup> rb: array<f32, ${wg}>;
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+${reduceEntryWgsl(wg)}
   let row = ${linearWorkgroup(rows)};
   if (row >= ${rows}u) { return; }
   let base = row * ${C}u;
@@ -194,7 +218,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     sa += gx; sb += gx * xh;
   }
   ra[lid] = sa; rb[lid] = sb;
-${TREE(wg)}
+${treeSumWgsl(wg)}
   let ma = ta / ${C}.0; let mb = tb / ${C}.0;
   for (var c = lid; c < ${C}u; c += ${wg}u) {
     let gx = g[base + c] * w[c];

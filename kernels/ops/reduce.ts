@@ -3,11 +3,11 @@
  * the axis is innermost (inner = 1), one thread per output looping over R otherwise (threads
  * then read adjacent `inner` elements, which coalesces).
  */
-import { record } from "../core/autograd.ts";
+import { isGradEnabled, record } from "../core/autograd.ts";
 import { runtime } from "../core/runtime.ts";
-import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
-import { binding, grid, linearWorkgroup } from "../codegen/wgsl.ts";
+import { binding } from "../codegen/wgsl.ts";
+import { dimsBuffer, dimsDecl, GENERIC_BUILTINS, GENERIC_LINEAR, genericKernel } from "./dims.ts";
 import { mapKernel } from "./map.ts";
 
 /** Which reduction. argmax gives i32 indices (first maximum on ties). */
@@ -54,27 +54,34 @@ export function reduceKernel(x: Tensor, axis: number, kind: ReduceKind, keepDims
   void x.buffer; // a disposed input throws before the output is allocated
   const out = Tensor.empty(outShape, outDtype);
   if (out.size === 0) return out;
-  const kernel = planCache(`red|${kind}|${x.dtype}|${outer}|${R}|${inner}|${ax}`, () => {
+  // The outer extent (rows before the axis) is a run-time dim: one pipeline for every number of
+  // rows. The reduced extent and the inner one stay baked.
+  const rowPath = inner === 1 && R > 32;
+  const groups = rowPath ? outer : Math.ceil(out.size / WG);
+  // Inference reducing the leading axis (a mean over a batch of rows): R is a run-time dim too.
+  // Training keeps the baked loop bound.
+  const dynR = ax === 0 && !isGradEnabled();
+  const key = `red|${kind}|${x.dtype}|${dynR ? "*" : R}|${inner}|${ax}|${rowPath}`;
+  const kernel = genericKernel(key, groups, () => {
     const { init, step } = combine(kind);
-    const finish = kind === "mean" ? ` / ${R}.0` : "";
+    const finish = kind === "mean" ? (dynR ? " / f32(dims.z)" : ` / ${R}.0`) : "";
+    const RE = dynR ? "dims.z" : `${R}u`;
     const load = `f32(x[base + r * ${inner}u])`;
     let body: string;
-    let groups: number;
-    if (inner === 1 && R > 32) {
+    if (rowPath) {
       // One workgroup per output row: strided partials, then a tree in workgroup memory.
-      groups = outer;
       const isArg = kind === "argmax";
       body = `
 var<workgroup> sv: array<f32, ${WG}>;
 var<workgroup> si: array<u32, ${WG}>;
 @compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let o = ${linearWorkgroup(groups)};
-  if (o >= ${outer}u) { return; }
-  let base = o * ${R}u;
+fn main(${GENERIC_BUILTINS}) {
+  let o = ${GENERIC_LINEAR};
+  if (o >= dims.x) { return; }
+  let base = o * ${RE};
   var acc = ${init};
   var idx = 0u;
-  for (var r = lid; r < ${R}u; r += ${WG}u) {
+  for (var r = lid; r < ${RE}; r += ${WG}u) {
     let v = ${load};
     ${isArg ? "if (v > acc) { acc = v; idx = r; }" : `acc = ${step("acc", "v")};`}
   }
@@ -95,17 +102,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (lid == 0u) { out[o] = ${isArg ? "i32(si[0])" : `sv[0]${finish}`}; }
 }`;
     } else {
-      groups = Math.ceil(out.size / WG);
       const isArg = kind === "argmax";
       body = `
 @compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let o = ${linearWorkgroup(groups)} * ${WG}u + lid;
-  if (o >= ${out.size}u) { return; }
-  let base = (o / ${inner}u) * ${R * inner}u + o % ${inner}u;
+fn main(${GENERIC_BUILTINS}) {
+  let o = ${GENERIC_LINEAR} * ${WG}u + lid;
+  if (o >= dims.y) { return; }
+  let base = (o / ${inner}u) * ${RE} * ${inner}u + o % ${inner}u;
   var acc = ${init};
   var idx = 0;
-  for (var r = 0u; r < ${R}u; r++) {
+  for (var r = 0u; r < ${RE}; r++) {
     let v = ${load};
     ${isArg ? "if (v > acc || r == 0u) { acc = v; idx = i32(r); }" : `acc = ${step("acc", "v")};`}
   }
@@ -114,14 +120,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     const code = `${x.dtype === "f16" ? "enable f16;\n" : ""}${binding(0, "x", x.dtype)}
 ${binding(1, "out", outDtype, true)}
+${dimsDecl(2)}
 ${body}
 `;
-    return { code, label: `${kind}(axis ${ax})`, workgroups: grid(groups) };
+    return { code, label: `${kind}(axis ${ax})` };
   });
-  runtime().dispatch(kernel, [
-    x.buffer,
-    out.buffer,
-  ]);
+  runtime().dispatch(kernel, [x.buffer, out.buffer, dimsBuffer(outer, out.size, R)]);
   return out;
 }
 

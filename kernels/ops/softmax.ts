@@ -4,9 +4,9 @@
  */
 import { record } from "../core/autograd.ts";
 import { runtime } from "../core/runtime.ts";
-import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
-import { binding, grid, linearWorkgroup } from "../codegen/wgsl.ts";
+import { binding } from "../codegen/wgsl.ts";
+import { dimsBuffer, dimsDecl, GENERIC_BUILTINS, GENERIC_LINEAR, genericKernel } from "./dims.ts";
 import { mapKernel } from "./map.ts";
 
 type Mode = "softmax" | "logsoftmax" | "logsumexp";
@@ -39,7 +39,8 @@ function forwardKernel(x: Tensor, mode: Mode): Tensor {
   const outShape = mode === "logsumexp" ? x.shape.slice(0, -1) : x.shape;
   const out = Tensor.empty(outShape, "f32");
   if (rows === 0) return out;
-  const kernel = planCache(`sm|${mode}|${C}|${rows}`, () => {
+  // Rows are a run-time dim (one pipeline for every number of rows).
+  const kernel = genericKernel(`sm|${mode}|${C}`, rows, () => {
     const wg = workgroupFor(C);
     const write = {
       softmax:
@@ -50,11 +51,12 @@ function forwardKernel(x: Tensor, mode: Mode): Tensor {
     }[mode];
     const code = `${binding(0, "x", "f32")}
 ${binding(1, "y", "f32", true)}
+${dimsDecl(2)}
 var<workgroup> red: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = ${linearWorkgroup(rows)};
-  if (row >= ${rows}u) { return; }
+fn main(${GENERIC_BUILTINS}) {
+  let row = ${GENERIC_LINEAR};
+  if (row >= dims.x) { return; }
   let base = row * ${C}u;
   var total = 0.0;
   var v = -3.4028234663852886e38;
@@ -68,9 +70,9 @@ ${treeReduce(wg, "x + y")}
   ${write}
 }
 `;
-    return { code, label: mode, workgroups: grid(rows) };
+    return { code, label: mode };
   });
-  runtime().dispatch(kernel, [x.buffer, out.buffer]);
+  runtime().dispatch(kernel, [x.buffer, out.buffer, dimsBuffer(rows)]);
   return out;
 }
 
@@ -85,16 +87,17 @@ function backwardKernel(
   const C = y.shape[y.rank - 1];
   const rows = y.size / C;
   const dx = Tensor.empty(y.shape, "f32");
-  const kernel = planCache(`smb|${label}|${C}|${rows}|${rowTerm}|${outExpr}`, () => {
+  const kernel = genericKernel(`smb|${label}|${C}|${rowTerm}|${outExpr}`, rows, () => {
     const wg = workgroupFor(C);
     const code = `${binding(0, "g", "f32")}
 ${binding(1, "y", "f32")}
 ${binding(2, "dx", "f32", true)}
+${dimsDecl(3)}
 var<workgroup> red: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = ${linearWorkgroup(rows)};
-  if (row >= ${rows}u) { return; }
+fn main(${GENERIC_BUILTINS}) {
+  let row = ${GENERIC_LINEAR};
+  if (row >= dims.x) { return; }
   let base = row * ${C}u;
   var total = 0.0;
   var v = 0.0;
@@ -106,9 +109,9 @@ ${treeReduce(wg, "x + y")}
   }
 }
 `;
-    return { code, label: label, workgroups: grid(rows) };
+    return { code, label: label };
   });
-  runtime().dispatch(kernel, [g.buffer, y.buffer, dx.buffer]);
+  runtime().dispatch(kernel, [g.buffer, y.buffer, dx.buffer, dimsBuffer(rows)]);
   return dx;
 }
 

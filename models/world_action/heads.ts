@@ -25,6 +25,9 @@ import { type InitRng, LayerNorm, Linear } from "../../kernels/nn/layers.ts";
 import type { Tensor } from "../../kernels/core/tensor.ts";
 import type { WorldActionConfig } from "./configs.ts";
 import type { SeedStream } from "../../util/rng.ts";
+import { type MatmulOptions, matmulSumParts } from "../../kernels/ops/matmul.ts";
+import { ensembleDistribution } from "../../kernels/ops/ensemble_distribution.ts";
+import type { PendingResidual } from "./transformer.ts";
 
 /** Linear(d, d) -> ReLU -> Linear(d, classes) (IRIS's head). */
 export class MlpHead extends Module {
@@ -54,6 +57,22 @@ export class MlpHead extends Module {
       layerNorm: { weight: norm.weight, bias: norm.bias, eps: norm.eps },
     });
     return this.fc2.forward(h);
+  }
+
+  /**
+   * {@link decode} of a stream left pending by the last block's fused MLP (transformer.ts
+   * `decodeMlpParts`): x = h + bias + sum_g parts[g] is summed in fc1's prologue (the skinny
+   * kernel's `sumParts`), so the block's fc2 needs no dispatch of its own. Returns the logits
+   * and x (for the other heads).
+   */
+  decodeParts(p: PendingResidual, norm: LayerNorm): { logits: Tensor; x: Tensor } {
+    const { out, h } = matmulSumParts(p.parts, p.h, p.bias, this.fc1.weight, {
+      transB: true,
+      bias: this.fc1.bias ?? undefined,
+      activation: "relu",
+      layerNorm: { weight: norm.weight, bias: norm.bias, eps: norm.eps },
+    });
+    return { logits: this.fc2.forward(out), x: h };
   }
 }
 
@@ -95,6 +114,37 @@ export class QMember extends Module {
     const logits = this.out.forward(h);
     return reshape(logits, [...x.shape.slice(0, -1), this.cfg.actions, this.cfg.atoms]);
   }
+
+  /**
+   * Decoding (eval, no gradient): forward(norm(x)) with every norm fused into the next
+   * Linear's prologue (matmul's `layerNorm`, with Mish for the hidden blocks' LayerNorm +
+   * Mish): one dispatch per Linear where the rows are few (the skinny kernel). Draws the
+   * same seeds as `forward`.
+   */
+  decode(x: Tensor, norm: LayerNorm, seeds: SeedStream): Tensor {
+    if (this.training) throw new Error("QMember: decoding needs eval mode (no dropout)");
+    let h = x;
+    let pro: NonNullable<MatmulOptions["layerNorm"]> = {
+      weight: norm.weight,
+      bias: norm.bias,
+      eps: norm.eps,
+    };
+    for (const { linear, norm: n } of this.hidden) {
+      seeds.nextSeed();
+      h = matmul(h, linear.weight, {
+        transB: true,
+        bias: linear.bias ?? undefined,
+        layerNorm: pro,
+      });
+      pro = { weight: n.weight, bias: n.bias, eps: n.eps, activation: "mish" };
+    }
+    const logits = matmul(h, this.out.weight, {
+      transB: true,
+      bias: this.out.bias ?? undefined,
+      layerNorm: pro,
+    });
+    return reshape(logits, [...x.shape.slice(0, -1), this.cfg.actions, this.cfg.atoms]);
+  }
 }
 
 /** What the Q head gives for a batch of rows. */
@@ -124,6 +174,16 @@ export class QHead extends Module {
   forward(x: Tensor, seeds: SeedStream, support: Tensor): QOutputs {
     const logits = this.members.map((m) => m.forward(x, seeds));
     return qDistribution(logits, support);
+  }
+
+  /**
+   * Decoding (eval, no gradient): forward(norm(x)) with the norms fused into the members'
+   * Linears (`QMember.decode`) and the ensemble distribution in one dispatch
+   * (kernels/ops/ensemble_distribution.ts): (qLayers) E + 1 dispatches where the rows are few.
+   */
+  decode(x: Tensor, norm: LayerNorm, seeds: SeedStream, support: Tensor): QOutputs {
+    const logits = this.members.map((m) => m.decode(x, norm, seeds));
+    return { logits, ...ensembleDistribution(logits, support) };
   }
 }
 

@@ -24,9 +24,15 @@
  *   positions (`WorldActionOutputs`, rows relative to the block). From an empty cache it runs
  *   the fused full-attention kernel (prefill); later steps attend the cache with the causal
  *   offset (kernels/ops/cached_attention.ts). It needs eval mode and records no gradient.
- *   A decoding layer is 4 dispatches where the skinny kernel applies (M = N t <= 16 rows):
- *   ln1 + qkv + KV write, attention + per-head proj, their sum + ln2 + fc1 + GELU, fc2 +
- *   residual.
+ *   A decoding layer is 3 dispatches where the skinny kernels apply (M = N t <= 16 rows):
+ *   [the previous layer's fc2 partials summed +] ln1 + qkv + KV write; attention + per-head
+ *   proj; their sum + ln2 + fc1 + GELU + fc2 as per-workgroup partials (kernels/ops/
+ *   decode_mlp.ts; summed in a fixed order by the next kernel). The last layer's partials go
+ *   to the observation head's fc1 (or, with `obsParts`, its fused MLP), else a fourth
+ *   dispatch (fc2 + residual). The embedding is one dispatch (kernels/ops/embed_interleaved.ts)
+ *   or none (`embedded`); `lastQOnly` runs only the Q head, at the last Q row (planning
+ *   prefills). A warm JOWA-150M planning step (H = 2, K = 4, one env) records 2,982
+ *   dispatches (`deno task bench overhead`).
  * - `branch(parents)` gathers sequences by an arbitrary parent index (i32 [M], on the GPU):
  *   beam expansion (`repeat(K)`) and pruning to the best K alike; the parent is unchanged.
  * - Sliding context: a cache holds `capacity` positions. Before appending, check
@@ -34,34 +40,62 @@
  *   `reset()` the cache and prefill the last `planningWindow(...)` timesteps again
  *   (models/kv_cache_window.ts).
  *
+ * - Large caches: a layer's cache is bound whole by the kernels, so a cache above the adapter's
+ *   `maxStorageBufferBindingSize` (lavapipe and the WebGPU default: 128 MiB) is held as parts
+ *   of whole environments, decoded one part after the other (`_kv_cache_parts.ts`).
+ *
  * Caches are not tidied: they live until `dispose()`.
  *
  * @module
  */
 import { noGrad } from "../../kernels/core/autograd.ts";
-import { fusedAttention, indexSelect } from "../../kernels/ops/mod.ts";
+import { fusedAttention, indexSelect, slice } from "../../kernels/ops/mod.ts";
 import {
   cachedAttention,
   cachedAttentionProj,
   gatherCache,
 } from "../../kernels/ops/cached_attention.ts";
-import { fusesPrologue } from "../../kernels/ops/matmul.ts";
 import { constTensor, keep, Tensor, tidy } from "../../kernels/core/tensor.ts";
-import { contextLength, type WorldActionConfig } from "./configs.ts";
+import { contextLength, tokensPerStep, type WorldActionConfig } from "./configs.ts";
+import { embedInterleaved } from "../../kernels/ops/embed_interleaved.ts";
+import { headRows } from "./layout.ts";
 import { SeedStream } from "../../util/rng.ts";
 import type { WorldActionModel, WorldActionOutputs } from "./model.ts";
+import type { PendingResidual } from "./transformer.ts";
+import { groupsPerPart, joinOutputs, partParents, partRanges } from "./_kv_cache_parts.ts";
 
-/** Keys and values of every layer for N sequences of equal length. */
+/**
+ * Most rows (sequences x new tokens) of a decode step whose attention kernel also applies the
+ * output projection (cached_attention.ts `cachedAttentionProj`, which reads the projection
+ * weight once per row); more rows take attention then a tiled proj matmul.
+ */
+const PROJ_ROWS = 16;
+
+/**
+ * Keys and values of every layer for N sequences of equal length. A cache above the adapter's
+ * largest storage binding is held as `parts` (models/world_action/_kv_cache_parts.ts).
+ */
 export class KvCache {
   /** Positions filled in every sequence. */
   length = 0;
 
   /**
    * Prefer `KvCache.create` / `model.newCache`.
-   * @param layers per layer f32 [2, N, heads, capacity, d / heads] (kept, owned by the cache)
+   * @param layers per layer f32 [2, N, heads, capacity, d / heads] (kept, owned by the cache);
+   *   empty when the cache is split into `parts`
    * @param tasks i32 [N] task id of each sequence
+   * @param groups environments: the sequences form `groups` equal runs, and branching never
+   *   takes a parent from another run (default N: one sequence each)
+   * @param parts sub-caches of `perPart` consecutive groups each, in order (owned)
    */
-  constructor(readonly cfg: WorldActionConfig, readonly layers: Tensor[], readonly tasks: Tensor) {
+  constructor(
+    readonly cfg: WorldActionConfig,
+    readonly layers: Tensor[],
+    readonly tasks: Tensor,
+    readonly groups = tasks.shape[0],
+    readonly parts: KvCache[] | null = null,
+    readonly perPart = 0,
+  ) {
     for (const t of [...layers, tasks]) keep(t);
   }
 
@@ -78,6 +112,16 @@ export class KvCache {
       throw new Error(`KvCache: capacity ${capacity} beyond the model's context`);
     }
     const N = tasks.shape[0];
+    const per = groupsPerPart(cfg, N, 1, capacity);
+    if (per > 0) {
+      const parts = partRanges(N, per, 1).map(([a, b]) => {
+        const t = slice(tasks, 0, a, b);
+        const part = KvCache.create(cfg, t, capacity);
+        t.dispose();
+        return part;
+      });
+      return new KvCache(cfg, [], tasks.view(tasks.shape), N, parts, per);
+    }
     const D = cfg.d / cfg.heads;
     const layers = Array.from(
       { length: cfg.layers },
@@ -94,7 +138,7 @@ export class KvCache {
 
   /** Positions each sequence can hold. */
   get capacity(): number {
-    return this.layers[0]?.shape[3] ?? 0;
+    return this.parts ? this.parts[0].capacity : this.layers[0]?.shape[3] ?? 0;
   }
 
   /**
@@ -102,9 +146,34 @@ export class KvCache {
    * indices are clamped). Copies only the filled positions.
    */
   branch(parents: Tensor): KvCache {
-    const layers = this.layers.map((l) => gatherCache(l, parents, this.length));
+    const M = parents.shape[0];
+    // Parents stay within their group (environment): M / groups children per group.
+    const G = M % this.groups === 0 ? this.groups : 1;
+    if (G !== this.groups && this.parts) {
+      throw new Error(`KvCache.branch: ${M} children for ${this.groups} environments`);
+    }
+    const per = groupsPerPart(this.cfg, G, M / G, this.capacity, this.perPart);
     const tasks = indexSelect(this.tasks, parents);
-    const out = new KvCache(this.cfg, layers, tasks);
+    let out: KvCache;
+    if (per === 0) {
+      const layers = this.layers.map((l) => gatherCache(l, parents, this.length));
+      out = new KvCache(this.cfg, layers, tasks, G);
+    } else {
+      // Each part copies from the one source part that holds its groups.
+      const srcPerGroup = this.n / this.groups;
+      const parts = partRanges(G, per, M / G).map(([a, b]) => {
+        const g0 = a / (M / G);
+        const k = this.parts ? Math.floor(g0 / this.perPart) : 0;
+        const src = this.parts ? this.parts[k] : this;
+        const p = partParents(parents, a, b, this.parts ? k * this.perPart * srcPerGroup : 0);
+        const layers = src.layers.map((l) => gatherCache(l, p, this.length));
+        p.dispose();
+        const part = new KvCache(this.cfg, layers, slice(tasks, 0, a, b), (b - a) / (M / G));
+        part.length = this.length;
+        return part;
+      });
+      out = new KvCache(this.cfg, [], tasks, G, parts, per);
+    }
     out.length = this.length;
     return out;
   }
@@ -127,6 +196,7 @@ export class KvCache {
   /** Release the GPU memory. */
   dispose(): void {
     for (const t of this.layers) t.dispose();
+    for (const p of this.parts ?? []) p.dispose();
     this.tasks.dispose();
   }
 }
@@ -136,6 +206,40 @@ export function fits(cache: KvCache, t: number): boolean {
   return cache.length + t <= cache.capacity;
 }
 
+/** Options of a decoding step ({@link decodeStep}). */
+export interface StepOptions {
+  /**
+   * The tokens' input embedding [N, t, d] when the caller has it (the planner's greedy-token
+   * kernel, eval/greedy_tokens.ts: the same bits as `embed`): saves the embedding dispatch.
+   */
+  embedded?: Tensor;
+  /**
+   * Only the Q head, at the block's last Q row (obs, reward and end logits null): what a
+   * planning prefill needs, without the heads over every context row.
+   */
+  lastQOnly?: boolean;
+  /**
+   * Single-token steps may return the next-observation logits as partial products
+   * (`obsLogitParts`, the observation head in one fused dispatch) instead of `obsLogits`.
+   */
+  obsParts?: boolean;
+  /**
+   * The 3-dispatch decode layer (transformer.ts `decodeMlpParts`: the MLP in one dispatch
+   * whose fc2 partials the next layer's qkv sums). Off by default: measured slower on an
+   * H200 (JOWA-150M planning step 204 ms vs 138 ms: the fused MLP runs only
+   * ceil(4d / 64) workgroups and the qkv re-reads 48 partials in every workgroup). Kept
+   * selectable for its tests and later tuning. Default: `decodeDefaults.fusedMlp`.
+   */
+  fusedMlp?: boolean;
+}
+
+/**
+ * Process-wide defaults of {@link StepOptions} that callers do not pass per step (the
+ * planner's): `fusedMlp` selects the 3-dispatch decode layer everywhere (off: measured
+ * slower; its tests and benchmarks may set it).
+ */
+export const decodeDefaults: { fusedMlp: boolean } = { fusedMlp: false };
+
 /**
  * Append tokens [N, t] (i32, raw ids; the position decides obs or action) to every sequence
  * of `cache` and return the heads at the new positions. Eval mode only; no gradient.
@@ -144,43 +248,101 @@ export function decodeStep(
   model: WorldActionModel,
   cache: KvCache,
   tokens: Tensor,
+  opts: StepOptions = {},
 ): WorldActionOutputs {
+  const embedded = opts.embedded;
   if (model.training) throw new Error("decodeStep: call model.eval() first (no dropout here)");
   if (tokens.rank !== 2 || tokens.shape[0] !== cache.n) {
     throw new Error(`decodeStep: tokens [${tokens.shape}] must be [${cache.n}, t]`);
   }
   const start = cache.length;
   const t = tokens.shape[1];
+  if (embedded && embedded.shape.join() !== `${cache.n},${t},${model.cfg.d}`) {
+    throw new Error(
+      `decodeStep: embedded [${embedded.shape}] must be [${cache.n}, ${t}, ${model.cfg.d}]`,
+    );
+  }
   if (!fits(cache, t)) {
     throw new Error(
       `decodeStep: ${t} tokens after ${start} exceed the cache capacity ${cache.capacity}; ` +
         "reset() and prefill a shorter window (models/kv_cache_window.ts)",
     );
   }
+  if (cache.parts) {
+    // One part after the other (each binds only its own cache), outputs joined.
+    const out = tidy(() => {
+      let a = 0;
+      const outs = cache.parts!.map((part) => {
+        const b = a + part.n;
+        part.length = start;
+        const o = decodeStep(
+          model,
+          part,
+          slice(tokens, 0, a, b),
+          // Partial logits are not joined across parts: plain logits there.
+          { ...opts, obsParts: false, embedded: embedded && slice(embedded, 0, a, b) },
+        );
+        a = b;
+        return o;
+      });
+      return joinOutputs(outs);
+    });
+    cache.length = start + t;
+    return out;
+  }
   const out = noGrad(() =>
     tidy(() => {
       const seeds = new SeedStream(0);
-      let x = model.embed(tokens, cache.tasks, start);
-      for (let l = 0; l < model.blocks.length; l++) {
+      // One dispatch (the same values as model.embed's lookups and adds).
+      let x = embedded ?? embedInterleaved(tokens, cache.tasks, {
+        obs: model.obsEmbed.weight,
+        action: model.actionEmbed.weight,
+        taskObs: model.taskObsEmbed.weight,
+        taskAction: model.taskActionEmbed.weight,
+        position: model.positionEmbed.weight,
+        period: tokensPerStep(model.cfg),
+      }, start);
+      // The previous layer's output when its fc2 is still a set of partial products.
+      let pending: PendingResidual | null = null;
+      const L = model.blocks.length;
+      for (let l = 0; l < L; l++) {
         const b = model.blocks[l];
-        // Fused prologues/epilogues (transformer.ts decodeQkv / decodeTail*): ln1 + qkv +
-        // KV write; attention + proj partials; their sum + ln2 + fc1 + GELU; fc2 + residual.
+        // Fused prologues/epilogues (transformer.ts decode*): ln1 + qkv + KV write;
+        // attention + per-head proj partials; their sum + ln2 (once); fc1 + GELU; fc2 +
+        // residual. With `fusedMlp` the sum + MLP is one dispatch whose fc2 partials the next
+        // layer's qkv sums in its prologue.
         const layer = cache.layers[l];
-        const qkv = b.decodeQkv(x, { cache: layer, start });
+        let qkv: Tensor;
+        if (pending) {
+          ({ qkv, x } = b.decodeQkvParts(pending, { cache: layer, start }));
+          pending = null;
+        } else qkv = b.decodeQkv(x, { cache: layer, start });
         const rows = x.shape[0] * x.shape[1];
-        if (start === 0 || !fusesPrologue(rows, 4 * model.cfg.d, model.cfg.d, model.cfg.heads)) {
-          // Prefill, or a shape the fused sum does not take: attention, then proj + residual.
+        if (start === 0 || rows > PROJ_ROWS) {
+          // Prefill, or many rows (the per-head projection in the attention kernel would read
+          // the weight once per row): attention, then proj + residual as a matmul.
           const y = start === 0
             ? fusedAttention(qkv, { heads: model.cfg.heads, causal: true })
             : cachedAttention(qkv, layer, start);
           x = b.decodeTail(x, y, seeds);
         } else {
           const parts = cachedAttentionProj(qkv, layer, start, b.attn.proj.weight);
-          x = b.decodeTailParts(x, parts, seeds);
+          // The consumer sums the MLP's partials: the next layer's qkv or, after the last
+          // layer of a single-token step that predicts an observation token, that head's fc1.
+          const fuse = !(opts.fusedMlp ?? decodeDefaults.fusedMlp)
+            ? false
+            : l + 1 < L
+            ? b.fusesMlpParts(rows)
+            : t === 1 && !opts.lastQOnly && headRows(model.cfg, start, 1).obs.length === 1 &&
+              b.fusesMlpParts(rows, model.headObs.fc1.weight.shape[0]);
+          if (fuse) pending = b.decodeMlpParts(x, parts, seeds);
+          else x = b.decodeTailParts(x, parts, seeds);
         }
       }
-      // ln_f fused into the heads' first layers (model.ts decodeHeads).
-      return model.decodeHeads(x, start, seeds);
+      // ln_f fused into the heads' first layers (model.ts decodeHeads / decodeHeadsParts).
+      return pending
+        ? model.decodeHeadsParts(pending, start, seeds, opts.obsParts)
+        : model.decodeHeads(x, start, seeds, opts.lastQOnly);
     })
   );
   cache.length = start + t;

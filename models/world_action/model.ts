@@ -28,7 +28,7 @@
  * @module
  */
 import { noGrad } from "../../kernels/core/autograd.ts";
-import { add, concat, dropout, indexSelect, reshape, slice } from "../../kernels/ops/mod.ts";
+import { add, concat, indexSelect, reshape, slice } from "../../kernels/ops/mod.ts";
 import { copyTensor, Module } from "../../kernels/nn/module.ts";
 import { Embedding, InitRng, LayerNorm } from "../../kernels/nn/layers.ts";
 import { constTensor, keep, type Tensor, tensor } from "../../kernels/core/tensor.ts";
@@ -37,10 +37,11 @@ import { contextLength, tokensPerStep, validateConfig, type WorldActionConfig } 
 import { MlpHead, QHead, type QOutputs } from "./heads.ts";
 import { type HeadRows, headRows, kindRuns } from "./layout.ts";
 import { worldActionParamSpec } from "./spec.ts";
-import { Block } from "./transformer.ts";
+import { Block, forwardStack, type PendingResidual } from "./transformer.ts";
 import { type Seed, SeedStream } from "../../util/rng.ts";
-import { decodeStep, KvCache } from "./kv_cache.ts";
+import { decodeStep, KvCache, type StepOptions } from "./kv_cache.ts";
 import { fusesPrologue } from "../../kernels/ops/matmul.ts";
+import { fusesMlp, mlpSumParts } from "../../kernels/ops/decode_mlp.ts";
 
 /** Outputs for a block of t tokens starting at absolute position `start`. */
 export interface WorldActionOutputs {
@@ -51,6 +52,11 @@ export interface WorldActionOutputs {
   rows: HeadRows;
   /** [N, rows.obs.length, obsVocab]; null when no row predicts an observation token. */
   obsLogits: Tensor | null;
+  /**
+   * Instead of obsLogits (decoding with `obsParts`, kv_cache.ts `StepOptions`): the logits as
+   * bias + sum_g parts[g], parts [G, N, 1, obsVocab] from the head's fused MLP.
+   */
+  obsLogitParts?: { parts: Tensor; bias: Tensor } | null;
   /** [N, rows.action.length, rewardClasses]; class = sign(r) + 1. */
   rewardLogits: Tensor | null;
   /** [N, rows.action.length, endClasses]. */
@@ -148,10 +154,11 @@ export class WorldActionModel extends Module {
 
   /**
    * Append tokens [N, t] to every sequence of `cache`; the heads' outputs at the new
-   * positions. Eval mode, no gradient. From an empty cache this is the prefill.
+   * positions. Eval mode, no gradient. From an empty cache this is the prefill. Options:
+   * kv_cache.ts `StepOptions` (a precomputed embedding, only the last Q row).
    */
-  step(cache: KvCache, tokens: Tensor): WorldActionOutputs {
-    return decodeStep(this, cache, tokens);
+  step(cache: KvCache, tokens: Tensor, opts: StepOptions = {}): WorldActionOutputs {
+    return decodeStep(this, cache, tokens, opts);
   }
 
   /** Empty `cache` and fill it with `tokens` [N, t] from position 0 (a new window). */
@@ -172,12 +179,11 @@ export class WorldActionModel extends Module {
   forward(tokens: Tensor, tasks: Tensor, opts: ForwardOptions = {}): WorldActionOutputs {
     this.#checkTokens(tokens, tasks, 0);
     const seeds = new SeedStream(opts.stepSeed ?? 0);
-    let x = this.embed(tokens, tasks, 0);
+    const x = this.embed(tokens, tasks, 0);
     const p = this.training ? this.cfg.dropout : 0;
-    const seed = seeds.nextSeed(); // drawn at p = 0 too, like transformer.ts
-    if (p > 0) x = dropout(x, p, seed);
-    for (const b of this.blocks) x = b.forward(x, seeds);
-    return this.heads(this.lnF.forward(x), 0, seeds, opts);
+    // Embedding dropout, the blocks and ln_f with each dropout + residual add + layer norm
+    // fused (the same values and seeds as dropout, Block.forward, lnF.forward).
+    return this.heads(forwardStack(this.blocks, x, p, this.lnF, seeds), 0, seeds, opts);
   }
 
   #checkTokens(tokens: Tensor, tasks: Tensor, start: number): void {
@@ -240,8 +246,31 @@ export class WorldActionModel extends Module {
    * as the epilogue), so the observation head is 2 dispatches and the norm runs only on rows
    * a head reads.
    */
-  decodeHeads(x: Tensor, start: number, seeds: SeedStream): WorldActionOutputs {
+  decodeHeads(
+    x: Tensor,
+    start: number,
+    seeds: SeedStream,
+    lastQOnly = false,
+  ): WorldActionOutputs {
     const [N, t, d] = x.shape;
+    if (lastQOnly) {
+      // Only Q at the last Q row (a planning prefill): no head runs over the other rows.
+      const rows = headRows(this.cfg, start, t);
+      rows.obs = [];
+      rows.action = [];
+      rows.q = rows.q.slice(-1);
+      const qIn = gatherRows(x, rows.q);
+      return {
+        start,
+        length: t,
+        rows,
+        obsLogits: null,
+        rewardLogits: null,
+        endLogits: null,
+        q: qIn && this.headQ.decode(qIn, this.lnF, seeds, this.support),
+        targetQ: null,
+      };
+    }
     // Where the norm cannot be a prologue, one ln_f over all rows is fewer dispatches.
     if (!fusesPrologue(N * t, d, d)) return this.heads(this.lnF.forward(x), start, seeds);
     const rows = headRows(this.cfg, start, t);
@@ -255,7 +284,60 @@ export class WorldActionModel extends Module {
       obsLogits: obsIn && this.headObs.decode(obsIn, this.lnF),
       rewardLogits: actIn && this.headReward.decode(actIn, this.lnF),
       endLogits: actIn && this.headEnd.decode(actIn, this.lnF),
-      q: qIn && this.headQ.forward(this.lnF.forward(qIn), seeds, this.support),
+      q: qIn && this.headQ.decode(qIn, this.lnF, seeds, this.support),
+      targetQ: null,
+    };
+  }
+
+  /**
+   * {@link decodeHeads} for a single-token step whose last block left its output pending
+   * (transformer.ts `decodeMlpParts`: x = p.h + p.bias + sum_g p.parts[g]) and whose token
+   * predicts an observation token: the observation head's fc1 sums the partials in its
+   * prologue (heads.ts `MlpHead.decodeParts`) and gives x to the other heads.
+   */
+  decodeHeadsParts(
+    p: PendingResidual,
+    start: number,
+    seeds: SeedStream,
+    obsParts = false,
+  ): WorldActionOutputs {
+    const [N, t, d] = p.h.shape;
+    const rows = headRows(this.cfg, start, t);
+    if (t !== 1 || rows.obs.length !== 1) {
+      throw new Error("decodeHeadsParts: needs one token that predicts an observation token");
+    }
+    const head = this.headObs;
+    const V = head.fc2.weight.shape[0];
+    if (obsParts && head.fc1.bias && head.fc2.bias && fusesMlp(N, d, d, V, p.parts.shape[0])) {
+      // The whole observation head in one dispatch: its logits stay partial products (the
+      // planner's greedy-token kernel sums them), x comes back for the other heads.
+      const r = mlpSumParts(p.parts, p.h, p.bias, {
+        lnWeight: this.lnF.weight,
+        lnBias: this.lnF.bias,
+        lnEps: this.lnF.eps,
+        w1: head.fc1.weight,
+        b1: head.fc1.bias,
+        w2: head.fc2.weight,
+        activation: "relu",
+      });
+      const out = this.#decodeRest(r.h, rows, start, seeds);
+      return { ...out, obsLogitParts: { parts: r.parts, bias: head.fc2.bias } };
+    }
+    const { logits, x } = head.decodeParts(p, this.lnF);
+    return { ...this.#decodeRest(x, rows, start, seeds), obsLogits: logits };
+  }
+
+  /** The reward, end and Q heads of a single-token step on its final features x [N, 1, d]. */
+  #decodeRest(x: Tensor, rows: HeadRows, start: number, seeds: SeedStream): WorldActionOutputs {
+    const act = rows.action.length > 0;
+    return {
+      start,
+      length: 1,
+      rows,
+      obsLogits: null,
+      rewardLogits: act ? this.headReward.decode(x, this.lnF) : null,
+      endLogits: act ? this.headEnd.decode(x, this.lnF) : null,
+      q: rows.q.length > 0 ? this.headQ.decode(x, this.lnF, seeds, this.support) : null,
       targetQ: null,
     };
   }

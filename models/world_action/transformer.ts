@@ -17,7 +17,10 @@ import {
   geluErf,
   matmul,
 } from "../../kernels/ops/mod.ts";
-import { type MatmulOptions, matmulSumParts } from "../../kernels/ops/matmul.ts";
+import { fusesPrologue, type MatmulOptions, matmulSumParts } from "../../kernels/ops/matmul.ts";
+import { mlpPartCount, mlpSumParts } from "../../kernels/ops/decode_mlp.ts";
+import { sumPartsNorm } from "../../kernels/ops/sum_parts_norm.ts";
+import { dropoutAddLayerNorm, type ResidualNorm } from "../../kernels/ops/fused_residual_norm.ts";
 import { Module } from "../../kernels/nn/module.ts";
 import { Embedding, InitRng, LayerNorm, Linear } from "../../kernels/nn/layers.ts";
 import type { Tensor } from "../../kernels/core/tensor.ts";
@@ -110,6 +113,26 @@ export class Block extends Module {
   }
 
   /**
+   * `forward` on the seams fused (training path, see {@link forwardStack}): from the stream
+   * `h` and `n` = ln1(h), returns the next stream and its norm by `next` (the next block's
+   * ln1, or the final norm). Two fused dropout + residual add + layer norm kernels where
+   * `forward` plus the next norm take six dispatches; the same values and dropout seeds.
+   */
+  forwardFused(h: Tensor, n: Tensor, next: LayerNorm, seeds: SeedStream): ResidualNorm {
+    const p = this.training ? this.attn.cfg.dropout : 0;
+    const y = fusedAttention(this.attn.qkv.forward(n), {
+      heads: this.attn.cfg.heads,
+      causal: this.attn.cfg.causal,
+      dropout: p,
+      seed: seeds.nextSeed(),
+    });
+    const mid = addNorm(h, this.attn.proj.forward(y), this.ln2, p, seeds);
+    const act = this.mlp.cfg.gelu === "erf" ? geluErf : gelu;
+    const u = this.mlp.fc2.forward(act(this.mlp.fc1.forward(mid.n)));
+    return addNorm(mid.h, u, next, p, seeds);
+  }
+
+  /**
    * Decoding (eval, no gradient), first half: qkv(ln1(x)) [N, t, 3d], with ln1 fused into the
    * projection as a prologue where the rows are few (matmul's `layerNorm` option, the skinny
    * decode kernel); the same values as `attn.qkv.forward(ln1.forward(x))`. With `kvCache`
@@ -139,8 +162,10 @@ export class Block extends Module {
   /**
    * Decoding, second half, from the per-head partial projections `parts` [H, N*t, d] of
    * `cachedAttentionProj` (attention and proj in one dispatch): h = x + proj.bias +
-   * sum_h parts[h] summed in fc1's prologue (which writes h out), then ln2, fc1, GELU, and
-   * fc2 + residual h: two dispatches; the same values as `decodeTail(x, attention, seeds)`.
+   * sum_h parts[h] and n = ln2(h) in one small dispatch (kernels/ops/sum_parts_norm.ts: the
+   * partials are summed once per layer, not by each of fc1's workgroups), then fc1 + GELU
+   * and fc2 + residual h: three dispatches; the same values as
+   * `decodeTail(x, attention, seeds)`.
    */
   decodeTailParts(x: Tensor, parts: Tensor, seeds: SeedStream): Tensor {
     this.#checkDecoding();
@@ -148,24 +173,93 @@ export class Block extends Module {
     const bias = this.attn.proj.bias;
     if (!bias) throw new Error("Block: decodeTailParts needs the projection's bias");
     const activation = this.mlp.cfg.gelu === "erf" ? "gelu_erf" as const : "gelu" as const;
-    const { out: u, h } = matmulSumParts(
+    const { h, n } = sumPartsNorm(
       parts.view([parts.shape[0], ...x.shape]),
       x,
       bias,
-      this.mlp.fc1.weight,
+      normOf(this.ln2)!,
+    );
+    const u = linear(this.mlp.fc1, n, { activation });
+    return linear(this.mlp.fc2, u, { residual: h });
+  }
+
+  /**
+   * Whether {@link decodeMlpParts} runs as one dispatch for `rows` decode rows and its
+   * consumer, a d -> `nextColumns` matmul (default the next layer's qkv, 3d:
+   * {@link decodeQkvParts}), can sum its partials in its prologue (one dispatch).
+   */
+  fusesMlpParts(rows: number, nextColumns = 3 * this.attn.cfg.d): boolean {
+    const { d, heads } = this.attn.cfg;
+    const F = this.mlp.fc1.weight.shape[0];
+    if (!this.attn.proj.bias || !this.mlp.fc1.bias || !this.mlp.fc2.bias) return false;
+    const G = mlpPartCount(rows, d, F, d, heads);
+    return G > 0 && fusesPrologue(rows, nextColumns, d, G);
+  }
+
+  /**
+   * Decoding, second half in ONE dispatch (kernels/ops/decode_mlp.ts), from the per-head
+   * partial projections `parts` [H, N*t, d] of `cachedAttentionProj`: h = x + proj.bias +
+   * sum_h parts[h] (returned), u = gelu(fc1(ln2(h))), and fc2(u) as partial products
+   * [G, N, t, d] over fc1's column blocks, WITHOUT fc2's bias or the residual h. The block's
+   * output is `h + fc2.bias + sum_g parts[g]`: the next layer's {@link decodeQkvParts} sums it
+   * in its prologue (fixed order). Needs {@link fusesMlpParts}. Draws the MLP's dropout seed
+   * as `forward` does. Opt-in (kv_cache.ts `decodeDefaults.fusedMlp`): measured slower on an
+   * H200 than {@link decodeTailParts}.
+   */
+  decodeMlpParts(x: Tensor, parts: Tensor, seeds: SeedStream): PendingResidual {
+    this.#checkDecoding();
+    seeds.nextSeed();
+    const activation = this.mlp.cfg.gelu === "erf" ? "gelu_erf" as const : "gelu" as const;
+    const out = mlpSumParts(parts.view([parts.shape[0], ...x.shape]), x, this.attn.proj.bias!, {
+      lnWeight: this.ln2.weight,
+      lnBias: this.ln2.bias,
+      lnEps: this.ln2.eps,
+      w1: this.mlp.fc1.weight,
+      b1: this.mlp.fc1.bias!,
+      w2: this.mlp.fc2.weight,
+      activation,
+    });
+    return { h: out.h, bias: this.mlp.fc2.bias!, parts: out.parts };
+  }
+
+  /**
+   * {@link decodeQkv} on a stream left pending by the previous layer's
+   * {@link decodeMlpParts}: x = h + bias + sum_g parts[g] summed in the prologue (and
+   * returned: the residual of this layer), then ln1 + qkv + KV write; one dispatch.
+   */
+  decodeQkvParts(
+    pending: PendingResidual,
+    kvCache?: MatmulOptions["kvCache"],
+  ): { qkv: Tensor; x: Tensor } {
+    this.#checkDecoding();
+    const { out, h } = matmulSumParts(
+      pending.parts,
+      pending.h,
+      pending.bias,
+      this.attn.qkv.weight,
       {
         transB: true,
-        bias: this.mlp.fc1.bias ?? undefined,
-        activation,
-        layerNorm: normOf(this.ln2),
+        bias: this.attn.qkv.bias ?? undefined,
+        layerNorm: normOf(this.ln1),
+        kvCache,
       },
     );
-    return linear(this.mlp.fc2, u, { residual: h });
+    return { qkv: out, x: h };
   }
 
   #checkDecoding(): void {
     if (this.training) throw new Error("Block: decoding needs eval mode (no dropout)");
   }
+}
+
+/**
+ * A decode stream not yet summed: x = h + bias + sum_g parts[g] (parts [G, ...h.shape]), the
+ * output of {@link Block.decodeMlpParts}.
+ */
+export interface PendingResidual {
+  h: Tensor;
+  bias: Tensor;
+  parts: Tensor;
 }
 
 /** A Linear applied with fused prologue/epilogue options (eval paths). */
@@ -175,6 +269,33 @@ function linear(l: Linear, x: Tensor, extra: MatmulOptions): Tensor {
 
 function normOf(ln: LayerNorm): MatmulOptions["layerNorm"] {
   return { weight: ln.weight, bias: ln.bias, eps: ln.eps };
+}
+
+/** h + dropout(y) and its norm by `ln`, one kernel; draws the seed as `drop` does. */
+function addNorm(h: Tensor | null, y: Tensor, ln: LayerNorm, p: number, seeds: SeedStream) {
+  const seed = seeds.nextSeed();
+  return dropoutAddLayerNorm(h, y, ln.weight, ln.bias, { p, seed, eps: ln.eps });
+}
+
+/**
+ * The block stack over input embeddings `x` with its input dropout `p` and final norm `lnF`:
+ * the same values and dropout seeds as `lnF.forward(blocks' forward of drop(x, p))`, with
+ * every dropout + residual add + following layer norm fused into one kernel (forward and
+ * backward; kernels/ops/fused_residual_norm.ts): 4 dispatches fewer per block forward and at
+ * least 4 fewer per block backward. Training and any full-sequence forward use it.
+ */
+export function forwardStack(
+  blocks: readonly Block[],
+  x: Tensor,
+  p: number,
+  lnF: LayerNorm,
+  seeds: SeedStream,
+): Tensor {
+  let r = addNorm(null, x, blocks.length ? blocks[0].ln1 : lnF, p, seeds);
+  blocks.forEach((b, i) => {
+    r = b.forwardFused(r.h, r.n, i + 1 < blocks.length ? blocks[i + 1].ln1 : lnF, seeds);
+  });
+  return r.n;
 }
 
 function drop(x: Tensor, p: number, seeds: SeedStream): Tensor {
@@ -223,10 +344,9 @@ export class Gpt extends Module {
     }
     const seeds = new SeedStream(stepSeed);
     const pos = reshape(slice(this.positions.weight, 0, 0, T), [1, T, this.cfg.d]);
-    let x = add(this.tokens.forward(idx), pos);
-    x = drop(x, this.training ? this.cfg.dropout : 0, seeds);
-    for (const b of this.blocks) x = b.forward(x, seeds);
-    return this.head.forward(this.lnF.forward(x));
+    const x = add(this.tokens.forward(idx), pos);
+    const p = this.training ? this.cfg.dropout : 0;
+    return this.head.forward(forwardStack(this.blocks, x, p, this.lnF, seeds));
   }
 
   /** Mean cross-entropy of next-token prediction where `mask` (f32 [B, T]) is 1. */

@@ -1,7 +1,8 @@
 /**
  * One process of the data-parallel pretraining tests (tests/distributed_pretrain_test.ts):
  * `deno run -A distributed_pretrain_worker.ts '<PretrainConfig json>' [resume dir]`, alone or
- * under `mpiexec -n N`. Rank 0 prints `STEP <json>` for every step read back. With
+ * under `mpiexec -n N`. Rank 0 prints `STEP <json>` for every step read back and `LOG <line>`
+ * for the trainer's lines about replayed steps. With
  * `JOWA_TEST_KILL_RANK`/`JOWA_TEST_KILL_AT`, that rank kills itself (SIGKILL) once step
  * `KILL_AT` has been read back.
  * @module
@@ -19,7 +20,10 @@ await initRuntime();
 const comm = initDistributed();
 const r = await pretrain(cfg, resume, {
   comm,
-  log: () => {},
+  // Replay counts and fallbacks ("stage 2: 3 of 6 steps replayed"), for the test to check.
+  log: (line: string) => {
+    if (comm.rank === 0 && /replayed|eagerly/.test(line)) console.log(`LOG ${line}`);
+  },
   onSteps: (steps) => {
     for (const s of steps) {
       if (comm.rank === 0) console.log(`STEP ${JSON.stringify(s)}`);

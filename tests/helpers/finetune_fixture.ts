@@ -9,6 +9,7 @@ import { saveModule, saveWorldActionModel } from "../../checkpoint/model_checkpo
 import { TINY_TOKENIZER, Tokenizer } from "../../models/tokenizer/model.ts";
 import { WorldActionModel } from "../../models/world_action/model.ts";
 import { writeTokenStores } from "./pretrain_stores.ts";
+import { BASE_CONFIG, type FinetuneConfig } from "../../train/finetune_options.ts";
 
 /** `<root>/ckpt` (dropout as the tiny config's unless given) and `<root>/data/Pong`. */
 export async function finetuneFixture(
@@ -32,4 +33,33 @@ export async function finetuneFixture(
     seed: 5,
   });
   return { checkpoint, data };
+}
+
+/**
+ * A short, quiet fine-tuning run on a {@link finetuneFixture} (Pong, 3-step segments, horizon
+ * 1, no evaluation, checkpoint or report, no workers), with `over` on top (batch, steps...).
+ */
+export function tinyFinetuneConfig(
+  fixture: { checkpoint: string; data: string },
+  runsDir: string,
+  over: Partial<FinetuneConfig>,
+): FinetuneConfig {
+  return {
+    ...BASE_CONFIG,
+    checkpoint: fixture.checkpoint,
+    game: "Pong",
+    data: fixture.data,
+    runsDir,
+    segmentLength: 3,
+    horizon: 1,
+    bufferCapacity: 16,
+    evalEvery: 0,
+    evalEpisodes: 1,
+    evalMaxFrames: 8,
+    evalHorizon: 0,
+    ckptEvery: 100,
+    workers: 0,
+    report: false,
+    ...over,
+  };
 }

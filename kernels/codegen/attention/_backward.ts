@@ -1,12 +1,16 @@
 /**
- * The fused attention backward kernels (see plan.ts for the design):
- * 1. `delta`: delta[bh, i] = rowsum(dO * O), one thread per row.
- * 2. `dkdv`: a workgroup per BC-key block; NS threads per key hold D/NS dims of k, v and of
- *    the dK, dV accumulators; loops over BR-query tiles (from the first one the causal mask
- *    lets see the block), recomputing P = exp2(S - L) and dS = P * (dP - delta).
- * 3. `dq`: a workgroup per BR-query block; loops over key tiles like the forward.
- * dK/dV and dQ each own their outputs, so there are no atomics and no zero-fill. The two big
- * kernels live in _dkdv.ts and _dq.ts.
+ * The fused attention backward kernels (see plan.ts for the design), two dispatches:
+ * 1. `dq`: a workgroup per query block (q, dO in workgroup memory); first delta =
+ *    rowsum(dO * O) of its rows (written out for dK/dV), then a loop over key tiles up to the
+ *    causal limit, recomputing P = exp2(S - L) and dS = P * (dP - delta); each thread holds
+ *    R rows x D/G dims of dQ.
+ * 2. `dkdv`: a workgroup per key block (K, V in workgroup memory); loops over query tiles
+ *    from the first one the causal mask lets see the block; each thread holds R keys x D/G
+ *    dims of dK and dV.
+ * Both are register-blocked two-phase kernels (scores, then outer-product accumulation; see
+ * _blocked.ts). dK/dV and dQ each own their outputs, so there are no atomics and no zero-fill,
+ * and every sum runs in a fixed order (deterministic). The two kernels live in _dq.ts and
+ * _dkdv.ts.
  *
  * @module
  */
@@ -16,49 +20,41 @@ import {
   type AttentionLimits,
   type AttentionSpec,
   type KernelPlan,
-  type ResolvedSpec,
   resolveSpec,
-  rowFn,
-  tensorAddr,
   tensorBytes,
 } from "./common.ts";
 import { grid } from "../wgsl.ts";
-import { attentionLabel, chooseRowTile, lines } from "./_tiles.ts";
-import { chooseColTile, dkdvCode, inputNames } from "./_dkdv.ts";
+import { attentionLabel } from "./_tiles.ts";
+import { dkdvCode, inputNames } from "./_dkdv.ts";
 import { dqCode } from "./_dq.ts";
+import { chooseBlockedTile } from "./_blocked.ts";
 
-/** delta[bh, i] = dot(dO[bh, i], O[bh, i]), one thread per row. */
-function deltaCode(r: ResolvedSpec, gridX: number): string {
-  const D4 = r.D / 4;
-  const rows = r.BH * r.Tq;
-  return `// ${attentionLabel(r, "backward delta")}
-@group(0) @binding(0) var<storage, read> o: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> dO: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> delta: array<f32>;
-${rowFn("o", tensorAddr(r, "o"), r.H)}
-${rowFn("do", tensorAddr(r, "dO"), r.H)}
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = (wg.x + wg.y * ${gridX}u) * 64u + lid;
-  if (row >= ${rows}u) { return; }
-  let bh = row / ${r.Tq}u;
-  let i = row % ${r.Tq}u;
-  let ob = o_row(bh, i);
-  let gb = do_row(bh, i);
-  delta[row] = ${lines(D4, (k) => `dot(o[ob + ${k}u], dO[gb + ${k}u])`, "\n    + ")};
-}
-`;
+/** Code-shape choices of the backward kernels, for benchmarks (tiles live in the spec). */
+export interface BackwardOptions {
+  /**
+   * Fetch the next query (dK/dV) or key (dQ) tile into registers while computing this one.
+   * Default true; false loads each tile between the loop's two barriers (fewer registers).
+   */
+  prefetch?: boolean;
 }
 
 /**
- * dK/dV kernel. Each thread owns RK keys (c0, c1, ...; BC/RK apart) and D/NS dims of each, so
- * every q or dO vec4 read from workgroup memory feeds RK keys (register blocking).
+ * Plan the backward pass: two kernels, to dispatch in order.
+ * 1. "dq":   q, k, v (or qkv), dO, lse, o, params -> delta (scratch f32 [BH, Tq],
+ *            bindingBytes.delta), dQ (or dqkv)
+ * 2. "dkdv": q, k, v (or qkv), dO, lse, delta, params -> dK, dV (or dqkv)
+ * lse and params must be those of the forward call (same seed and p for dropout).
+ * With "packed_qkv" the two kernels write disjoint slots of dqkv, so together they fill it.
+ * Tiles: spec.tiles.dkdv = [keys per workgroup, queries per tile], .dq = [rows per workgroup,
+ * keys per tile], .dkdvCols / .dqRows = keys / rows per thread (1, 2 or 4; default 4),
+ * .split = thread groups G (each owns D/G dims; default D/8).
  */
 export function planAttentionBackward(
   spec: AttentionSpec,
   limits: AttentionLimits,
+  options: BackwardOptions = {},
 ): KernelPlan[] {
+  const prefetch = options.prefetch ?? true;
   const r = resolveSpec(spec);
   const maxWg = limits.maxComputeWorkgroupsPerDimension;
   const bytes: Record<string, number> = {
@@ -80,49 +76,35 @@ export function planAttentionBackward(
   const inputs = inputNames(r);
   const packed = r.layout === "packed_qkv";
 
-  const deltaGrid = grid(Math.ceil((r.BH * r.Tq) / 64), maxWg, 2);
-  const deltaNames = ["o", "dO", "delta"];
+  const qt = chooseBlockedTile(r, limits, "dq", prefetch);
+  const dqGrid = grid(Math.ceil(r.Tq / qt.outer) * r.BH, maxWg, 2);
+  const dqNames = [...inputs, "dO", "lse", "o", "params", "delta", packed ? "dqkv" : "dQ"];
 
-  const ct = chooseColTile(r, limits);
-  const dkdvGrid = grid(Math.ceil(r.S / ct.BC) * r.BH, maxWg, 2);
+  const kt = chooseBlockedTile(r, limits, "dkdv", prefetch);
+  const dkdvGrid = grid(Math.ceil(r.S / kt.outer) * r.BH, maxWg, 2);
   const dkdvNames = [
     ...inputs,
     "dO",
     "lse",
     "delta",
     "params",
-    ...(packed ? ["dqkv"] : [
-      "dK",
-      "dV",
-    ]),
+    ...(packed ? ["dqkv"] : ["dK", "dV"]),
   ];
-
-  const RQ = r.tiles.dqRows ?? 1;
-  const rt = chooseRowTile(r, limits, 2, r.tiles.dq, RQ);
-  const dqGrid = grid(Math.ceil(r.Tq / rt.BR) * r.BH, maxWg, 2);
-  const dqNames = [...inputs, "dO", "lse", "delta", "params", packed ? "dqkv" : "dQ"];
 
   return [
     {
-      code: deltaCode(r, deltaGrid[0]),
-      workgroups: deltaGrid,
-      label: attentionLabel(r, "backward delta"),
-      bindings: deltaNames,
-      bindingBytes: pick(deltaNames),
-    },
-    {
-      code: dkdvCode(r, ct, dkdvGrid[0]),
-      workgroups: dkdvGrid,
-      label: attentionLabel(r, "backward dK/dV"),
-      bindings: dkdvNames,
-      bindingBytes: pick(dkdvNames),
-    },
-    {
-      code: dqCode(r, rt, RQ, dqGrid[0]),
+      code: dqCode(r, qt, dqGrid[0]),
       workgroups: dqGrid,
       label: attentionLabel(r, "backward dQ"),
       bindings: dqNames,
       bindingBytes: pick(dqNames),
+    },
+    {
+      code: dkdvCode(r, kt, dkdvGrid[0]),
+      workgroups: dkdvGrid,
+      label: attentionLabel(r, "backward dK/dV"),
+      bindings: dkdvNames,
+      bindingBytes: pick(dkdvNames),
     },
   ];
 }

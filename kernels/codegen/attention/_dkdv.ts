@@ -1,66 +1,30 @@
 /**
- * Backward dK/dV kernel of the fused attention (see _backward.ts): a workgroup per
- * BC-key block, NS threads per key holding D/NS dims of k, v and of the dK, dV accumulators,
- * looping over BR-query tiles from the first one the causal mask lets see the block.
+ * Backward dK/dV kernel of the fused attention (see _backward.ts and, for the tiling,
+ * _blocked.ts): a workgroup per block of `outer` keys, whose K and V rows stay in workgroup
+ * memory; it loops over `inner`-row query tiles from the first one the causal mask lets see
+ * the block. Each thread owns R keys (`kg + x * outer/R`) x D/G dims of dK and dV in
+ * registers.
  *
  * @module
  */
 
-import {
-  type AttentionLimits,
-  blockCap,
-  dropoutWgsl,
-  headSplit,
-  type ResolvedSpec,
-  rowFn,
-  tensorAddr,
-} from "./common.ts";
+import { dropoutWgsl, type ResolvedSpec, rowFn, tensorAddr } from "./common.ts";
 import { f32 } from "../wgsl.ts";
 import { attentionLabel, lines } from "./_tiles.ts";
+import {
+  blockedThreads,
+  type BlockedTile,
+  loadRows,
+  packComp,
+  packOf,
+  packType,
+  paddedRow,
+  phase1Dots,
+  prefetchRows,
+} from "./_blocked.ts";
 
 /** log2(e) as a WGSL literal: lse is stored in natural log, the kernels work in base 2. */
 export const LOG2E = f32(Math.LOG2E);
-
-export interface ColTile {
-  BC: number;
-  BR: number;
-  NS: number;
-  /** Keys per thread. */
-  RK: number;
-}
-
-function colTileBytes(t: ColTile, D: number): number {
-  return 2 * t.BR * D * 4 + 3 * t.BR * 4 + 2 * t.NS * t.BC * (t.BR + 1) * 4;
-}
-
-export function chooseColTile(r: ResolvedSpec, limits: AttentionLimits): ColTile {
-  const NS = r.tiles.split ?? headSplit(r.D);
-  const RK = r.tiles.dkdvCols ?? 1;
-  const fits = (t: ColTile) =>
-    t.BC % RK === 0 &&
-    (t.BC / RK) * NS <= limits.maxComputeInvocationsPerWorkgroup &&
-    colTileBytes(t, r.D) <= limits.maxComputeWorkgroupStorageSize;
-  if (r.tiles.dkdv) {
-    const t = { BC: r.tiles.dkdv[0], BR: r.tiles.dkdv[1], NS, RK };
-    if (!fits(t)) {
-      throw new Error(
-        `attention: dK/dV tile ${r.tiles.dkdv} exceeds device limits (or ${RK} keys per ` +
-          `thread do not divide ${t.BC})`,
-      );
-    }
-    return t;
-  }
-  const capBC = blockCap(r.S);
-  const capBR = blockCap(r.Tq);
-  const candidates = [[64, 16], [32, 16], [32, 8], [16, 8], [8, 8], [4, 4]];
-  for (const [BC0, BR0] of candidates) {
-    // Round the key block up to a multiple of RK (surplus keys are masked like any past S).
-    const BC = Math.ceil(Math.min(BC0, capBC) / RK) * RK;
-    const t = { BC, BR: Math.min(BR0, capBR), NS, RK };
-    if (fits(t)) return t;
-  }
-  throw new Error(`attention: no dK/dV tile fits D=${r.D} in the device limits`);
-}
 
 /** Input binding declarations: q, k, v (or qkv), then the given extra read-only inputs. */
 export function inputDecls(r: ResolvedSpec, extra: { name: string; type: string }[]): string[] {
@@ -79,13 +43,58 @@ export function inputNames(r: ResolvedSpec): string[] {
   return r.layout === "packed_qkv" ? ["qkv"] : ["q", "k", "v"];
 }
 
-export function dkdvCode(r: ResolvedSpec, t: ColTile, gridX: number): string {
-  const { BC, BR, NS, RK } = t;
+/**
+ * The dropout-or-not tail of phase 1: from s (raw q·k), gd (dO·v), the row's base-2 lse `l`,
+ * delta `dl` and hash `rh`, the weight w (P with the dropout multiplier, for dV or nothing)
+ * and ds = dS / scale-free (for dK, dQ). Shared by both kernels.
+ */
+export function scoreTail(
+  r: ResolvedSpec,
+  n: string,
+  ok: string,
+  s: string,
+  gd: string,
+  row: { l: string; dl: string; rh: string },
+  key: string,
+): string {
+  const sc2 = f32(r.scale * Math.LOG2E);
+  const p = `      let p${n} = select(0.0, exp2(${s} * ${sc2} - ${row.l}), ${ok});`;
+  if (!r.dropout) {
+    return `${p}\n      let w${n} = p${n};\n      let ds${n} = p${n} * (${gd} - ${row.dl});`;
+  }
+  return `${p}
+      let km${n} = keep_mult(${row.rh}, ${key}, thr, inv);
+      let w${n} = p${n} * km${n};
+      let ds${n} = p${n} * (${gd} * km${n} - ${row.dl});`;
+}
+
+/**
+ * The query-row inputs of {@link scoreTail} for row `i` (a WGSL expression): the base-2 lse
+ * `l{n}`, the delta `dl{n}` (the expression `dl`), the last visible key `lim{n}` and, with
+ * dropout, the row hash `rh{n}`. Shared by both kernels.
+ */
+export function scoreRow(
+  r: ResolvedSpec,
+  n: string,
+  i: string,
+  dl: string,
+  indent: string,
+): string {
+  const OFF = r.S - r.Tq;
+  const lim = r.causal ? `min(${i} + ${OFF}u, ${r.S - 1}u)` : `${r.S - 1}u`;
+  return `${indent}let l${n} = lse[bh * ${r.Tq}u + min(${i}, ${r.Tq - 1}u)] * ${LOG2E};
+${indent}let dl${n} = ${dl};
+${indent}let lim${n} = ${lim};${r.dropout ? `\n${indent}let rh${n} = row_hash(bh, ${i});` : ""}`;
+}
+
+export function dkdvCode(r: ResolvedSpec, t: BlockedTile, gridX: number): string {
+  const { outer: BC, inner: BR, R, G } = t;
   const D4 = r.D / 4;
-  const DH4 = D4 / NS;
-  const BCt = BC / RK;
-  const NT = BCt * NS;
-  const PR = BR + 1; // padded partial row (no bank conflicts)
+  const DS = paddedRow(r.D);
+  const DV4 = D4 / G;
+  const RQ = BR / G; // query rows per thread in phase 1
+  const BCg = BC / R;
+  const NT = blockedThreads(t);
   const NKB = Math.ceil(r.S / BC);
   const NQT = Math.ceil(r.Tq / BR);
   const OFF = r.S - r.Tq;
@@ -103,16 +112,26 @@ export function dkdvCode(r: ResolvedSpec, t: ColTile, gridX: number): string {
     decl.push(`@group(0) @binding(${b++}) var<storage, read_write> ${n}: array<vec4<f32>>;`);
   }
   const [dkN, dvN] = packed ? ["dqkv", "dqkv"] : ["dK", "dV"];
-  const lim = r.causal ? `min(ii + ${OFF}u, ${r.S - 1}u)` : `${r.S - 1}u`;
+  // First query tile that sees key blk * BC: row i sees key j when j <= i + OFF.
   const t0 = r.causal
     ? `select(0u, (blk * ${BC}u - ${OFF}u) / ${BR}u, blk * ${BC}u > ${OFF}u)`
     : "0u";
-  const keys = (f: (x: number) => string, sep = "\n") => lines(RK, f, sep);
-  const sum = (arr: string, x: number) =>
-    lines(NS, (s) => `${arr}[${s * BC * PR}u + c${x} * ${PR}u + rr]`, " + ");
-  return `// ${
-    attentionLabel(r, "backward dK/dV")
-  }; ${BC} keys x ${BR}-query tiles, ${NS} threads per key, ${RK} keys per thread
+  const keys = (f: (x: number) => string, sep = "\n") => lines(R, f, sep);
+  const qrows = (f: (y: number) => string, sep = "\n") => lines(RQ, f, sep);
+  const dims = (f: (v: number) => string, sep = "\n") => lines(DV4, f, sep);
+  const ty = packType(R);
+  const qLoad = {
+    r,
+    n: BR,
+    limit: r.Tq,
+    threads: NT,
+    a: ["qt", qN, "q_row"] as [string, string, string],
+    b: ["gt", "dO", "do_row"] as [string, string, string],
+  };
+  const pf = t.prefetch ? prefetchRows(qLoad) : null;
+  return `// ${attentionLabel(r, "backward dK/dV")}; ${BC} keys x ${BR}-query tiles, ${R} keys x ${
+    DV4 * 4
+  } dims per thread, ${G} groups
 ${decl.join("\n")}
 ${dropoutWgsl(paramsBinding)}
 ${rowFn("q", tensorAddr(r, "q"), r.H)}
@@ -122,13 +141,13 @@ ${rowFn("do", tensorAddr(r, "dO"), r.H)}
 ${rowFn("dk", tensorAddr(r, "dK"), r.H)}
 ${rowFn("dv", tensorAddr(r, "dV"), r.H)}
 
-var<workgroup> qt: array<vec4<f32>, ${BR * D4}>;
-var<workgroup> gt: array<vec4<f32>, ${BR * D4}>;
-var<workgroup> lt: array<f32, ${BR}>;
-var<workgroup> dt: array<f32, ${BR}>;
-var<workgroup> rht: array<u32, ${BR}>;
-var<workgroup> ps: array<f32, ${NS * BC * PR}>;
-var<workgroup> pg: array<f32, ${NS * BC * PR}>;
+var<workgroup> kt: array<vec4<f32>, ${BC * DS}>;
+var<workgroup> vt: array<vec4<f32>, ${BC * DS}>;
+var<workgroup> qt: array<vec4<f32>, ${BR * DS}>;
+var<workgroup> gt: array<vec4<f32>, ${BR * DS}>;
+// Phase-1 results by [query row][key group]: component x is key kg + x * ${BCg}.
+var<workgroup> wt: array<${ty}, ${BR * BCg}>;
+var<workgroup> st: array<${ty}, ${BR * BCg}>;
 
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -136,17 +155,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   if (lin >= ${NKB * r.BH}u) { return; }
   let bh = lin / ${NKB}u;
   let blk = lin % ${NKB}u;
-  let ct = lid % ${BCt}u;
-  let sp = lid / ${BCt}u;
+  let kg = lid % ${BCg}u;
+  let g = lid / ${BCg}u;
+${
+    loadRows({
+      r,
+      n: BC,
+      first: `blk * ${BC}u`,
+      limit: r.S,
+      threads: NT,
+      a: ["kt", kN, "k_row"],
+      b: ["vt", vN, "v_row"],
+    })
+  }
+${keys((x) => `  let j${x} = blk * ${BC}u + kg + ${x * BCg}u;`)}
 ${
     keys((x) =>
-      `  let c${x} = ct + ${x * BCt}u;
-  let j${x} = blk * ${BC}u + c${x};
-  let kb${x} = k_row(bh, min(j${x}, ${r.S - 1}u)) + sp * ${DH4}u;
-  let vb${x} = v_row(bh, min(j${x}, ${r.S - 1}u)) + sp * ${DH4}u;
-${lines(DH4, (k) => `  let k${x}_${k} = ${kN}[kb${x} + ${k}u] * ${f32(r.scale * Math.LOG2E)};`)}
-${lines(DH4, (k) => `  let v${x}_${k} = ${vN}[vb${x} + ${k}u];`)}
-${lines(DH4, (k) => `  var dk${x}_${k} = vec4<f32>(0.0);\n  var dv${x}_${k} = vec4<f32>(0.0);`)}`
+      dims((v) => `  var dk${x}_${v} = vec4<f32>(0.0);\n  var dv${x}_${v} = vec4<f32>(0.0);`)
     )
   }
 ${
@@ -155,92 +180,87 @@ ${
   let inv = 1.0 / (1.0 - params.p);`
       : `  _ = params.seed; // keep the binding in the layout`
   }
-  // The causal mask hides this key block from every query tile before t0.
-  for (var tile = ${t0}; tile < ${NQT}u; tile++) {
+  let t0 = ${t0};${pf ? `\n${pf.decl}\n${pf.fetch(`t0 * ${BR}u`, "  ")}` : ""}
+  for (var tile = t0; tile < ${NQT}u; tile++) {
     let i0 = tile * ${BR}u;
-    for (var e = lid; e < ${BR * D4}u; e += ${NT}u) {
-      let ii = i0 + e / ${D4}u;
-      let d = e % ${D4}u;
-      var qx = vec4<f32>(0.0);
-      var gx = vec4<f32>(0.0);
-      if (ii < ${r.Tq}u) {
-        qx = ${qN}[q_row(bh, ii) + d];
-        gx = dO[do_row(bh, ii) + d];
-      }
-      qt[e] = qx;
-      gt[e] = gx;
-    }
-    for (var e = lid; e < ${BR}u; e += ${NT}u) {
-      let ii = min(i0 + e, ${r.Tq - 1}u);
-      lt[e] = lse[bh * ${r.Tq}u + ii] * ${LOG2E};
-      dt[e] = delta[bh * ${r.Tq}u + ii];
-      rht[e] = ${r.dropout ? "row_hash(bh, i0 + e)" : "0u"};
-    }
-    workgroupBarrier();
-    // This thread's share of k·q and v·dO for every query of the tile.
-    for (var rr = 0u; rr < ${BR}u; rr++) {
-      let xb = rr * ${D4}u + sp * ${DH4}u;
-${lines(DH4, (k) => `      let qv${k} = qt[xb + ${k}u];\n      let gv${k} = gt[xb + ${k}u];`)}
+    workgroupBarrier(); // the previous tile's phase 2 is done with qt, gt, wt, st
+${pf ? pf.store : loadRows({ ...qLoad, first: "i0" })}
+    workgroupBarrier();${
+    pf
+      ? `\n    // The next tile's rows, in flight during this one's math.\n${
+        pf.fetch(`i0 + ${BR}u`, "    ")
+      }`
+      : ""
+  }
+    // Phase 1: q·k and dO·v of this thread's ${R} keys x ${RQ} query rows, full head dim.
+    // The rows' lse, delta and hash first: their loads overlap the dot products.
 ${
-    keys((x) =>
-      `      ps[(sp * ${BC}u + c${x}) * ${PR}u + rr] = ${
-        lines(DH4, (k) => `dot(k${x}_${k}, qv${k})`, " + ")
-      };
-      pg[(sp * ${BC}u + c${x}) * ${PR}u + rr] = ${
-        lines(DH4, (k) => `dot(v${x}_${k}, gv${k})`, " + ")
-      };`
+    qrows((y) =>
+      `    let ri${y} = i0 + g + ${y * G}u;
+${scoreRow(r, `${y}`, `ri${y}`, `delta[bh * ${r.Tq}u + min(ri${y}, ${r.Tq - 1}u)]`, "    ")}`
     )
   }
-    }
+${
+    phase1Dots(
+      D4,
+      DS,
+      { n: R, score: ["k", "kt"], grad: ["v", "vt"], row: (x) => `kg + ${x * BCg}u` },
+      { n: RQ, score: ["q", "qt"], grad: ["o", "gt"], row: (y) => `g + ${y * G}u` },
+    )
+  }
+${
+    qrows((y) =>
+      `    {
+${
+        keys((x) =>
+          scoreTail(
+            r,
+            `${x}`,
+            `ri${y} < ${r.Tq}u && j${x} <= lim${y}`,
+            `s${x}_${y}`,
+            `gd${x}_${y}`,
+            { l: `l${y}`, dl: `dl${y}`, rh: `rh${y}` },
+            `j${x}`,
+          )
+        )
+      }
+      wt[(g + ${y * G}u) * ${BCg}u + kg] = ${packOf(R, lines(R, (x) => `w${x}`).split("\n"))};
+      st[(g + ${y * G}u) * ${BCg}u + kg] = ${packOf(R, lines(R, (x) => `ds${x}`).split("\n"))};
+    }`
+    )
+  }
     workgroupBarrier();
+    // Phase 2: dV += w^T dO, dK += dS^T q on this thread's ${R} keys x ${DV4} vec4 dims.
     for (var rr = 0u; rr < ${BR}u; rr++) {
-      let ii = i0 + rr;
-      let lim = ${lim};
-      let lr = lt[rr];
-      let dr = dt[rr];
-${r.dropout ? "      let rh = rht[rr];" : ""}
+      let w = wt[rr * ${BCg}u + kg];
+      let ds = st[rr * ${BCg}u + kg];
 ${
-    keys((x) =>
-      `      let ok${x} = ii < ${r.Tq}u && j${x} <= lim;
-      let p${x} = select(0.0, exp2(${sum("ps", x)} - lr), ok${x});
-      let g${x} = ${sum("pg", x)};
+    dims((v) =>
+      `      {
+        let go = gt[rr * ${DS}u + g * ${DV4}u + ${v}u];
+        let qo = qt[rr * ${DS}u + g * ${DV4}u + ${v}u];
 ${
-        r.dropout
-          ? `      let km${x} = keep_mult(rh, j${x}, thr, inv);
-      let w${x} = p${x} * km${x};
-      let ds${x} = p${x} * (g${x} * km${x} - dr);`
-          : `      let w${x} = p${x};
-      let ds${x} = p${x} * (g${x} - dr);`
+        keys((x) =>
+          `        dv${x}_${v} += ${packComp("w", R, x)} * go;\n        dk${x}_${v} += ${
+            packComp("ds", R, x)
+          } * qo;`
+        )
+      }
       }`
     )
   }
-      let xb = rr * ${D4}u + sp * ${DH4}u;
-${
-    lines(DH4, (k) =>
-      `      {
-        let qv = qt[xb + ${k}u];
-        let gv = gt[xb + ${k}u];
-${keys((x) => `        dv${x}_${k} += w${x} * gv;\n        dk${x}_${k} += ds${x} * qv;`)}
-      }`)
-  }
     }
-    workgroupBarrier();
   }
 ${
     keys((x) =>
       `  if (j${x} < ${r.S}u) {
-    let ob = dk_row(bh, j${x}) + sp * ${DH4}u;
-    let vo = dv_row(bh, j${x}) + sp * ${DH4}u;
-${lines(DH4, (k) => `    ${dkN}[ob + ${k}u] = dk${x}_${k} * ${f32(r.scale)};`)}
-${lines(DH4, (k) => `    ${dvN}[vo + ${k}u] = dv${x}_${k};`)}
+    let ob = dk_row(bh, j${x}) + g * ${DV4}u;
+    let vo = dv_row(bh, j${x}) + g * ${DV4}u;
+${dims((v) => `    ${dkN}[ob + ${v}u] = dk${x}_${v} * ${f32(r.scale)};`)}
+${dims((v) => `    ${dvN}[vo + ${v}u] = dv${x}_${v};`)}
   }`
     )
   }
 }
 `;
 }
-
-/**
- * dQ kernel: like the forward, each thread owns RQ query rows (BR/RQ apart) and D/NS dims of
- * each; loops over key tiles and accumulates dQ += dS K.
- */

@@ -13,6 +13,7 @@ import {
   type ResolvedSpec,
   resolveSpec,
   rowFn,
+  seqLen,
   tensorAddr,
   tensorBytes,
 } from "./common.ts";
@@ -44,6 +45,9 @@ function forwardCode(r: ResolvedSpec, t: RowTile, RQ: number, gridX: number): st
   );
   decl.push(`@group(0) @binding(${b++}) var<storage, read_write> o: array<vec4<f32>>;`);
   decl.push(`@group(0) @binding(${b++}) var<storage, read_write> lse: array<f32>;`);
+  // Shape-generic: {T, BH} after the params uniform.
+  const dims = r.dynamic ? `\n@group(0) @binding(${b + 1}) var<uniform> dims: vec4<u32>;` : "";
+  const nwg = r.dynamic ? ", @builtin(num_workgroups) nwg: vec3<u32>" : "";
   const sc2 = f32(r.scale * Math.LOG2E);
   const PS = BC + 1; // padded row of the partial-score tile (no bank conflicts)
   const rows = (f: (x: number) => string, sep = "\n") => lines(RQ, f, sep);
@@ -55,7 +59,7 @@ function forwardCode(r: ResolvedSpec, t: RowTile, RQ: number, gridX: number): st
     attentionLabel(r, "forward")
   }; tile ${BR}x${BC}, ${NS} threads per row, ${RQ} rows per thread
 ${decl.join("\n")}
-${dropoutWgsl(b)}
+${dropoutWgsl(b)}${dims}
 ${rowFn("q", tensorAddr(r, "q"), r.H)}
 ${rowFn("k", tensorAddr(r, "k"), r.H)}
 ${rowFn("v", tensorAddr(r, "v"), r.H)}
@@ -66,7 +70,7 @@ var<workgroup> vt: array<vec4<f32>, ${BC * D4}>;
 var<workgroup> part: array<f32, ${NS * BR * PS}>;
 
 @compute @workgroup_size(${threads})
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32${nwg}) {
 ${rowPrelude(r, t, gridX, RQ)}
 ${
     rows((x) =>
@@ -142,12 +146,12 @@ ${rows((x) => `      o${x}_${k} += w${x}_${c} * vv;`)}
   }
 ${
     rows((x) =>
-      `  if (i${x} < ${r.Tq}u) {
+      `  if (i${x} < ${seqLen(r, "Tq")}) {
     let il = 1.0 / l${x};
     let ob = o_row(bh, i${x}) + sp * ${DH4}u;
 ${lines(DH4, (k) => `    o[ob + ${k}u] = o${x}_${k} * il;`)}
     if (sp == 0u) {
-      lse[bh * ${r.Tq}u + i${x}] = (m${x} + log2(l${x})) * ${f32(Math.LN2)};
+      lse[bh * ${seqLen(r, "Tq")} + i${x}] = (m${x} + log2(l${x})) * ${f32(Math.LN2)};
     }
   }`
     )
@@ -164,8 +168,7 @@ export function planAttentionForward(spec: AttentionSpec, limits: AttentionLimit
   const r = resolveSpec(spec);
   const RQ = r.tiles.forwardRows ?? 1;
   const t = chooseRowTile(r, limits, 1, r.tiles.forward, RQ);
-  const total = Math.ceil(r.Tq / t.BR) * r.BH;
-  const workgroups = grid(total, limits.maxComputeWorkgroupsPerDimension, 2);
+  const workgroups = forwardGrid(r, t, limits);
   const inputs = r.layout === "packed_qkv" ? ["qkv"] : ["q", "k", "v"];
   const bindingBytes: Record<string, number> = {
     o: tensorBytes(r, "o"),
@@ -177,7 +180,28 @@ export function planAttentionForward(spec: AttentionSpec, limits: AttentionLimit
     code: forwardCode(r, t, RQ, workgroups[0]),
     workgroups,
     label: attentionLabel(r, "forward"),
-    bindings: [...inputs, "o", "lse", "params"],
+    bindings: [...inputs, "o", "lse", "params", ...(r.dynamic ? ["dims"] : [])],
     bindingBytes,
   };
+}
+
+function forwardGrid(
+  r: ResolvedSpec,
+  t: RowTile,
+  limits: AttentionLimits,
+): [number, number, number] {
+  return grid(Math.ceil(r.Tq / t.BR) * r.BH, limits.maxComputeWorkgroupsPerDimension, 2);
+}
+
+/**
+ * The grid of a shape-generic forward plan for this call's T (`spec.Tq`) and batch*heads: the
+ * plan's WGSL is the same for every call of its bucket, only the grid follows the shape.
+ */
+export function attentionForwardGrid(
+  spec: AttentionSpec,
+  limits: AttentionLimits,
+): [number, number, number] {
+  const r = resolveSpec(spec);
+  const t = chooseRowTile(r, limits, 1, r.tiles.forward, r.tiles.forwardRows ?? 1);
+  return forwardGrid(r, t, limits);
 }

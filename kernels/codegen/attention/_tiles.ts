@@ -4,7 +4,16 @@
  * @module
  */
 
-import { type AttentionLimits, blockCap, headSplit, type ResolvedSpec } from "./common.ts";
+import { type AttentionLimits, blockCap, headSplit, type ResolvedSpec, seqLen } from "./common.ts";
+
+/**
+ * The query rows a shape-generic plan picks its tile for: short sequences (<= 16, decode-like)
+ * keep their power-of-two cap, longer ones all plan for 64 (the largest block), so one tile
+ * serves every window.
+ */
+export function dynamicRowsBucket(Tq: number): number {
+  return Tq <= 16 ? blockCap(Tq) : 64;
+}
 
 /** Numbers of lines, joined: `lines(n, i => ...)`. */
 export function lines(n: number, f: (i: number) => string, sep = "\n"): string {
@@ -31,7 +40,7 @@ export function chooseRowTile(
   override?: [number, number],
   rowsPerThread = 1,
 ): RowTile {
-  const capBR = blockCap(r.Tq);
+  const capBR = r.dynamic ? dynamicRowsBucket(r.Tq) : blockCap(r.Tq);
   let NS = r.tiles.split ?? headSplit(r.D);
   // Few query rows (KV-cache decode): spread each row over more threads so a workgroup still
   // fills about one warp instead of a handful of lanes.
@@ -63,6 +72,9 @@ export function chooseRowTile(
 /** Label shared by the plans: shape, mask, dropout, layout. */
 export function attentionLabel(r: ResolvedSpec, what: string): string {
   const mask = r.causal ? (r.Tq < r.S ? "causal+offset" : "causal") : "full";
+  if (r.dynamic) {
+    return `attention ${what} H${r.H} T*${dynamicRowsBucket(r.Tq)} D${r.D} ${mask} ${r.layout}`;
+  }
   return `attention ${what} BH${r.BH} Tq${r.Tq} S${r.S} D${r.D} ${mask}` +
     `${r.dropout ? " dropout" : ""} ${r.layout}`;
 }
@@ -75,6 +87,7 @@ export function attentionLabel(r: ResolvedSpec, what: string): string {
  * (last key the row may see).
  */
 export function rowPrelude(r: ResolvedSpec, t: RowTile, gridX: number, rows: number): string {
+  if (r.dynamic) return dynamicRowPrelude(r, t, rows);
   const NB = Math.ceil(r.Tq / t.BR);
   const BRt = t.BR / rows;
   // Causal blocks near the end of the sequence do the most work: start them first.
@@ -96,6 +109,29 @@ export function rowPrelude(r: ResolvedSpec, t: RowTile, gridX: number, rows: num
   let ntiles = (${last}) / ${t.BC}u + 1u;`;
 }
 
+/**
+ * {@link rowPrelude} of a shape-generic plan: T = dims.x (Tq = S), BH = dims.y, the grid
+ * read from `nwg` (the entry point declares it).
+ */
+function dynamicRowPrelude(r: ResolvedSpec, t: RowTile, rows: number): string {
+  const NB = `((dims.x + ${t.BR - 1}u) / ${t.BR}u)`;
+  const BRt = t.BR / rows;
+  const blk = r.causal ? `${NB} - 1u - lin % ${NB}` : `lin % ${NB}`;
+  const last = r.causal ? `min(blk * ${t.BR}u + ${t.BR - 1}u, dims.x - 1u)` : "dims.x - 1u";
+  const row = (x: number) => `
+  let r${x} = rt + ${x * BRt}u;
+  let i${x} = blk * ${t.BR}u + r${x};
+  let iv${x} = min(i${x}, dims.x - 1u);
+  let lim${x} = ${r.causal ? `min(i${x}, dims.x - 1u)` : "dims.x - 1u"};`;
+  return `  let lin = wg.x + wg.y * nwg.x;
+  if (lin >= ${NB} * dims.y) { return; }
+  let bh = lin / ${NB};
+  let blk = ${blk};
+  let rt = lid % ${BRt}u;
+  let sp = lid / ${BRt}u;${lines(rows, row, "")}
+  let ntiles = (${last}) / ${t.BC}u + 1u;`;
+}
+
 /** Cooperative load of key tile `j0` of K and V into kt, vt (zeros past S). */
 export function loadKvTile(
   r: ResolvedSpec,
@@ -110,7 +146,7 @@ export function loadKvTile(
       let d = e % ${D4}u;
       var kx = vec4<f32>(0.0);
       var vx = vec4<f32>(0.0);
-      if (j < ${r.S}u) {
+      if (j < ${seqLen(r, "S")}) {
         kx = ${kName}[k_row(bh, j) + d];
         vx = ${vName}[v_row(bh, j) + d];
       }

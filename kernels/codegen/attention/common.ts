@@ -44,6 +44,14 @@ export interface AttentionSpec {
   layout?: AttentionLayout;
   /** Tile overrides for tuning; by default tiles are picked to fit the device limits. */
   tiles?: AttentionTiles;
+  /**
+   * Shape-generic forward (evaluation): the sequence length T (= Tq = S) and batch*heads are
+   * read at run time from a uniform `vec4<u32>` {T, BH} (binding `dims`, after `params`), so
+   * one pipeline serves every window and number of sequences; the grid follows the call
+   * (`attentionForwardGrid`). Forward only, "packed_qkv" or "bthd" layout, no dropout.
+   * `Tq`, `S` and `batchHeads` then only pick the tile's bucket (see `dynamicRowsBucket`).
+   */
+  dynamic?: boolean;
 }
 
 /** Tile overrides (any positive sizes; checked against the device limits). */
@@ -101,7 +109,8 @@ export function attentionParams(seed: number, p: number): ArrayBuffer {
 export interface TensorAddr {
   binding: string;
   offset: number;
-  strideB: number;
+  /** A WGSL expression in a shape-generic plan (it follows T). */
+  strideB: number | string;
   strideH: number;
   strideT: number;
 }
@@ -119,6 +128,8 @@ export interface ResolvedSpec {
   dropout: boolean;
   layout: AttentionLayout;
   tiles: AttentionTiles;
+  /** See {@link AttentionSpec.dynamic}. */
+  dynamic: boolean;
 }
 
 /** Apply defaults and validate. Throws on shapes the generators cannot handle. */
@@ -156,7 +167,21 @@ export function resolveSpec(spec: AttentionSpec): ResolvedSpec {
     dropout: (spec.dropout ?? 0) > 0,
     layout,
     tiles,
+    dynamic: checkDynamic(spec, layout),
   };
+}
+
+function checkDynamic(spec: AttentionSpec, layout: AttentionLayout): boolean {
+  if (!spec.dynamic) return false;
+  if (layout === "bhtd" || spec.Tq !== spec.S || (spec.dropout ?? 0) > 0) {
+    throw new Error("attention: a shape-generic plan needs Tq == S, no dropout, bthd or packed");
+  }
+  return true;
+}
+
+/** WGSL of the sequence length T (a run-time dim in a shape-generic plan). */
+export function seqLen(r: ResolvedSpec, which: "Tq" | "S"): string {
+  return r.dynamic ? "dims.x" : `${r[which]}u`;
 }
 
 /** Logical tensors of an attention call. */
@@ -171,15 +196,17 @@ export function tensorAddr(r: ResolvedSpec, t: AttentionTensor): TensorAddr {
     return { binding: t, offset: 0, strideB: r.H * T * D4, strideH: T * D4, strideT: D4 };
   }
   const packed = r.layout === "packed_qkv" && t !== "o" && t !== "dO";
+  // A shape-generic plan's batch stride follows T at run time.
+  const strideB = (per: number) => r.dynamic ? `(dims.x * ${per}u)` : T * per;
   if (!packed) {
-    return { binding: t, offset: 0, strideB: T * r.H * D4, strideH: D4, strideT: r.H * D4 };
+    return { binding: t, offset: 0, strideB: strideB(r.H * D4), strideH: D4, strideT: r.H * D4 };
   }
   const slot = { q: 0, k: 1, v: 2, dQ: 0, dK: 1, dV: 2 }[t as "q"];
   const grad = t.startsWith("d");
   return {
     binding: grad ? "dqkv" : "qkv",
     offset: slot * r.H * D4,
-    strideB: T * 3 * r.H * D4,
+    strideB: strideB(3 * r.H * D4),
     strideH: D4,
     strideT: 3 * r.H * D4,
   };
@@ -195,8 +222,9 @@ export function tensorBytes(r: ResolvedSpec, t: AttentionTensor): number {
 
 /** WGSL function `<name>_row(bh, t) -> u32`: vec4 index of row t of head bh. */
 export function rowFn(name: string, a: TensorAddr, H: number): string {
+  const sb = typeof a.strideB === "number" ? `${a.strideB}u` : a.strideB;
   return `fn ${name}_row(bh: u32, t: u32) -> u32 {
-  return ${a.offset}u + (bh / ${H}u) * ${a.strideB}u + (bh % ${H}u) * ${a.strideH}u + t * ${a.strideT}u;
+  return ${a.offset}u + (bh / ${H}u) * ${sb} + (bh % ${H}u) * ${a.strideH}u + t * ${a.strideT}u;
 }`;
 }
 

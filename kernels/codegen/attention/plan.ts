@@ -12,9 +12,11 @@
  * No T x T matrix touches global memory; the kernel also writes L = logsumexp of each row's
  * scaled scores ([BH, Tq], natural log) for the backward.
  *
- * Backward (three kernels, FlashAttention-2 style, no atomics): `delta` = rowsum(dO * O);
- * dK/dV with a workgroup per key block looping over query tiles; dQ with a workgroup per query
- * block looping over key tiles. Both recompute P = exp(S - L) from Q, K and L.
+ * Backward (two kernels, FlashAttention-2 style, no atomics): dQ with a workgroup per query
+ * block looping over key tiles, which also writes delta = rowsum(dO * O); then dK/dV with a
+ * workgroup per key block looping over query tiles. Both recompute P = exp(S - L) from Q, K
+ * and L, and are register-blocked by default (4 rows or keys x 8 dims per thread; see
+ * _blocked.ts).
  *
  * Dropout multiplies P by keep/(1-p) with keep from a counter-based hash of
  * (seed, bh, i, j) (see {@link dropoutKeep}); {seed, p} come from a small uniform so the
@@ -43,5 +45,6 @@ export {
   dropoutThreshold,
   pcgHash,
 } from "./common.ts";
-export { planAttentionForward } from "./_forward.ts";
+export { attentionForwardGrid, planAttentionForward } from "./_forward.ts";
+export { dynamicRowsBucket } from "./_tiles.ts";
 export { planAttentionBackward } from "./_backward.ts";

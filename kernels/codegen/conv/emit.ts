@@ -20,8 +20,8 @@ import type { MatmulTile } from "../matmul/plan.ts";
 
 /** One operand of an implicit GEMM, as WGSL snippets. */
 export interface GemmOperand {
-  /** Extent along the operand's non-k dimension (M for A, N for B). */
-  X: number;
+  /** Extent along the operand's non-k dimension (M for A, N for B); WGSL when run-time. */
+  X: number | string;
   /**
    * True when neighbouring k are neighbouring addresses: then neighbouring threads load
    * neighbouring k (coalesced); otherwise neighbouring x.
@@ -53,6 +53,11 @@ export interface GemmSpec {
   /** Split K into this many ranges of `chunk` (a multiple of TK) elements; 1 = no split. */
   parts: number;
   chunk: number;
+  /**
+   * N is read at run time from a uniform `dims` (x = N) that `bindings` declares, and the
+   * grid follows it (`num_workgroups`): one source for every batch.
+   */
+  dynamicN?: boolean;
   /** Binding declarations (a_g and b_g are read by the operands, c_g written by `store`). */
   bindings: string[];
   /**
@@ -86,7 +91,7 @@ function emitSetup(side: Side, TK: number, threads: number): string[] {
     const x = op.kFast ? `${u} / ${TK}u` : `${u} % ${T}u`;
     const k = op.kFast ? `${u} % ${TK}u` : `${u} / ${T}u`;
     out.push(`  let ${v}_x = ${x};`, `  let ${v}_k = ${k};`);
-    const conds = [`${x0} + ${v}_x < ${op.X}u`];
+    const conds = [`${x0} + ${v}_x < ${typeof op.X === "number" ? `${op.X}u` : op.X}`];
     if (units % threads !== 0) conds.push(`${u} < ${units}u`);
     out.push(`  let ${v}_ok = ${conds.join(" && ")};`);
     out.push(...op.setup(v, `(${x0} + ${v}_x)`, `${v}_k`).map((s) => "  " + s));
@@ -138,13 +143,17 @@ export function generateImplicitGemm(
   const { M, N, K, parts, chunk } = spec;
   const { TM, TN, TK, RM, RN } = tile;
   const threads = (TM / RM) * (TN / RN);
-  const tilesM = Math.ceil(M / TM), tilesN = Math.ceil(N / TN);
-  const tiles = tilesM * tilesN;
-  const total = tiles * parts;
+  const tilesM = Math.ceil(M / TM);
+  // A shape-generic N (spec.dynamicN: the batch of images) is dims.x at run time.
+  const dyn = !!spec.dynamicN;
+  const tilesN = dyn ? `((dims.x + ${TN - 1}u) / ${TN}u)` : `${Math.ceil(N / TN)}u`;
+  const tiles = dyn ? `(${tilesM}u * ${tilesN})` : `${tilesM * Math.ceil(N / TN)}u`;
+  const total = dyn ? `${tiles} * ${parts}u` : `${tilesM * Math.ceil(N / TN) * parts}u`;
   const sa: Side = { name: "a", op: a, T: TM, x0: "m0" };
   const sb: Side = { name: "b", op: b, T: TN, x0: "n0" };
   const o: string[] = [];
-  o.push(`// ${spec.label}: implicit GEMM ${M}x${N}x${K}, tile ${TM}x${TN}x${TK}, ${RM}x${RN}`);
+  const shown = dyn ? "*" : N;
+  o.push(`// ${spec.label}: implicit GEMM ${M}x${shown}x${K}, tile ${TM}x${TN}x${TK}, ${RM}x${RN}`);
   o.push(...spec.bindings);
   o.push(`var<workgroup> sh_a: array<array<vec4<f32>, ${TM / 4}>, ${TK}>;`);
   o.push(`var<workgroup> sh_b: array<array<vec4<f32>, ${TN / 4}>, ${TK}>;`);
@@ -152,13 +161,17 @@ export function generateImplicitGemm(
   o.push(`@compute @workgroup_size(${threads})`);
   o.push(
     "fn main(@builtin(workgroup_id) wid: vec3<u32>, " +
-      "@builtin(local_invocation_index) lid: u32) {",
+      "@builtin(local_invocation_index) lid: u32" +
+      (dyn ? ", @builtin(num_workgroups) nwg: vec3<u32>) {" : ") {"),
   );
-  o.push(`  let lin = wid.x + wid.y * ${grid[0]}u + wid.z * ${grid[0] * grid[1]}u;`);
+  if (dyn) o.push("  let lin = wid.x + wid.y * nwg.x + wid.z * nwg.x * nwg.y;");
+  else o.push(`  let lin = wid.x + wid.y * ${grid[0]}u + wid.z * ${grid[0] * grid[1]}u;`);
   // Workgroup-uniform exit: barriers below stay legal.
-  if (grid[0] * grid[1] * grid[2] > total) o.push(`  if (lin >= ${total}u) { return; }`);
-  o.push(`  let s = lin / ${tiles}u;`);
-  o.push(`  let t = lin % ${tiles}u;`);
+  if (dyn || grid[0] * grid[1] * grid[2] > tilesM * Math.ceil(N / TN) * parts) {
+    o.push(`  if (lin >= ${total}) { return; }`);
+  }
+  o.push(`  let s = lin / ${tiles};`);
+  o.push(`  let t = lin % ${tiles};`);
   // Column-major tile order: consecutive workgroups share the A (weight) tile.
   o.push(`  let m0 = (t % ${tilesM}u) * ${TM}u;`);
   o.push(`  let n0 = (t / ${tilesM}u) * ${TN}u;`);
@@ -202,7 +215,7 @@ function emitStores(spec: GemmSpec, tile: MatmulTile): string {
         for (let c = 0; c < 4; c++) {
           const n = `(n0 + ${4 * j * tx + c}u + 4u * tx)`;
           const st = spec.store("m", n, `c${i * 4 + r}_${j}.${"xyzw"[c]}`);
-          row.push(`if (${n} < ${spec.N}u) { ${st} }`);
+          row.push(`if (${n} < ${spec.dynamicN ? "dims.x" : `${spec.N}u`}) { ${st} }`);
         }
       }
       out.push(

@@ -69,6 +69,8 @@ const NARROW_TILES: MatmulTile[] = [
   { TM: 8, TN: 64, TK: 16, RM: 4, RN: 4 },
   { TM: 8, TN: 32, TK: 16, RM: 4, RN: 4 },
 ];
+/** The batch a shape-generic forward plan's tile is chosen for (evaluation's environments). */
+const DYNAMIC_BATCH = 16;
 /** Enough workgroups to keep a large GPU busy (as the matmul planner). */
 const TARGET_WORKGROUPS = 256;
 
@@ -126,7 +128,7 @@ export function sliceDepth(taps: number): number {
 }
 
 /** y[n, o, oy, ox] = sum over c, ky, kx of w[o, c, ky, kx] x[n, c, oy*s + ky - pt, ...]. */
-function forwardGemm(g: ConvGeometry, bias: boolean, TK: number) {
+function forwardGemm(g: ConvGeometry, bias: boolean, TK: number, dynamicN = false) {
   const [OH, OW] = convOutputSize(g);
   const KK = g.kh * g.kw, OHW = OH * OW, HW = g.H * g.W;
   const [pt, , pl] = g.pad;
@@ -149,7 +151,7 @@ function forwardGemm(g: ConvGeometry, bias: boolean, TK: number) {
     `let ${v}sp = ${v}img + ${v}iy * ${g.W}u + ${v}ix;`,
   ];
   const b: GemmOperand = {
-    X: N,
+    X: dynamicN ? "dims.x" : N,
     kFast: false,
     setup: (v, x, uk) => [
       `let ${v}pix = ${x} % ${OHW}u;`,
@@ -169,6 +171,9 @@ function forwardGemm(g: ConvGeometry, bias: boolean, TK: number) {
   };
   const bindings = [decl(0, "a_g"), decl(1, "b_g"), decl(2, "c_g", true)];
   if (bias) bindings.push(decl(3, "bias_g"));
+  if (dynamicN) {
+    bindings.push(`@group(0) @binding(${bindings.length}) var<uniform> dims: vec4<u32>;`);
+  }
   const store = (m: string, n: string, value: string) =>
     `c_g[((${n} / ${OHW}u) * ${M}u + ${m}) * ${OHW}u + ${n} % ${OHW}u] = ${value}${
       bias ? ` + bias_g[${m}]` : ""
@@ -391,16 +396,18 @@ export function planConv(
   g: ConvGeometry,
   kind: ConvKind,
   limits: MatmulLimits,
-  opts: { bias?: boolean; splitK?: number | "auto"; tile?: MatmulTile } = {},
+  opts: { bias?: boolean; splitK?: number | "auto"; tile?: MatmulTile; dynamicN?: boolean } = {},
 ): ConvPlan {
   checkGeometry(g);
+  const dyn = !!opts.dynamicN;
+  if (dyn && kind !== "forward") throw new Error("conv2d: only the forward takes a generic batch");
   const KK = g.kh * g.kw;
   const phases = kind === "input" && g.stride > 1;
   const taps = phases ? Math.ceil(g.kh / g.stride) * Math.ceil(g.kw / g.stride) : KK;
   const TK = kind === "weight" ? 16 : sliceDepth(taps);
   const gemmOf = (TN: number) =>
     kind === "forward"
-      ? forwardGemm(g, !!opts.bias, TK)
+      ? forwardGemm(g, !!opts.bias, TK, dyn)
       : phases
       ? inputPhaseGemm(g, TK, TN)
       : kind === "input"
@@ -417,8 +424,11 @@ export function planConv(
     bBatchStride: 0,
   });
   // The phase GEMM's N depends on the tile (padding); size the tile on the unpadded sizes.
+  // A generic batch sizes the tile for DYNAMIC_BATCH images, whatever this call's batch.
   const rough = phases
     ? mmOf(g.C, g.N * g.H * g.W, g.O * taps)
+    : dyn
+    ? (({ M, N, K }) => mmOf(M, (N / g.N) * DYNAMIC_BATCH, K))(gemmOf(0))
     : (({ M, N, K }) => mmOf(M, N, K))(gemmOf(0));
   // The slice depth is the convolution's own choice, also for a forced tile.
   let tile = { ...(opts.tile ?? chooseConvTile(rough, limits, TK)), TK };
@@ -438,7 +448,8 @@ export function planConv(
   // Ranges of whole slices; recompute parts so none is empty.
   const chunk = Math.ceil(Math.ceil(K / tile.TK) / parts) * tile.TK;
   parts = Math.ceil(K / chunk);
-  const label = convLabel(g, kind) + (parts > 1 ? ` split${parts}` : "");
+  const label = (dyn ? convLabel({ ...g, N: 0 }, kind).replace(" 0x", " *x") : convLabel(g, kind)) +
+    (parts > 1 ? ` split${parts}` : "");
   const total = Math.ceil(M / tile.TM) * Math.ceil(N / tile.TN) * parts;
   const workgroups = grid(total, limits.maxComputeWorkgroupsPerDimension);
   const spec: GemmSpec = {
@@ -450,6 +461,7 @@ export function planConv(
     bindings: gemm.bindings,
     store: gemm.store,
     label,
+    dynamicN: dyn,
   };
   const code = generateImplicitGemm(spec, gemm.a, gemm.b, tile, workgroups);
   const outElems = kind === "input" ? g.N * g.C * g.H * g.W : M * N * parts;

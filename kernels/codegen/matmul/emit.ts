@@ -22,15 +22,16 @@ import type { SplitK } from "./split.ts";
 import { activationWgsl } from "../activation.ts";
 
 /** Output tiles are handed out in column-major groups of this many tile rows, for L2 reuse. */
-const GROUP_M = 8;
+export const GROUP_M = 8;
 
 /** How one operand's tile travels from global memory into workgroup memory. */
-interface Operand {
+export interface Operand {
   /** "a" or "b": the global binding is `<name>_g`, the shared array `sh_<name>`. */
   name: string;
   /** Tile extent along the non-k dimension (TM or TN) and the matrix extent (M or N). */
   T: number;
-  X: number;
+  /** A WGSL expression when run-time (`dims.x`: a shape-generic M). */
+  X: number | string;
   K: number;
   /** True when k is the contiguous dimension in memory ([X, K] storage). */
   kContig: boolean;
@@ -46,14 +47,53 @@ interface Operand {
   TK: number;
 }
 
+/** A size as WGSL: a number literal, or a run-time expression as is. */
+function u32(x: number | string): string {
+  return typeof x === "number" ? `${x}u` : x;
+}
+
 /** Fetch units (a vec4 or a scalar each) per tile, and rounds of `threads` needed. */
 function unitsOf(op: Operand): { units: number; rounds: number } {
   const units = (op.T * op.TK) / (op.vec ? 4 : 1);
   return { units, rounds: Math.ceil(units / op.threads) };
 }
 
+/**
+ * WGSL: the output tile (tm, tn) of the tile index `lin` in grouped order (GROUP_M tile rows
+ * walked column by column, so B tiles stay in L2), and its first row m0 and column n0.
+ * `tilesM` is a WGSL expression (a literal, or run-time for a shape-generic M).
+ */
+export function emitGroupedTile(
+  lin: string,
+  tilesM: string,
+  tilesN: number,
+  TM: number,
+  TN: number,
+): string[] {
+  return [
+    `  let first_m = (${lin} / ${GROUP_M * tilesN}u) * ${GROUP_M}u;`,
+    `  let group_rows = min(${tilesM} - first_m, ${GROUP_M}u);`,
+    `  let in_group = ${lin} % ${GROUP_M * tilesN}u;`,
+    `  let tm = first_m + in_group % group_rows;`,
+    `  let tn = in_group / group_rows;`,
+    `  let m0 = tm * ${TM}u;`,
+    `  let n0 = tn * ${TN}u;`,
+  ];
+}
+
+/** WGSL: a thread's RM x RN accumulators `c{r}_{j}` (vec4 each), one line per row. */
+export function emitAccumulators(RM: number, RN: number): string[] {
+  const rows: string[] = [];
+  for (let r = 0; r < RM; r++) {
+    const accs: string[] = [];
+    for (let j = 0; j < RN / 4; j++) accs.push(`var c${r}_${j} = vec4<f32>();`);
+    rows.push("  " + accs.join(" "));
+  }
+  return rows;
+}
+
 /** Per-thread constants for the loads: unit coordinates, offsets, bounds flags, registers. */
-function emitLoadSetup(op: Operand): string {
+export function emitLoadSetup(op: Operand): string {
   const { name: n, T, X, K, TK, kContig, vec, threads, base, x0 } = op;
   const { units, rounds } = unitsOf(op);
   const out: string[] = [];
@@ -70,10 +110,10 @@ function emitLoadSetup(op: Operand): string {
     }
     const v = `${n}${it}`;
     out.push(`  let ${v}x = ${x};`, `  let ${v}k = ${k};`);
-    const off = kContig ? `(${x0} + ${v}x) * ${K}u + ${v}k` : `${v}k * ${X}u + ${x0} + ${v}x`;
+    const off = kContig ? `(${x0} + ${v}x) * ${K}u + ${v}k` : `${v}k * ${u32(X)} + ${x0} + ${v}x`;
     out.push(`  let ${v}o = ${base} + ${off};`);
     const conds: string[] = [];
-    if (op.guardX) conds.push(`${x0} + ${v}x < ${X}u`);
+    if (op.guardX) conds.push(`${x0} + ${v}x < ${u32(X)}`);
     if (units % threads !== 0 && it === rounds - 1) conds.push(`${u} < ${units}u`);
     if (conds.length) out.push(`  let ${v}ok = ${conds.join(" && ")};`);
     out.push(`  var ${v}r = ${vec ? "vec4<f32>()" : "0.0"};`);
@@ -82,13 +122,13 @@ function emitLoadSetup(op: Operand): string {
 }
 
 /** Loads the slice starting at element k0 (a WGSL expression) into the registers. */
-function emitFetch(op: Operand, k0: string, kLen: number, indent: string): string {
+export function emitFetch(op: Operand, k0: string, kLen: number, indent: string): string {
   const { name: n, X, TK, kContig, vec } = op;
   const { units, rounds } = unitsOf(op);
   const out: string[] = [];
   for (let it = 0; it < rounds; it++) {
     const v = `${n}${it}`;
-    const addr = `${v}o + ${kContig ? k0 : `${k0} * ${X}u`}`;
+    const addr = `${v}o + ${kContig ? k0 : `${k0} * ${u32(X)}`}`;
     const load = `${v}r = ${n}_g[${vec ? `(${addr}) / 4u` : addr}];`;
     const conds: string[] = [];
     if (op.guardX || (units % op.threads !== 0 && it === rounds - 1)) conds.push(`${v}ok`);
@@ -100,7 +140,7 @@ function emitFetch(op: Operand, k0: string, kLen: number, indent: string): strin
 }
 
 /** Stores the registers into workgroup memory (skipping units past the tile or kLen). */
-function emitShare(op: Operand, kLen: number, buf: string | null, indent: string): string {
+export function emitShare(op: Operand, kLen: number, buf: string | null, indent: string): string {
   const { name: n, TK, kContig, vec, threads } = op;
   const sh = buf === null ? `sh_${n}` : `sh_${n}[${buf}]`;
   const { units, rounds } = unitsOf(op);
@@ -169,9 +209,10 @@ export function emitCompute(
 }
 
 /** Stores all accumulators (plus accumulate / bias); `guard` tests M and N. */
-function emitEpilogue(spec: MatmulSpec, tile: MatmulTile, guard: boolean, indent: string) {
+export function emitEpilogue(spec: MatmulSpec, tile: MatmulTile, guard: boolean, indent: string) {
   const { TM, TN, RM, RN } = tile;
-  const { M, N } = spec;
+  const { N } = spec;
+  const M = spec.dynamicM ? "dims.x" : `${spec.M}u`;
   const cVec = N % 4 === 0;
   const ty = TM / RM, tx = TN / RN;
   const out: string[] = [];
@@ -206,7 +247,7 @@ function emitEpilogue(spec: MatmulSpec, tile: MatmulTile, guard: boolean, indent
         }
       }
       const body = row.join(" ");
-      out.push(indent + (guard ? `if (${m} < ${M}u) { ${body} }` : `{ ${body} }`));
+      out.push(indent + (guard ? `if (${m} < ${M}) { ${body} }` : `{ ${body} }`));
     }
   }
   return out.join("\n");
@@ -254,8 +295,13 @@ export function generateMatmul(
   const parts = split?.parts ?? 1;
   const { TM, TN, TK, RM, RN } = tile;
   const threads = (TM / RM) * (TN / RN);
-  const tilesM = Math.ceil(M / TM), tilesN = Math.ceil(N / TN);
-  const fullM = Math.floor(M / TM), fullN = Math.floor(N / TN);
+  // A shape-generic M (spec.dynamicM, batch 1, A stored [M, K], no split or k-sum) is read
+  // from the dims uniform: tile counts in M become WGSL expressions, every tile row tests M.
+  const dyn = !!spec.dynamicM;
+  const tilesM: number | string = dyn ? `((dims.x + ${TM - 1}u) / ${TM}u)` : Math.ceil(M / TM);
+  const tilesN = Math.ceil(N / TN);
+  const fullM: number | string = dyn ? `(dims.x / ${TM}u)` : Math.floor(M / TM);
+  const fullN = Math.floor(N / TN);
   // vec4 global access needs the contiguous extent and the batch stride 4-aligned.
   const aVec = (transA ? M % 4 === 0 : K % 4 === 0) && sa % 4 === 0;
   const bVec = (transB ? K % 4 === 0 : N % 4 === 0) && sb % 4 === 0;
@@ -263,11 +309,11 @@ export function generateMatmul(
   const a: Operand = {
     name: "a",
     T: TM,
-    X: M,
+    X: dyn ? "dims.x" : M,
     K,
     kContig: !transA,
     vec: aVec,
-    guardX: fullM < tilesM,
+    guardX: dyn || fullM < tilesM,
     base: "a_base",
     x0: "m0",
     threads,
@@ -299,22 +345,30 @@ export function generateMatmul(
   const minFull = split ? Math.min(kFull, split.lastFull) : kFull;
   const maxFull = split ? Math.max(kFull, split.lastFull) : kFull;
   const tailFull = split ? split.lastFull : kFull;
-  const total = tilesM * tilesN * spec.batch * parts;
-  const tilesPerBatch = tilesM * tilesN;
-  const arr = (vec: boolean, n: number) => vec ? `array<vec4<f32>, ${n / 4}>` : `array<f32, ${n}>`;
+  const total = dyn ? `${tilesM} * ${tilesN}u` : (tilesM as number) * tilesN * spec.batch * parts;
+  const tilesPerBatch = dyn ? `(${tilesM} * ${tilesN}u)` : (tilesM as number) * tilesN;
+  const tpb = typeof tilesPerBatch === "number" ? `${tilesPerBatch}u` : tilesPerBatch;
+  // Bindings whose length follows a generic M are runtime-sized.
+  const arr = (vec: boolean, n: number, runtimeSized = false) =>
+    runtimeSized
+      ? `array<${vec ? "vec4<f32>" : "f32"}>`
+      : vec
+      ? `array<vec4<f32>, ${n / 4}>`
+      : `array<f32, ${n}>`;
 
   const o: string[] = [];
   o.push(`// ${label}: tile ${TM}x${TN}x${TK}, ${RM}x${RN} per thread, ${buffers}x shared`);
-  o.push(`@group(0) @binding(0) var<storage, read> a_g: ${arr(aVec, sizes.a)};`);
+  o.push(`@group(0) @binding(0) var<storage, read> a_g: ${arr(aVec, sizes.a, dyn)};`);
   o.push(`@group(0) @binding(1) var<storage, read> b_g: ${arr(bVec, sizes.b)};`);
-  o.push(`@group(0) @binding(2) var<storage, read_write> c_g: ${arr(cVec, sizes.c)};`);
+  o.push(`@group(0) @binding(2) var<storage, read_write> c_g: ${arr(cVec, sizes.c, dyn)};`);
   if (epilogueSpec.bias) {
     o.push(`@group(0) @binding(3) var<storage, read> bias_g: ${arr(cVec, N)};`);
   }
   let at = epilogueSpec.bias ? 4 : 3;
   if (epilogueSpec.residual) {
-    o.push(`@group(0) @binding(${at++}) var<storage, read> res_g: ${arr(cVec, sizes.c)};`);
+    o.push(`@group(0) @binding(${at++}) var<storage, read> res_g: ${arr(cVec, sizes.c, dyn)};`);
   }
+  if (dyn) o.push(`@group(0) @binding(${at++}) var<uniform> dims: vec4<u32>;`);
   if (epilogueSpec.activation) o.push(activationWgsl(epilogueSpec.activation));
   const sumK = spec.sumK;
   if (sumK) {
@@ -332,44 +386,46 @@ export function generateMatmul(
   o.push(`var<workgroup> sh_b: ${shType(TN)};`);
   o.push("");
   o.push(`@compute @workgroup_size(${threads})`);
-  o.push(
-    "fn main(@builtin(workgroup_id) wid: vec3<u32>, " +
-      "@builtin(local_invocation_index) lid: u32) {",
-  );
-  o.push(`  let lin = wid.x + wid.y * ${grid[0]}u + wid.z * ${grid[0] * grid[1]}u;`);
-  // Folded grids may over-dispatch; the test is workgroup-uniform, so barriers stay legal.
-  if (grid[0] * grid[1] * grid[2] > total) o.push(`  if (lin >= ${total}u) { return; }`);
+  if (dyn) {
+    // The grid follows M at run time: the linear id comes from num_workgroups.
+    o.push(
+      "fn main(@builtin(workgroup_id) wid: vec3<u32>, " +
+        "@builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3<u32>) {",
+    );
+    o.push("  let lin = wid.x + wid.y * nwg.x + wid.z * nwg.x * nwg.y;");
+    o.push(`  if (lin >= ${total}) { return; }`);
+  } else {
+    o.push(
+      "fn main(@builtin(workgroup_id) wid: vec3<u32>, " +
+        "@builtin(local_invocation_index) lid: u32) {",
+    );
+    o.push(`  let lin = wid.x + wid.y * ${grid[0]}u + wid.z * ${grid[0] * grid[1]}u;`);
+    // Folded grids may over-dispatch; the test is workgroup-uniform, so barriers stay legal.
+    if (grid[0] * grid[1] * grid[2] > (total as number)) {
+      o.push(`  if (lin >= ${total}u) { return; }`);
+    }
+  }
   if (split) {
     // Split index outermost: [parts, batch, M, N] scratch.
-    o.push(`  let s = lin / ${tilesPerBatch * spec.batch}u;`);
-    o.push(`  let batch = (lin / ${tilesPerBatch}u) % ${spec.batch}u;`);
+    o.push(`  let s = lin / ${(tilesPerBatch as number) * spec.batch}u;`);
+    o.push(`  let batch = (lin / ${tpb}) % ${spec.batch}u;`);
   } else {
-    o.push(`  let batch = lin / ${tilesPerBatch}u;`);
+    o.push(`  let batch = lin / ${tpb};`);
   }
-  o.push(`  let t = lin % ${tilesPerBatch}u;`);
-  // Grouped order: GROUP_M tile rows are walked column by column so B tiles stay in L2.
-  o.push(`  let first_m = (t / ${GROUP_M * tilesN}u) * ${GROUP_M}u;`);
-  o.push(`  let group_rows = min(${tilesM}u - first_m, ${GROUP_M}u);`);
-  o.push(`  let in_group = t % ${GROUP_M * tilesN}u;`);
-  o.push(`  let tm = first_m + in_group % group_rows;`);
-  o.push(`  let tn = in_group / group_rows;`);
-  o.push(`  let m0 = tm * ${TM}u;`);
-  o.push(`  let n0 = tn * ${TN}u;`);
+  o.push(`  let t = lin % ${tpb};`);
+  o.push(...emitGroupedTile("t", u32(tilesM), tilesN, TM, TN));
   // A split range starts at k = s * chunk: fold that into the operand base offsets.
   const ks = (X: number, kContig: boolean) =>
     split ? ` + s * ${kContig ? split.chunk : split.chunk * X}u` : "";
   o.push(`  let a_base = batch * ${sa}u${ks(M, !transA)};`);
   o.push(`  let b_base = batch * ${sb}u${ks(N, transB)};`);
-  o.push(`  let c_base = ${split ? `(s * ${spec.batch}u + batch)` : "batch"} * ${M * N}u;`);
+  if (dyn) o.push("  let c_base = 0u;");
+  else o.push(`  let c_base = ${split ? `(s * ${spec.batch}u + batch)` : "batch"} * ${M * N}u;`);
   o.push(`  let tx = lid % ${TN / RN}u;`);
   o.push(`  let ty = lid / ${TN / RN}u;`);
   o.push(emitLoadSetup(a));
   o.push(emitLoadSetup(b));
-  for (let r = 0; r < RM; r++) {
-    const accs: string[] = [];
-    for (let j = 0; j < RN / 4; j++) accs.push(`var c${r}_${j} = vec4<f32>();`);
-    o.push("  " + accs.join(" "));
-  }
+  o.push(...emitAccumulators(RM, RN));
   if (sumK) {
     const n = (sumK === "a" ? RM : RN) / 4;
     o.push("  " + Array.from({ length: n }, (_, i) => `var s${sumK}${i} = vec4<f32>();`).join(" "));
@@ -408,8 +464,8 @@ export function generateMatmul(
     o.push(emitCompute(tile, kRem, buf, ind, sumK));
     if (split) o.push("  }");
   }
-  if (fullM < tilesM || fullN < tilesN) {
-    o.push(`  if (tm < ${fullM}u && tn < ${fullN}u) {`);
+  if (dyn || fullM < tilesM || fullN < tilesN) {
+    o.push(`  if (tm < ${u32(fullM)} && tn < ${fullN}u) {`);
     o.push(emitEpilogue(epilogueSpec, tile, false, "    "));
     o.push("  } else {");
     o.push(emitEpilogue(epilogueSpec, tile, true, "    "));

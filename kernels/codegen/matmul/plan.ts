@@ -36,6 +36,10 @@
  * limit lowers the threads per workgroup. The cross-workgroup split-K (`chooseDecodeSplit`)
  * remains only for k-sum products (bias gradients) of skinny shapes.
  *
+ * Shape-generic inference products (`dynamicM`) of 17..1024 rows with K > 256 take the
+ * split-rows kernel of split_rows.ts (the same idea with a 16 x 32 register-blocked tile: S
+ * k-groups per workgroup, fixed-order reduction, one dispatch, WGSL independent of M).
+ *
  * @module
  */
 
@@ -44,6 +48,13 @@ import { grid } from "../wgsl.ts";
 import type { EpilogueActivation } from "../activation.ts";
 import { generateSplitReduce, type SplitK, splitOf, type SplitReduce } from "./split.ts";
 import { chooseSkinny, generateSkinny, isSkinny, skinnyFits, type SkinnyShape } from "./skinny.ts";
+import {
+  chooseSplitRows,
+  generateSplitRows,
+  isSplitRows,
+  type SplitRowsShape,
+  splitRowsTile,
+} from "./split_rows.ts";
 
 /** One batched matmul. A is [batch, M, K], B is [batch, K, N], C is [batch, M, N]. */
 export interface MatmulSpec {
@@ -89,6 +100,8 @@ export interface MatmulSpec {
    * kernel (callers compose `layerNorm` + `matmul` then).
    */
   lnEps?: number;
+  /** With `lnEps`: apply this activation to the normalized A (the Q head's LN + Mish). */
+  lnAct?: "mish";
   /**
    * Prologue of skinny plans only: A is P partial products [P, M, K] summed with a residual
    * [M, K] and a bias [K] (three bindings after gamma/beta: residual, bias, and h [M, K]
@@ -101,7 +114,35 @@ export interface MatmulSpec {
    * start + i (two bindings last: the cache, read_write, and a uniform {start, length, 0, 0}).
    */
   kvWrite?: { seqs: number; t: number; heads: number; headSize: number; cap: number };
+  /**
+   * Shape-generic rows (evaluation, where rows follow the number of environments and the
+   * window): the WGSL does not depend on M, which it reads from a uniform `vec4<u32>` whose x
+   * is M (the binding after the residual, or after bias / C); A, C and the residual are
+   * runtime-sized and the grid follows M (the kernel reads `num_workgroups`). The tile
+   * depends only on the bucket of M (three variants per N, K and flags; see
+   * {@link dynamicMBucket}). Needs batch 1, A stored [M, K], no split-K, k-sum or skinny
+   * prologue/epilogue.
+   */
+  dynamicM?: boolean;
 }
+
+/** The geometry of a product (MatmulSpec's required fields), shared by the f16 path. */
+export type MatmulGeometry = Pick<
+  MatmulSpec,
+  "batch" | "M" | "N" | "K" | "transA" | "transB" | "aBatchStride" | "bBatchStride"
+>;
+
+/**
+ * The rows a shape-generic plan's tile is chosen for: 16 (M <= 16), 256 (up to 1024 rows:
+ * decode steps of many environments; with K > 256 the split-rows kernel) or 4096 (prefill windows, large products: the 128 x 128
+ * tiles, which at 4096^3 ran 43 against 34 TFLOP/s for the 256 bucket's 64 x 64 on an H200).
+ */
+export function dynamicMBucket(M: number): number {
+  return M <= 16 ? 16 : M <= 1024 ? 256 : 4096;
+}
+
+/** The three row buckets of shape-generic plans, one representative M each. */
+export const DYNAMIC_M_BUCKETS: readonly number[] = [1, 17, 1025];
 
 /** A generated kernel and how to dispatch it. */
 export interface MatmulPlan {
@@ -131,6 +172,11 @@ export interface MatmulPlan {
    * bindings as a plain plan (plus gamma, beta with `spec.lnEps`), one dispatch.
    */
   skinny?: SkinnyShape;
+  /**
+   * Present for shape-generic products of 17..1024 rows with a long K (split_rows.ts): S
+   * k-groups per `tile` (one dispatch, same bindings as the plain shape-generic plan).
+   */
+  splitRows?: SplitRowsShape;
 }
 
 /** Device limits the planner respects. */
@@ -176,6 +222,26 @@ export const MATMUL_TILES: readonly MatmulTile[] = [
   ...SKINNY_M_TILES,
   ...SKINNY_N_TILES,
 ];
+/**
+ * Unsplit products with K >= LONG_K that chose the 128 x 128 x 16 tile take it 32 deep instead
+ * (half the k-loop trips and barriers; single-buffered where 64 KiB of workgroup memory is not
+ * available). Measured on an H200 by bench/kernel_sweep_bench.ts: 43.4 against 38.3 TFLOP/s at
+ * 4096^3, 1.93 against 2.22 ms at 18944x512x2048 and 1.06 against 1.10 ms with B^T + bias;
+ * with K = 512 (16 slices) it lost (2.40 against 1.75 ms at 18944x2048x512 B^T + bias), and
+ * split-K weight gradients were mixed, so they keep the 16-deep tile.
+ */
+export const LONG_K_TILE: MatmulTile = { TM: 128, TN: 128, TK: 32, RM: 8, RN: 8 };
+const LONG_K = 2048;
+
+function deepenForLongK(spec: MatmulSpec, tile: MatmulTile, limits: MatmulLimits): MatmulTile {
+  const base = GENERAL_TILES[0];
+  const same = tile.TM === base.TM && tile.TN === base.TN && tile.TK === base.TK &&
+    tile.RM === base.RM && tile.RN === base.RN;
+  const fits = threadsOf(LONG_K_TILE) <= limits.maxComputeInvocationsPerWorkgroup &&
+    sharedBytesOf(LONG_K_TILE) <= limits.maxComputeWorkgroupStorageSize;
+  return same && fits && spec.K >= LONG_K ? LONG_K_TILE : tile;
+}
+
 /** Enough workgroups to keep every SM of a large GPU busy (an H100 has 132). */
 const TARGET_WORKGROUPS = 256;
 
@@ -350,11 +416,15 @@ export function matmulLabel(spec: MatmulSpec): string {
     spec.sumK ? `sum${spec.sumK.toUpperCase()}` : "",
     spec.activation ?? "",
     spec.residual ? "res" : "",
-    spec.lnEps !== undefined ? "ln" : "",
+    spec.lnEps !== undefined ? `ln${spec.lnAct ? `+${spec.lnAct}` : ""}` : "",
     spec.sumParts ? `parts${spec.sumParts}` : "",
     spec.kvWrite ? "kv" : "",
   ].filter((s) => s).join(" ");
-  return `matmul ${spec.M}x${spec.N}x${spec.K}${flags ? " " + flags : ""}`;
+  const bucket = spec.dynamicM ? dynamicMBucket(spec.M) : 0;
+  const M = spec.dynamicM
+    ? `*${bucket === 16 ? "<=16" : bucket === 256 ? "<=1024" : ">1024"}`
+    : spec.M;
+  return `matmul ${M}x${spec.N}x${spec.K}${flags ? " " + flags : ""}`;
 }
 
 /**
@@ -372,6 +442,7 @@ export function planMatmul(
   override?: MatmulTile,
 ): MatmulPlan {
   checkSpec(spec);
+  if (spec.dynamicM) return planDynamicM(spec, limits, override);
   if (spec.splitK === undefined && !override && isSkinny(spec)) return planSkinny(spec, limits);
   if (spec.lnEps !== undefined || spec.sumParts || spec.kvWrite) {
     throw new Error(
@@ -397,6 +468,7 @@ export function planMatmul(
     }
   }
   if (split && split.parts < 2) split = null;
+  if (!override && !split) tile = deepenForLongK(spec, tile, limits);
   checkTile(tile, limits);
   const label = matmulLabel(spec) + (split ? ` split${split.parts}` : "");
   const parts = split?.parts ?? 1;
@@ -407,10 +479,8 @@ export function planMatmul(
   const sizes = bindingSizes(spec);
   // The kernel's binding 2 is the scratch [parts, batch, M, N] when split.
   const cElems = sizes.c * parts;
-  // Double buffering needs twice the workgroup memory and at least two full k-slices.
   const slices = split ? Math.min(split.chunk / tile.TK, split.lastFull) : spec.K / tile.TK;
-  const sharedBuffers =
-    2 * sharedBytesOf(tile) <= limits.maxComputeWorkgroupStorageSize && slices >= 2 ? 2 : 1;
+  const sharedBuffers = sharedBuffersFor(tile, slices, limits);
   const code = generateMatmul(
     spec,
     tile,
@@ -426,14 +496,7 @@ export function planMatmul(
     label,
     tile,
     sharedBuffers,
-    bindingBytes: {
-      a: sizes.a * 4,
-      b: sizes.b * 4,
-      c: sizes.c * 4,
-      bias: sizes.bias * 4,
-      residual: sizes.residual * 4,
-      sum: sizes.sum * 4,
-    },
+    bindingBytes: byteSizes(sizes),
   };
   if (split) {
     const reduce = generateSplitReduce(
@@ -458,6 +521,66 @@ export function planMatmul(
   return plan;
 }
 
+/**
+ * A shape-generic plan (`spec.dynamicM`): the tile is chosen for the bucket of M, the WGSL
+ * reads M at run time, and `workgroups` is this M's grid (callers dispatch other M with
+ * {@link dynamicMGrid}).
+ */
+function planDynamicM(spec: MatmulSpec, limits: MatmulLimits, override?: MatmulTile): MatmulPlan {
+  if (
+    spec.batch !== 1 || spec.transA || spec.splitK !== undefined || spec.sumK ||
+    spec.lnEps !== undefined || spec.sumParts || spec.kvWrite
+  ) {
+    throw new Error(
+      `matmul: shape-generic rows need batch 1, A not transposed, no split-K, k-sum or ` +
+        `prologue, got ${matmulLabel(spec)}`,
+    );
+  }
+  const rows = { ...spec, M: dynamicMBucket(spec.M) };
+  const label = matmulLabel(spec);
+  // 17..1024 rows with a long K: K split inside each workgroup (split_rows.ts).
+  if (!override && rows.M === 256 && isSplitRows(spec)) {
+    const tile = splitRowsTile(spec);
+    const shape = chooseSplitRows(spec, tile, limits);
+    if (shape) {
+      const sizes = bindingSizes(spec);
+      return {
+        code: generateSplitRows(spec, tile, shape, sizes, `${label} split-rows`),
+        workgroups: dynamicMGrid(spec, tile, limits),
+        label: `${label} split-rows`,
+        tile,
+        sharedBuffers: shape.buffers,
+        bindingBytes: { ...byteSizes(sizes), sum: 0 },
+        splitRows: shape,
+      };
+    }
+  }
+  const tile = override ?? deepenForLongK(rows, chooseTile(rows, limits), limits);
+  checkTile(tile, limits);
+  const workgroups = dynamicMGrid(spec, tile, limits);
+  const sizes = bindingSizes(spec);
+  // Double buffering depends on K and the tile only.
+  const sharedBuffers = sharedBuffersFor(tile, spec.K / tile.TK, limits);
+  const code = generateMatmul(spec, tile, workgroups, sizes, label, sharedBuffers, null);
+  return {
+    code,
+    workgroups,
+    label,
+    tile,
+    sharedBuffers,
+    bindingBytes: { ...byteSizes(sizes), sum: 0 },
+  };
+}
+
+/** The grid of a shape-generic plan with `tile` for `spec.M` rows. */
+export function dynamicMGrid(
+  spec: MatmulSpec,
+  tile: MatmulTile,
+  limits: MatmulLimits,
+): [number, number, number] {
+  return grid(tileCount(spec, tile), limits.maxComputeWorkgroupsPerDimension);
+}
+
 /** The skinny decode plan (skinny.ts): one dispatch, K split inside each workgroup. */
 function planSkinny(spec: MatmulSpec, limits: MatmulLimits): MatmulPlan {
   if (!skinnyFits(spec, limits)) {
@@ -470,21 +593,17 @@ function planSkinny(spec: MatmulSpec, limits: MatmulLimits): MatmulPlan {
     limits.maxComputeWorkgroupsPerDimension,
   );
   const sizes = bindingSizes(spec);
-  const code = generateSkinny(spec, shape, workgroups, sizes, label, { lnEps: spec.lnEps });
+  const code = generateSkinny(spec, shape, workgroups, sizes, label, {
+    lnEps: spec.lnEps,
+    lnAct: spec.lnAct,
+  });
   return {
     code,
     workgroups,
     label,
     tile: { TM: spec.M, TN: shape.C, TK: 4 * shape.S, RM: spec.M, RN: 1 },
     sharedBuffers: 1,
-    bindingBytes: {
-      a: sizes.a * 4,
-      b: sizes.b * 4,
-      c: sizes.c * 4,
-      bias: sizes.bias * 4,
-      residual: sizes.residual * 4,
-      sum: 0,
-    },
+    bindingBytes: { ...byteSizes(sizes), sum: 0 },
     skinny: shape,
   };
 }
@@ -494,6 +613,26 @@ function checkTile(t: MatmulTile, limits: MatmulLimits): void {
     t.TK % 4 === 0 && threadsOf(t) <= limits.maxComputeInvocationsPerWorkgroup &&
     sharedBytesOf(t) <= limits.maxComputeWorkgroupStorageSize;
   if (!ok) throw new Error(`matmul: unusable tile ${JSON.stringify(t)}`);
+}
+
+/**
+ * Workgroup buffers of a tiled plan: double buffering (2) needs twice the workgroup memory
+ * and at least two full k-slices.
+ */
+function sharedBuffersFor(tile: MatmulTile, slices: number, limits: MatmulLimits): 1 | 2 {
+  return 2 * sharedBytesOf(tile) <= limits.maxComputeWorkgroupStorageSize && slices >= 2 ? 2 : 1;
+}
+
+/** {@link bindingSizes} in bytes (f32). */
+function byteSizes(sizes: ReturnType<typeof bindingSizes>) {
+  return {
+    a: sizes.a * 4,
+    b: sizes.b * 4,
+    c: sizes.c * 4,
+    bias: sizes.bias * 4,
+    residual: sizes.residual * 4,
+    sum: sizes.sum * 4,
+  };
 }
 
 /** Element counts each binding must hold. */

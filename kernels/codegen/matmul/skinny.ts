@@ -34,6 +34,10 @@
  * [2, seqs, H, cap, D] at position start + i (row = seq * t + i; `start` from a uniform),
  * which replaces the separate appendKv dispatch.
  *
+ * Run-time rows (`dynamicRows`, inference: kernels/ops/_skinny_rows.ts): the kernel is
+ * generated for a bucket of M and masks the rows at or above the count in its `dims`
+ * uniform, so a new number of environments compiles nothing.
+ *
  * @module
  */
 
@@ -144,12 +148,34 @@ export interface SkinnySizes {
 export interface SkinnyOptions {
   /** Layer-norm prologue over A's rows with this epsilon (gamma, beta bindings; !transA). */
   lnEps?: number;
+  /** With `lnEps`: an activation of the normalized A (Mish: the Q head's LN + Mish). */
+  lnAct?: "mish";
+  /**
+   * Rows read at run time (shape-generic decode): spec.M is the most rows (a bucket); the
+   * kernel reads the actual count from a `dims` uniform (x = rows) bound last, and rows at or
+   * above it are computed but never stored. The M-sized bindings are runtime-sized arrays
+   * and a kvWrite's sequences and tokens come from its uniform (t = length - start), so the
+   * source depends on the bucket only. Needs batch 1 and A stored [M, K].
+   */
+  dynamicRows?: boolean;
 }
+
+/** Mish as the elementwise op computes it (kernels/ops/elementwise.ts: stable tanh, softplus). */
+const MISH_WGSL = `fn pro_mish(x: f32) -> f32 {
+  let sp = max(x, 0.0) + log(1.0 + exp(-abs(x)));
+  let e = exp(-2.0 * abs(sp));
+  return x * (sign(sp) * (1.0 - e) / (1.0 + e));
+}
+fn pro4_mish(v: vec4<f32>) -> vec4<f32> {
+  return vec4<f32>(pro_mish(v.x), pro_mish(v.y), pro_mish(v.z), pro_mish(v.w));
+}
+`;
 
 /**
  * The complete WGSL of a skinny plan. Bindings: 0 A, 1 B, 2 C (read_write), 3 bias[N] when
  * spec.bias, then the residual [batch, M, N] when spec.residual, then gamma[K] and beta[K]
- * when `opts.lnEps` is set.
+ * when `opts.lnEps` is set, then the sumParts and kvWrite bindings, then the `dims` uniform
+ * with `opts.dynamicRows`.
  */
 export function generateSkinny(
   spec: MatmulSpec,
@@ -165,6 +191,10 @@ export function generateSkinny(
   const T = C * S;
   const ln = opts.lnEps !== undefined;
   if (ln && transA) throw new Error(`${label}: a layer-norm prologue needs A stored [M, K]`);
+  const dyn = opts.dynamicRows ?? false;
+  if (dyn && (transA || batch !== 1)) {
+    throw new Error(`${label}: run-time rows need batch 1 and A stored [M, K]`);
+  }
   const tilesN = Math.ceil(N / C);
   const total = tilesN * batch;
   const aVec = !transA && K % 4 === 0 && sa % 4 === 0;
@@ -174,15 +204,18 @@ export function generateSkinny(
   const rem = K % 4;
   const iters = Math.ceil(qFull / S);
   const arr = (vec: boolean, n: number) => vec ? `array<vec4<f32>, ${n / 4}>` : `array<f32, ${n}>`;
+  // Run-time sized arrays where the size follows the rows.
+  const rowsArr = (vec: boolean, n: number) =>
+    dyn ? (vec ? "array<vec4<f32>>" : "array<f32>") : arr(vec, n);
   const o: string[] = [];
   o.push(`// ${label}: skinny, ${C} columns x ${S} k-groups per workgroup`);
-  o.push(`@group(0) @binding(0) var<storage, read> a_g: ${arr(aVec, sizes.a)};`);
+  o.push(`@group(0) @binding(0) var<storage, read> a_g: ${rowsArr(aVec, sizes.a)};`);
   o.push(`@group(0) @binding(1) var<storage, read> b_g: ${arr(bVec, sizes.b)};`);
-  o.push(`@group(0) @binding(2) var<storage, read_write> c_g: array<f32, ${sizes.c}>;`);
+  o.push(`@group(0) @binding(2) var<storage, read_write> c_g: ${rowsArr(false, sizes.c)};`);
   let at = 3;
   if (spec.bias) o.push(`@group(0) @binding(${at++}) var<storage, read> bias_g: array<f32, ${N}>;`);
   if (spec.residual) {
-    o.push(`@group(0) @binding(${at++}) var<storage, read> res_g: array<f32, ${sizes.c}>;`);
+    o.push(`@group(0) @binding(${at++}) var<storage, read> res_g: ${rowsArr(false, sizes.c)};`);
   }
   if (ln) {
     o.push(`@group(0) @binding(${at++}) var<storage, read> gam_g: ${arr(aVec, K)};`);
@@ -192,21 +225,25 @@ export function generateSkinny(
   const MK4 = (M * K) / 4;
   if (P) {
     if (!aVec || batch !== 1) throw new Error(`${label}: sumParts needs A [M, K], K % 4 == 0`);
-    o.push(`@group(0) @binding(${at++}) var<storage, read> pres_g: array<vec4<f32>, ${MK4}>;`);
+    o.push(`@group(0) @binding(${at++}) var<storage, read> pres_g: ${rowsArr(true, 4 * MK4)};`);
     o.push(`@group(0) @binding(${at++}) var<storage, read> pbias_g: array<vec4<f32>, ${K / 4}>;`);
     o.push(
-      `@group(0) @binding(${at++}) var<storage, read_write> hout_g: array<vec4<f32>, ${MK4}>;`,
+      `@group(0) @binding(${at++}) var<storage, read_write> hout_g: ${rowsArr(true, 4 * MK4)};`,
     );
     o.push(`var<workgroup> hs: array<vec4<f32>, ${(R * K) / 4}>;`);
   }
   const kv = spec.kvWrite;
   if (kv) {
     const cacheLen = 2 * kv.seqs * kv.heads * kv.cap * kv.headSize;
-    o.push(`@group(0) @binding(${at++}) var<storage, read_write> kv_g: array<f32, ${cacheLen}>;`);
+    o.push(
+      `@group(0) @binding(${at++}) var<storage, read_write> kv_g: ${rowsArr(false, cacheLen)};`,
+    );
     o.push("struct KvParams { start: u32, length: u32, p2: u32, p3: u32 }");
     o.push(`@group(0) @binding(${at++}) var<uniform> kvp: KvParams;`);
   }
+  if (dyn) o.push(`@group(0) @binding(${at++}) var<uniform> dims: vec4<u32>;`);
   if (spec.activation) o.push(activationWgsl(spec.activation));
+  if (ln && opts.lnAct === "mish") o.push(MISH_WGSL);
   // red[m * T + c * S + kg]: neighbouring k-groups at neighbouring words (no bank conflicts).
   o.push(`var<workgroup> red: array<f32, ${R * T}>;`);
   o.push("");
@@ -225,7 +262,9 @@ export function generateSkinny(
   o.push(`  let n = min(n0 + c, ${N - 1}u);`);
   o.push(`  let a_base = batch * ${sa}u;`);
   o.push(`  let b_base = batch * ${sb}u;`);
-  o.push(`  let c_base = batch * ${M * N}u;`);
+  o.push(dyn ? "  let c_base = 0u;" : `  let c_base = batch * ${M * N}u;`);
+  // Rows present: all M, or the run-time count (dims.x <= M).
+  const MR = dyn ? "dims.x" : `${M}u`;
   const aIdx = (m: number, k: string) =>
     transA ? `a_base + (${k}) * ${M}u + ${m}u` : `a_base + ${m * K}u + ${k}`;
   const bIdx = (k: string) => transB ? `b_base + n * ${K}u + ${k}` : `b_base + (${k}) * ${N}u + n`;
@@ -270,10 +309,16 @@ export function generateSkinny(
     if (P) {
       // h = residual + bias + parts[0] + ... + parts[P-1], staged once; workgroup 0 writes it.
       const off = (r0 * K) / 4;
-      o.push(`  for (var e = lid; e < ${(rows * K) / 4}u; e += ${T}u) {`);
+      const staged = dyn
+        ? `${K / 4}u * (min(${MR}, ${r0 + rows}u) - min(${MR}, ${r0}u))`
+        : `${(rows * K) / 4}u`;
+      if (dyn) o.push(`  let mk4 = dims.x * ${K / 4}u;`);
+      o.push(`  for (var e = lid; e < ${staged}; e += ${T}u) {`);
       o.push(`    let g = ${off}u + e;`);
       o.push(`    var v = pres_g[g] + pbias_g[e % ${K / 4}u];`);
-      for (let p = 0; p < P; p++) o.push(`    v += a_g[${p * MK4}u + g];`);
+      for (let p = 0; p < P; p++) {
+        o.push(dyn ? `    v += a_g[${p}u * mk4 + g];` : `    v += a_g[${p * MK4}u + g];`);
+      }
       o.push("    hs[e] = v;");
       o.push("    if (lin == 0u) { hout_g[g] = v; }");
       o.push("  }");
@@ -332,6 +377,7 @@ export function generateSkinny(
         let a = loadA(m, k0, len);
         // Padding lanes of a tail chunk have b = 0, so their normalized a never counts.
         if (ln) a = `(${a} - vec4<f32>(mean${m})) * rstd${m} * gv + ev`;
+        if (ln && opts.lnAct) a = `pro4_${opts.lnAct}(${a})`;
         o.push(`${indent}acc${m} += dot(${a}, bv);`);
       }
     };
@@ -356,7 +402,7 @@ export function generateSkinny(
     o.push(`  for (var i = lid; i < ${rows * C}u; i += ${T}u) {`);
     o.push(`    let m = ${r0}u + i / ${C}u;`);
     o.push(`    let col = n0 + i % ${C}u;`);
-    o.push(`    if (col < ${N}u) {`);
+    o.push(dyn ? `    if (col < ${N}u && m < dims.x) {` : `    if (col < ${N}u) {`);
     o.push(`      let idx = c_base + m * ${N}u + col;`);
     let v = `red[(i / ${C}u) * ${T}u + (i % ${C}u) * ${S}u]`;
     if (spec.bias) v = `${v} + bias_g[col]`;
@@ -371,9 +417,12 @@ export function generateSkinny(
       o.push(`      if (col >= ${d}u) {`);
       o.push(`        let half = (col - ${d}u) / ${d}u;`);
       o.push(`        let hj = (col - ${d}u) % ${d}u;`);
+      // Run-time rows: t = length - start new tokens per sequence, dims.x / t sequences.
+      const seqs = dyn ? "(dims.x / (kvp.length - kvp.start))" : `${kv.seqs}u`;
+      const t = dyn ? "(kvp.length - kvp.start)" : `${kv.t}u`;
       o.push(
-        `        let slot = ((half * ${kv.seqs}u + m / ${kv.t}u) * ${kv.heads}u + ` +
-          `hj / ${kv.headSize}u) * ${kv.cap}u + kvp.start + m % ${kv.t}u;`,
+        `        let slot = ((half * ${seqs} + m / ${t}) * ${kv.heads}u + ` +
+          `hj / ${kv.headSize}u) * ${kv.cap}u + kvp.start + m % ${t};`,
       );
       o.push(`        kv_g[slot * ${kv.headSize}u + hj % ${kv.headSize}u] = v;`);
       o.push("      }");

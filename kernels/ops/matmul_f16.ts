@@ -1,0 +1,219 @@
+/**
+ * Matmul with f16 storage and f32 accumulation on the tape (generator:
+ * kernels/codegen/matmul/f16.ts). `matmul` (ops/matmul.ts) routes here for f16 operands and,
+ * under `setPrecision("f16")` (kernels/core/precision.ts), for every plain product.
+ *
+ * Operands: an f16 tensor is read as is; an f32 tensor is rounded to f16 as the kernel loads
+ * it; an f32 weight with a registered f16 copy ({@link registerF16Shadow}, kept fresh after
+ * each optimizer step by kernels/nn/f16_shadow.ts) is read from that copy, and its gradient
+ * (f32) flows to the f32 master. Gradients are f32 and computed by the same kernels (the
+ * incoming gradient rounded to f16 where it enters a product, as autocast does).
+ *
+ * @module
+ */
+import { isGradEnabled, record } from "../core/autograd.ts";
+import { runtime } from "../core/runtime.ts";
+import { planCache } from "../core/plan_cache.ts";
+import { Tensor } from "../core/tensor.ts";
+import type { EpilogueActivation } from "../codegen/activation.ts";
+import {
+  chooseF16Splits,
+  type F16MatmulSpec,
+  generateF16Matmul,
+  type HalfOrFloat,
+} from "../codegen/matmul/f16.ts";
+import { sum } from "./reduce.ts";
+import { precision } from "../core/precision.ts";
+import { matmulGeometry, sumBatchTo, unfusedEpilogue } from "./_matmul_common.ts";
+
+/** Options of {@link matmulF16} (those of `matmul` it supports, plus the output type). */
+export interface MatmulF16Options {
+  transA?: boolean;
+  transB?: boolean;
+  bias?: Tensor;
+  activation?: EpilogueActivation;
+  residual?: Tensor;
+  /** Output dtype (default f32). An f16 output is not differentiable. */
+  outDtype?: HalfOrFloat;
+  /** Split K over workgroups ("auto": when there are few output tiles); f32 output only. */
+  splitK?: "auto" | number;
+}
+
+const shadows = new WeakMap<Tensor, Tensor>();
+
+/** Make products read `shadow` (f16, same shape) in place of the f32 weight `master`. */
+export function registerF16Shadow(master: Tensor, shadow: Tensor): void {
+  if (master.dtype !== "f32" || shadow.dtype !== "f16") {
+    throw new Error(`registerF16Shadow: needs an f32 master and an f16 copy, got ${master}`);
+  }
+  if (master.shape.join() !== shadow.shape.join()) {
+    throw new Error(`registerF16Shadow: shapes [${master.shape}] and [${shadow.shape}] differ`);
+  }
+  shadows.set(master, shadow);
+}
+
+/** Stop reading an f16 copy for `master`. */
+export function unregisterF16Shadow(master: Tensor): void {
+  shadows.delete(master);
+}
+
+/** The registered f16 copy of `master`, if any. */
+export function f16ShadowOf(master: Tensor): Tensor | undefined {
+  const s = shadows.get(master);
+  return s && !s.disposed ? s : undefined;
+}
+
+/**
+ * Whether `matmul(a, b)` takes the f16 path: an f16 operand, an operand with a registered f16
+ * copy (the weights of an f16-trained or f16-evaluated model), or `setPrecision("f16")`.
+ */
+export function usesF16(a: Tensor, b: Tensor): boolean {
+  return a.dtype === "f16" || b.dtype === "f16" || precision() === "f16" ||
+    shadows.has(a) || shadows.has(b);
+}
+
+/** The tensor a product reads for `t`: its f16 copy (gradient to `t`) or `t` itself. */
+function operand(t: Tensor): Tensor {
+  const s = t.dtype === "f32" ? f16ShadowOf(t) : undefined;
+  if (!s) return t;
+  const v = s.view(s.shape);
+  // The copy is the master rounded: the gradient (f32) passes straight to the master.
+  return record(v, "f16_shadow", [t], (g) => [g]);
+}
+
+/** op(A)·op(B) with f16 storage and f32 accumulation (shapes as `matmul`). */
+export function matmulF16(a: Tensor, b: Tensor, opts: MatmulF16Options = {}): Tensor {
+  for (const t of [a, b]) {
+    if (t.dtype !== "f32" && t.dtype !== "f16") {
+      throw new Error(`matmul (f16): operands must be f32 or f16, got ${t.dtype}`);
+    }
+  }
+  const { activation, residual } = opts;
+  const outDtype = opts.outDtype ?? "f32";
+  const A = operand(a);
+  const B = operand(b);
+  const { spec, outShape, N } = specOf(A, B, opts, outDtype);
+  if (residual && residual.shape.join() !== outShape.join()) {
+    throw new Error(
+      `matmul: residual [${residual.shape}] must have the output shape [${outShape}]`,
+    );
+  }
+  for (const t of [opts.bias, residual]) {
+    if (t && t.dtype !== "f32") throw new Error(`matmul (f16): bias and residual must be f32`);
+  }
+  const needsGrad = isGradEnabled() &&
+    [A, B, opts.bias, residual].some((t) => t?.requiresGrad);
+  if ((activation || residual) && needsGrad) {
+    // On the tape: the unfused composition (the epilogue ops have backward rules).
+    const y = matmulF16(A, B, { ...opts, activation: undefined, residual: undefined });
+    return unfusedEpilogue(y, activation, residual);
+  }
+  spec.activation = activation;
+  spec.residual = !!residual;
+  const out = runSpec(spec, outShape, A, B, opts.bias ?? null, residual ?? null, opts.splitK);
+  if (outDtype === "f16" && needsGrad) {
+    throw new Error("matmul (f16): an f16 output is not differentiable; ask for f32");
+  }
+  const transA = opts.transA ?? false;
+  const transB = opts.transB ?? false;
+  const inputs = opts.bias ? [A, B, opts.bias] : [A, B];
+  return record(out, "matmul_f16", inputs, (g) => {
+    const ga = A.requiresGrad ? gradA(g, A, B, transA, transB) : null;
+    const gb = B.requiresGrad ? gradB(g, A, B, transA, transB) : null;
+    const gbias = opts.bias?.requiresGrad ? sum(g.view([g.size / N, N]), 0) : null;
+    return opts.bias ? [ga, gb, gbias] : [ga, gb];
+  });
+}
+
+/** The untaped product (backward passes use it). */
+function raw(
+  a: Tensor,
+  b: Tensor,
+  opts: { transA?: boolean; transB?: boolean; splitK?: "auto" },
+): Tensor {
+  const { spec, outShape } = specOf(a, b, opts, "f32");
+  return runSpec(spec, outShape, a, b, null, null, opts.splitK);
+}
+
+function runSpec(
+  spec: F16MatmulSpec,
+  outShape: number[],
+  a: Tensor,
+  b: Tensor,
+  bias: Tensor | null,
+  residual: Tensor | null,
+  splitK: "auto" | number | undefined,
+): Tensor {
+  const size = outShape.reduce((x, y) => x * y, 1);
+  if (size === 0) return Tensor.empty(outShape, spec.outType);
+  if (spec.K === 0) throw new Error("matmul: empty inner dimension");
+  const plain = !spec.bias && !spec.activation && !spec.residual && spec.outType === "f32";
+  const splits = !plain || splitK === undefined
+    ? 1
+    : splitK === "auto"
+    ? chooseF16Splits(spec)
+    : Math.max(1, Math.min(splitK, Math.ceil(spec.K / 16)));
+  spec.splits = splits;
+  const rt = runtime();
+  const kernel = planCache(`mmf16|${JSON.stringify(spec)}`, () => generateF16Matmul(spec));
+  if (splits === 1) {
+    const out = Tensor.empty(outShape, spec.outType);
+    const bufs = [a.buffer, b.buffer, out.buffer];
+    if (bias) bufs.push(bias.buffer);
+    if (residual) bufs.push(residual.buffer);
+    rt.dispatch(kernel, bufs);
+    return out;
+  }
+  // Partial products per K range, then a fixed-order sum (deterministic).
+  const parts = Tensor.empty([splits, size], "f32");
+  rt.dispatch(kernel, [a.buffer, b.buffer, parts.buffer]);
+  const total = sum(parts, 0);
+  parts.dispose();
+  const shaped = total.view(outShape);
+  total.dispose();
+  return shaped;
+}
+
+function specOf(
+  a: Tensor,
+  b: Tensor,
+  opts: { transA?: boolean; transB?: boolean; bias?: Tensor },
+  outType: HalfOrFloat,
+): { spec: F16MatmulSpec; outShape: number[]; N: number } {
+  const { geometry, outShape } = matmulGeometry(a, b, opts);
+  const spec: F16MatmulSpec = {
+    ...geometry,
+    aType: a.dtype as HalfOrFloat,
+    bType: b.dtype as HalfOrFloat,
+    outType,
+    bias: !!opts.bias,
+  };
+  return { spec, outShape, N: geometry.N };
+}
+
+// With C = op(A)·op(B): d op(A) = G·op(B)^T and d op(B) = op(A)^T·G (as ops/matmul.ts).
+function gradA(g: Tensor, a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
+  const full = transA
+    ? raw(b, g, { transA: transB, transB: true })
+    : raw(g, b, { transB: !transB });
+  return sumBatchTo(full, a.shape);
+}
+
+function gradB(g: Tensor, a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
+  if (b.rank === 2 && a.rank > 2 && !transA) {
+    // Folded batch: one product over all rows sums the batch (split K: few output tiles).
+    const K = a.shape[a.rank - 1];
+    const a2 = a.view([a.size / K, K]);
+    const g2 = g.view([g.size / g.shape[g.rank - 1], g.shape[g.rank - 1]]);
+    const out = transB
+      ? raw(g2, a2, { transA: true, splitK: "auto" })
+      : raw(a2, g2, { transA: true, splitK: "auto" });
+    a2.dispose();
+    g2.dispose();
+    return out;
+  }
+  const full = transB
+    ? raw(g, a, { transA: true, transB: transA })
+    : raw(a, g, { transA: !transA });
+  return sumBatchTo(full, b.shape);
+}

@@ -1,0 +1,296 @@
+/**
+ * Shape-generic kernels of inference (kernels/ops/dims.ts): the dims that vary during an
+ * evaluation (rows = environments x beams, window and sequence lengths) are read at run time,
+ * so after one call of each kernel, calls with other sizes compile no pipeline, their plan
+ * cache keys are complete (verified rebuilds), and their values still match float64 CPU
+ * references.
+ */
+import assert from "node:assert/strict";
+import { noGrad } from "../kernels/core/autograd.ts";
+import { counterDelta, initRuntime } from "../kernels/core/runtime.ts";
+import { setPlanVerification } from "../kernels/core/plan_cache.ts";
+import { type Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
+import {
+  add,
+  argmax,
+  concat,
+  fusedAttention,
+  indexSelect,
+  layerNorm,
+  logSoftmax,
+  matmul,
+  mean,
+  mul,
+  slice,
+  sum,
+} from "../kernels/ops/mod.ts";
+import { conv2d } from "../kernels/ops/conv.ts";
+import { groupNorm } from "../kernels/ops/group_norm.ts";
+import { attentionForwardRef } from "./helpers/attention_reference.ts";
+import { conv2dRef, groupNormRef } from "./helpers/cpu_tokenizer_ops.ts";
+import { randArray } from "./helpers/reference.ts";
+
+const rt = await initRuntime();
+const GPU_TEST = { sanitizeOps: false, sanitizeResources: false };
+
+/**
+ * Pipelines compiled by `fn` (which must finish its GPU work, e.g. by reading back). Plans are
+ * verified meanwhile: a cache key that leaves out something the source depends on throws.
+ */
+async function compiles(fn: () => Promise<void>): Promise<number> {
+  const before = rt.counters();
+  const verify = setPlanVerification(true);
+  try {
+    await fn();
+  } finally {
+    setPlanVerification(verify);
+  }
+  return counterDelta(before, rt.counters()).pipelinesCompiled;
+}
+
+function f32(a: ArrayLike<number>): Float32Array {
+  return Float32Array.from(a, Math.fround);
+}
+
+function close(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string) {
+  assert.equal(got.length, want.length, `${what}: length`);
+  for (let i = 0; i < want.length; i++) {
+    const err = Math.abs(got[i] - want[i]);
+    assert.ok(err <= tol * (1 + Math.abs(want[i])), `${what}[${i}]: ${got[i]} vs ${want[i]}`);
+  }
+}
+
+Deno.test(
+  "matmul, inference: after a kind's first product no M compiles; f64 reference",
+  GPU_TEST,
+  async () => {
+    // Weights as the model's Linear layers store them: [N, K], used transposed. N = 3 and 36
+    // cover scalar and vec4 columns, K = 20 a partial k-slice.
+    for (const [N, K, fused] of [[36, 20, false], [3, 20, true], [50, 37, true]] as const) {
+      const w = f32(randArray(N * K, 1 + N));
+      const bias = f32(randArray(N, 2 + N));
+      // Three row buckets (<= 16, <= 1024 and more rows): the first product of a kind
+      // compiles all of them.
+      for (const [i, M] of [1, 5, 16, 3, 17, 40, 130, 1030, 23].entries()) {
+        const a = f32(randArray(M * K, 3 + M));
+        const res = f32(randArray(M * N, 4 + M));
+        let out: Float32Array = new Float32Array();
+        const n = await compiles(async () => {
+          const y = noGrad(() =>
+            tidy(() =>
+              matmul(tensor(a, [M, K]), tensor(w, [N, K]), {
+                transB: true,
+                bias: tensor(bias),
+                ...(fused ? { activation: "relu" as const, residual: tensor(res, [M, N]) } : {}),
+              })
+            )
+          );
+          out = await y.read() as Float32Array;
+          y.dispose();
+        });
+        if (i > 0) assert.equal(n, 0, `matmul ${M}x${N}x${K}: compiled ${n} pipelines`);
+        else assert.ok(n >= 1, "the first product compiles (the counter works)");
+        const want = new Float64Array(M * N);
+        for (let m = 0; m < M; m++) {
+          for (let c = 0; c < N; c++) {
+            let s = bias[c];
+            for (let k = 0; k < K; k++) s += a[m * K + k] * w[c * K + k];
+            want[m * N + c] = fused ? Math.max(s, 0) + res[m * N + c] : s;
+          }
+        }
+        close(out, want, 1e-5, `matmul ${M}x${N}x${K}`);
+      }
+    }
+  },
+);
+
+/** Packed [B, T, 3, H, D] -> q, k, v as [B * H, T, D]. */
+function unpack(qkv: Float32Array, B: number, T: number, H: number, D: number) {
+  const part = (p: number) => {
+    const out = new Float64Array(B * H * T * D);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        for (let h = 0; h < H; h++) {
+          for (let d = 0; d < D; d++) {
+            out[((b * H + h) * T + t) * D + d] = qkv[(((b * T + t) * 3 + p) * H + h) * D + d];
+          }
+        }
+      }
+    }
+    return out;
+  };
+  return [part(0), part(1), part(2)];
+}
+
+Deno.test(
+  "fused attention, inference: one pipeline for every T and batch; f64 reference",
+  GPU_TEST,
+  async () => {
+    const H = 2, D = 16;
+    for (const causal of [true, false]) {
+      for (const [i, [B, T]] of [[1, 36], [2, 73], [3, 20], [1, 110], [2, 17]].entries()) {
+        const qkv = f32(randArray(B * T * 3 * H * D, 10 * B + T));
+        let out: Float32Array = new Float32Array();
+        const n = await compiles(async () => {
+          const y = noGrad(() =>
+            fusedAttention(tensor(qkv, [B, T, 3 * H * D]), { heads: H, causal })
+          );
+          out = await y.read() as Float32Array;
+          y.dispose();
+        });
+        if (i > 0) assert.equal(n, 0, `attention B${B} T${T}: compiled ${n} pipelines`);
+        const [q, k, v] = unpack(qkv, B, T, H, D);
+        const ref = attentionForwardRef({ BH: B * H, Tq: T, S: T, D, causal }, q, k, v);
+        // Reference is [B, H, T, D]; the op returns [B, T, H, D].
+        const want = new Float64Array(B * T * H * D);
+        for (let b = 0; b < B; b++) {
+          for (let h = 0; h < H; h++) {
+            for (let t = 0; t < T; t++) {
+              for (let d = 0; d < D; d++) {
+                want[((b * T + t) * H + h) * D + d] = ref.o[(((b * H + h) * T + t) * D) + d];
+              }
+            }
+          }
+        }
+        close(out, want, 2e-5, `attention causal=${causal} B${B} T${T}`);
+      }
+    }
+  },
+);
+
+Deno.test(
+  "layout, gather, reductions, norms: one pipeline for every row count and window",
+  GPU_TEST,
+  async () => {
+    const C = 5;
+    const gamma = f32(randArray(C, 7)), beta = f32(randArray(C, 8));
+    // (rows R, window length L): concat [R, L] ++ [R, 3], slices, row gathers, row reductions.
+    for (const [i, [R, L]] of [[2, 4], [3, 9], [7, 1], [1, 13]].entries()) {
+      const x = f32(randArray(R * C, 20 + R));
+      const past = Int32Array.from({ length: R * L }, (_, j) => (j * 7 + R) % 11);
+      const cur = Int32Array.from({ length: R * 3 }, (_, j) => 100 + j);
+      const idx = Int32Array.from({ length: R + 1 }, (_, j) => (j * 5 + 1) % R);
+      let got: (Float32Array | Int32Array)[] = [];
+      const n = await compiles(async () => {
+        const outs = noGrad(() =>
+          tidy(() => {
+            const xt = tensor(x, [R, C]);
+            const joined = concat([tensor(past, [R, L], "i32"), tensor(cur, [R, 3], "i32")], 1);
+            return [
+              joined,
+              slice(joined, 1, L - 1, L + 2),
+              indexSelect(xt, tensor(idx, [R + 1], "i32")),
+              sum(xt, 1),
+              argmax(xt, 1),
+              mean(xt, 0),
+              logSoftmax(xt),
+              layerNorm(xt, tensor(gamma), tensor(beta)),
+              add(xt, tensor(beta, [1, C])),
+              // Rows in an inner axis (a Q ensemble's [members, rows, C]) times a [C] vector.
+              mul(tensor(Float32Array.of(...x, ...x), [2, R, C]), tensor(gamma)),
+            ] as Tensor[];
+          })
+        );
+        got = await Promise.all(outs.map((t) => t.read())) as (Float32Array | Int32Array)[];
+        outs.forEach((t) => t.dispose());
+      });
+      if (i > 0) assert.equal(n, 0, `R=${R} L=${L}: compiled ${n} pipelines`);
+      const row = (r: number) => Array.from(x.subarray(r * C, (r + 1) * C));
+      const rows = Array.from({ length: R }, (_, r) => row(r));
+      const joined = rows.flatMap((_, r) => [
+        ...past.subarray(r * L, (r + 1) * L),
+        ...cur.subarray(r * 3, (r + 1) * 3),
+      ]);
+      assert.deepEqual(Array.from(got[0]), joined, "concat");
+      const W = L + 3;
+      assert.deepEqual(
+        Array.from(got[1]),
+        rows.flatMap((_, r) => joined.slice(r * W + L - 1, r * W + L + 2)),
+        "slice",
+      );
+      assert.deepEqual(Array.from(got[2]), Array.from(idx).flatMap((j) => row(j)), "indexSelect");
+      close(got[3], rows.map((v) => v.reduce((a, b) => a + b, 0)), 1e-6, "sum");
+      assert.deepEqual(Array.from(got[4]), rows.map((v) => v.indexOf(Math.max(...v))), "argmax");
+      close(
+        got[5],
+        Array.from({ length: C }, (_, c) => rows.reduce((a, v) => a + v[c], 0) / R),
+        1e-6,
+        "mean(axis 0)",
+      );
+      close(
+        got[6],
+        rows.flatMap((v) => {
+          const m = Math.max(...v);
+          const lse = m + Math.log(v.reduce((a, b) => a + Math.exp(b - m), 0));
+          return v.map((e) => e - lse);
+        }),
+        1e-5,
+        "logSoftmax",
+      );
+      close(
+        got[7],
+        rows.flatMap((v) => {
+          const mu = v.reduce((a, b) => a + b, 0) / C;
+          const va = v.reduce((a, b) => a + (b - mu) ** 2, 0) / C;
+          return v.map((e, c) => (e - mu) / Math.sqrt(va + 1e-5) * gamma[c] + beta[c]);
+        }),
+        1e-5,
+        "layerNorm",
+      );
+      close(got[8], rows.flatMap((v) => v.map((e, c) => e + beta[c])), 1e-6, "add");
+      const scaled = rows.flatMap((v) => v.map((e, c) => e * gamma[c]));
+      close(got[9], [...scaled, ...scaled], 1e-6, "mul [2, R, C] x [C]");
+    }
+  },
+);
+
+Deno.test(
+  "tokenizer conv and group norm, inference: one pipeline for every batch; f64 reference",
+  GPU_TEST,
+  async () => {
+    // Geometries of the tokenizer: 3x3 s1 p1, the 8x8 s7 downsample padded (0, 1, 0, 1), 1x1.
+    const cases = [
+      { C: 3, H: 9, O: 8, k: 3, stride: 1, pad: [1, 1, 1, 1] },
+      { C: 4, H: 15, O: 6, k: 8, stride: 7, pad: [0, 1, 0, 1] },
+      { C: 8, H: 6, O: 24, k: 1, stride: 1, pad: [0, 0, 0, 0] },
+    ] as const;
+    for (const g of cases) {
+      const w = f32(randArray(g.O * g.C * g.k * g.k, g.O + g.k));
+      const bias = f32(randArray(g.O, g.C));
+      const gw = f32(randArray(g.O, 5)), gb = f32(randArray(g.O, 6));
+      for (const [i, N] of [2, 1, 5, 3].entries()) {
+        const x = f32(randArray(N * g.C * g.H * g.H, N + g.H));
+        let got: Float32Array[] = [];
+        const n = await compiles(async () => {
+          const outs = noGrad(() =>
+            tidy(() => {
+              const y = conv2d(
+                tensor(x, [N, g.C, g.H, g.H]),
+                tensor(w, [g.O, g.C, g.k, g.k]),
+                tensor(bias),
+                {
+                  stride: g.stride,
+                  padding: [...g.pad] as [number, number, number, number],
+                },
+              );
+              return [y, groupNorm(y, 2, tensor(gw), tensor(gb))];
+            })
+          );
+          got = await Promise.all(outs.map((t) => t.read())) as Float32Array[];
+          outs.forEach((t) => t.dispose());
+        });
+        if (i > 0) assert.equal(n, 0, `conv k${g.k} N=${N}: compiled ${n} pipelines`);
+        const y = conv2dRef(
+          { data: Float64Array.from(x), shape: [N, g.C, g.H, g.H] },
+          w,
+          [g.O, g.C, g.k, g.k],
+          bias,
+          g.stride,
+          [...g.pad] as [number, number, number, number],
+        );
+        close(got[0], y.data, 1e-5, `conv k${g.k} N=${N}`);
+        close(got[1], groupNormRef(y, 2, gw, gb).data, 1e-4, `groupNorm N=${N}`);
+      }
+    }
+  },
+);
