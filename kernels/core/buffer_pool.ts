@@ -41,6 +41,7 @@ export class BufferPool {
   #nextId = 1;
   #bytesInUse = 0;
   #bytesAllocated = 0;
+  #bytesResident = 0;
   #buffersInUse = 0;
   /**
    * Buffers acquired while a capture records (see {@link beginArena}), each with its order of
@@ -196,12 +197,39 @@ export class BufferPool {
     return ids;
   }
 
-  /** Bytes held by live tensors, bytes allocated on the device, live buffer count. */
-  stats(): { bytesInUse: number; bytesAllocated: number; buffersInUse: number } {
+  /**
+   * A buffer holding `data` for the life of the process (shape-generic kernels' dims
+   * uniforms): never released, outside the free lists, and not counted in `bytesInUse` (it is
+   * an engine constant, not a tensor), but in `bytesAllocated` and `bytesResident`.
+   */
+  resident(data: Uint32Array<ArrayBuffer>): PooledBuffer {
+    const size = sizeClass(Math.max(4, data.byteLength));
+    const buffer = this.device.createBuffer({
+      size,
+      usage: USAGE,
+      label: `resident-${this.#nextId}`,
+    });
+    this.device.queue.writeBuffer(buffer, 0, data);
+    this.#bytesAllocated += size;
+    this.#bytesResident += size;
+    return { id: this.#nextId++, buffer, size, lastUseEpoch: -1, holds: 1, pinned: true };
+  }
+
+  /**
+   * Bytes held by live tensors, bytes allocated on the device, live buffer count, bytes of
+   * resident constants ({@link resident}).
+   */
+  stats(): {
+    bytesInUse: number;
+    bytesAllocated: number;
+    buffersInUse: number;
+    bytesResident: number;
+  } {
     return {
       bytesInUse: this.#bytesInUse,
       bytesAllocated: this.#bytesAllocated,
       buffersInUse: this.#buffersInUse,
+      bytesResident: this.#bytesResident,
     };
   }
 }

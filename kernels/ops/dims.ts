@@ -5,37 +5,42 @@
  * every value and the plan cache key leaves them out. The grid still follows the shape (grid
  * sizes are per dispatch); kernels rebuild their linear workgroup id from `num_workgroups`.
  *
- * The uniform buffers are shared constants, one per distinct tuple, uploaded once and kept:
- * a warm step uploads none, and a capture (kernels/core/capture.ts) binds them like any
- * other long-lived buffer.
+ * The uniform buffers are shared constants, one per distinct tuple, uploaded once and kept
+ * as resident buffers (not tensors: they do not count as tensor memory): a warm step uploads
+ * none, and a capture (kernels/core/capture.ts) binds them like any other long-lived buffer.
  *
  * @module
  */
 import type { PooledBuffer } from "../core/buffer_pool.ts";
-import { constTensor, keep, type Tensor } from "../core/tensor.ts";
 import { planCache } from "../core/plan_cache.ts";
-import type { Kernel } from "../core/runtime.ts";
+import { type Kernel, runtime } from "../core/runtime.ts";
 import { grid } from "../codegen/wgsl.ts";
 
-const cache = new Map<string, Tensor>();
+const cache = new Map<string, PooledBuffer>();
+
+/** The resident buffer of `words` (kernels/core/buffer_pool.ts `resident`), made once. */
+function shared(key: string, words: () => Uint32Array<ArrayBuffer>): PooledBuffer {
+  let b = cache.get(key);
+  if (!b) {
+    b = runtime().pool.resident(words());
+    cache.set(key, b);
+  }
+  return b;
+}
 
 /**
  * The uniform buffer holding `values` as `vec4<u32>` (missing lanes 0). Kept for the life of
  * the process: a captured step may bind it on every replay. Values must be u32.
  */
 export function dimsBuffer(a: number, b = 0, c = 0, d = 0): PooledBuffer {
-  const key = `${a},${b},${c},${d}`;
-  let t = cache.get(key);
-  if (!t) {
+  return shared(`${a},${b},${c},${d}`, () => {
     for (const v of [a, b, c, d]) {
       if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
         throw new Error(`dims: ${v} is not a u32 size`);
       }
     }
-    t = keep(constTensor(Uint32Array.of(a, b, c, d), [4], "u32"));
-    cache.set(key, t);
-  }
-  return t.buffer;
+    return Uint32Array.of(a, b, c, d);
+  });
 }
 
 /**
@@ -43,9 +48,7 @@ export function dimsBuffer(a: number, b = 0, c = 0, d = 0): PooledBuffer {
  * `array<vec4<u32>, ceil(n / 4)>`, shared and kept like {@link dimsBuffer}'s.
  */
 export function dimsTable(values: readonly number[]): PooledBuffer {
-  const key = values.join(",");
-  let t = cache.get(key);
-  if (!t) {
+  return shared(`t${values.join(",")}`, () => {
     const padded = new Uint32Array(Math.ceil(values.length / 4) * 4);
     values.forEach((v, i) => {
       if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
@@ -53,10 +56,8 @@ export function dimsTable(values: readonly number[]): PooledBuffer {
       }
       padded[i] = v;
     });
-    t = keep(constTensor(padded, [padded.length], "u32"));
-    cache.set(key, t);
-  }
-  return t.buffer;
+    return padded;
+  });
 }
 
 /** WGSL declaration of the dims uniform at `binding`. */
