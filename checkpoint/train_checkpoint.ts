@@ -1,7 +1,8 @@
 /**
  * Training checkpoints: model weights (checkpoint/model_checkpoint.ts), optimizer moments and the
  * training state (step, stage, seed, sampler position) in one directory that appears only
- * when complete: everything is written under a temporary name, synced, then renamed to
+ * when complete (an f16 optimizer's dynamic loss scale and its counters, kernels/nn/loss_scale.ts,
+ * travel in its optimizer file, so a resumed f16 run continues at the saved scale): everything is written under a temporary name, synced, then renamed to
  * `step-XXXXXX`, and `state.json` — written last — marks a checkpoint as complete.
  *
  * @module
@@ -88,6 +89,15 @@ export async function saveTrainCheckpoint(
   return final;
 }
 
+/**
+ * The f16 loss scale ([S]) and its counters ([good steps in a row, skipped steps, last step
+ * skipped, 0]) in an optimizer file; absent in f32 runs and in checkpoints written before they
+ * were saved (loaded as a fresh scaler).
+ */
+export const LOSS_SCALE = "loss_scale.scale";
+/** See {@link LOSS_SCALE}. */
+export const LOSS_SCALE_COUNTERS = "loss_scale.counters";
+
 async function saveOptimizer(file: string, o: OptimizerPart): Promise<void> {
   const s = o.opt.stateTensors();
   const names = o.paramNames;
@@ -98,6 +108,12 @@ async function saveOptimizer(file: string, o: OptimizerPart): Promise<void> {
     tensors.set(`m.${n}`, { dtype: "F32", shape, data: values[i] as Float32Array });
     tensors.set(`v.${n}`, { dtype: "F32", shape, data: values[names.length + i] as Float32Array });
   });
+  const ls = o.opt.lossScaler;
+  if (ls) {
+    const [scale, counters] = await readAll([ls.scale, ls.counters]);
+    tensors.set(LOSS_SCALE, { dtype: "F32", shape: [1], data: scale as Float32Array });
+    tensors.set(LOSS_SCALE_COUNTERS, { dtype: "F32", shape: [4], data: counters as Float32Array });
+  }
   await writeSafetensors(file, tensors, { step: String(s.step), lr: String(o.opt.lr) });
 }
 
@@ -137,6 +153,13 @@ export async function loadTrainCheckpoint(
     });
     o.opt.step = Number(f.metadata.step);
     o.opt.lr = Number(f.metadata.lr);
+    const ls = o.opt.lossScaler;
+    const scale = f.tensors.get(LOSS_SCALE), counters = f.tensors.get(LOSS_SCALE_COUNTERS);
+    // Without a saved scale (an older or an f32 checkpoint) the scaler stays fresh.
+    if (ls && scale && counters) {
+      assignValues(ls.scale, scale.toFloat32());
+      assignValues(ls.counters, counters.toFloat32());
+    } else ls?.reset();
     o.opt.refreshF16(); // f16 training: the weight copies follow the loaded masters
   }
   return state;

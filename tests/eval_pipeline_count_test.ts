@@ -11,7 +11,8 @@
  * environments) compile no pipeline either, the KV-cache decode kernels included
  * (kernels/ops/cached_attention.ts reads N, t and the position at run time). Matmul tiles
  * depend on whether a product has at most 16 rows; the first product of each kind compiles
- * both buckets.
+ * both buckets. The same holds with f16 weight copies (`eval --precision f16`: the plain
+ * products take ops/matmul_f16.ts, shape-generic in M too).
  */
 import assert from "node:assert/strict";
 import { counterDelta, initRuntime } from "../kernels/core/runtime.ts";
@@ -24,6 +25,7 @@ import { EnvHistory } from "../eval/context_history.ts";
 import { WamPlanningModel } from "../eval/wam_planning_model.ts";
 import { replayedTokenizer } from "../eval/replayed_tokenizer.ts";
 import { mulberry32 } from "../util/rng.ts";
+import { f16Candidates, F16Shadows } from "../kernels/nn/f16_shadow.ts";
 
 const rt = await initRuntime();
 
@@ -79,11 +81,23 @@ Deno.test("staggered evaluation: a step whose shapes were seen before compiles n
   tok.dispose();
 });
 
-Deno.test("staggered evaluation: after the first step, new (environments, window) shapes compile no pipeline", async () => {
+for (const f16 of [false, true]) {
+  Deno.test({
+    name: `staggered evaluation${f16 ? " (eval --precision f16)" : ""}: after the first step, ` +
+      "new (environments, window) shapes compile no pipeline",
+    ignore: f16 && !rt.ctx.hasF16,
+    fn: () => newShapesCompileNothing(f16),
+  });
+}
+
+/** `f16`: the world-action products read f16 weight copies, as `eval --precision f16`. */
+async function newShapesCompileNothing(f16: boolean) {
   // L = 4, H = 1: windows of 1..3 observations; 3 environments whose episodes last 2, 3 and 5
   // agent steps make groups of 1..3 environments at every window length.
   const cfg = worldActionConfig("tiny", { seed: 7, timesteps: 4 });
-  const model = new WamPlanningModel(new WorldActionModel(cfg));
+  const wam = new WorldActionModel(cfg);
+  const shadows = f16 ? new F16Shadows(f16Candidates(wam.parameters())) : null;
+  const model = new WamPlanningModel(wam);
   const tok = replayedTokenizer(new Tokenizer({ ...TINY_TOKENIZER, seed: 8 }));
   const agent = new PlanningAgent(model, tok, { horizon: 1, beamWidth: 2, replay: true });
   const frame = TINY_TOKENIZER.inChannels * TINY_TOKENIZER.resolution ** 2;
@@ -115,8 +129,11 @@ Deno.test("staggered evaluation: after the first step, new (environments, window
         histories.map((history) => ({ history, task: 12, valid })),
       );
       log.push(`step ${s} [${keys}] new [${fresh}]: ${labels.length} pipelines [${labels}]`);
-      if (s === 0) assert.ok(labels.length > 0, "the first step compiles (the hook works)");
-      else {
+      if (s === 0) {
+        assert.ok(labels.length > 0, "the first step compiles (the hook works)");
+        const half = labels.some((l) => l.includes("matmul.f16"));
+        assert.equal(half, f16, `f16 products ${f16 ? "ran" : "did not run"}: [${labels}]`);
+      } else {
         if (fresh.length > 0) newShapes++;
         assert.deepEqual(labels, [], `step ${s} compiled:\n${log.join("\n")}`);
       }
@@ -138,4 +155,5 @@ Deno.test("staggered evaluation: after the first step, new (environments, window
   console.log(log.join("\n"));
   agent.dispose();
   tok.dispose();
-});
+  shadows?.dispose();
+}

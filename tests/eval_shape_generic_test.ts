@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { noGrad } from "../kernels/core/autograd.ts";
 import { counterDelta, initRuntime } from "../kernels/core/runtime.ts";
 import { setPlanVerification } from "../kernels/core/plan_cache.ts";
+import { setPrecision } from "../kernels/core/precision.ts";
 import { type Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
 import {
   add,
@@ -103,6 +104,64 @@ Deno.test(
     }
   },
 );
+
+Deno.test({
+  name: "matmul, inference under precision f16: after a kind's first product no M compiles",
+  ignore: !rt.ctx.hasF16,
+  ...GPU_TEST,
+  fn: async () => {
+    // The f16 path (ops/matmul_f16.ts) rounds both operands to f16 as it loads them and
+    // accumulates in f32: the reference is float64 over the f16-rounded inputs.
+    setPrecision("f16", rt.ctx.hasF16);
+    let fromF32 = 0; // the largest difference from the unrounded product: the f16 path ran
+    try {
+      for (const [N, K, fused] of [[36, 20, false], [3, 20, true], [70, 37, true]] as const) {
+        const w = f32(randArray(N * K, 11 + N));
+        const bias = f32(randArray(N, 12 + N));
+        // Both row tiles (16 rows up to 16 rows, 64 beyond) and every row bucket of the f32
+        // path: the first product of a kind compiles them all.
+        for (const [i, M] of [1, 5, 16, 3, 17, 40, 130, 1030, 23, 64, 65].entries()) {
+          const a = f32(randArray(M * K, 13 + M));
+          const res = f32(randArray(M * N, 14 + M));
+          let out: Float32Array = new Float32Array();
+          const n = await compiles(async () => {
+            const y = noGrad(() =>
+              tidy(() =>
+                matmul(tensor(a, [M, K]), tensor(w, [N, K]), {
+                  transB: true,
+                  bias: tensor(bias),
+                  ...(fused ? { activation: "relu" as const, residual: tensor(res, [M, N]) } : {}),
+                })
+              )
+            );
+            out = await y.read() as Float32Array;
+            y.dispose();
+          });
+          const what = `f16 matmul ${M}x${N}x${K}`;
+          if (i > 0) assert.equal(n, 0, `${what}: compiled ${n} pipelines`);
+          else assert.ok(n >= 2, `the first product compiles both row tiles (${n})`);
+          const want = new Float64Array(M * N);
+          for (let m = 0; m < M; m++) {
+            for (let c = 0; c < N; c++) {
+              let s = bias[c], s32 = bias[c];
+              for (let k = 0; k < K; k++) {
+                s += Math.f16round(a[m * K + k]) * Math.f16round(w[c * K + k]);
+                s32 += a[m * K + k] * w[c * K + k];
+              }
+              want[m * N + c] = fused ? Math.max(s, 0) + res[m * N + c] : s;
+              const w32 = fused ? Math.max(s32, 0) + res[m * N + c] : s32;
+              fromF32 = Math.max(fromF32, Math.abs(out[m * N + c] - w32));
+            }
+          }
+          close(out, want, 1e-5, what);
+        }
+      }
+      assert.ok(fromF32 > 1e-4, `the products were rounded to f16 (${fromF32})`);
+    } finally {
+      setPrecision("f32", rt.ctx.hasF16);
+    }
+  },
+});
 
 /** Packed [B, T, 3, H, D] -> q, k, v as [B * H, T, D]. */
 function unpack(qkv: Float32Array, B: number, T: number, H: number, D: number) {

@@ -7,8 +7,11 @@
  * - stage-2 (joint) training for 30 steps, f16 against f32 from the same initialization and
  *   data: the f16 loss falls and stays within the documented tolerance of the f32 loss at every
  *   step;
- * - `pretrain` with precision f16 (replayed steps, stored in config.json, f32 checkpoints,
- *   losses beside the f32 run's, and a resume that refills the f16 weight copies);
+ * - `pretrain` with precision f16 (replayed steps, stored in config.json, f32 checkpoints with
+ *   the loss scale, losses beside the f32 run's, and a resume that refills the f16 weight
+ *   copies);
+ * - a checkpoint taken after loss-scale overflows and growth resumes bit for bit (scale and
+ *   counters restored); one without a saved scale loads as a fresh scaler;
  * - `finetune` with precision f16 (both stages replayed, losses beside the f32 run's);
  * - the CLIs refuse `--precision f16` on an adapter without shader-f16 (simulated with
  *   `JOWA_NO_F16=1`) in one line, before touching the run directory, and reject bf16.
@@ -36,7 +39,14 @@ import { finetuneFixture, tinyFinetuneConfig } from "./helpers/finetune_fixture.
 import { parseEvalArgs } from "../eval/eval_options.ts";
 import { pretrain } from "../train/pretrainer.ts";
 import type { StepValues } from "../train/loss_readback.ts";
-import { readSafetensors } from "../models/safetensors/mod.ts";
+import { readSafetensors, writeSafetensors } from "../models/safetensors/mod.ts";
+import { RunDir } from "../checkpoint/run_dir.ts";
+import {
+  loadTrainCheckpoint,
+  LOSS_SCALE,
+  LOSS_SCALE_COUNTERS,
+  saveTrainCheckpoint,
+} from "../checkpoint/train_checkpoint.ts";
 
 await initRuntime();
 const GPU_TEST = { sanitizeOps: false, sanitizeResources: false };
@@ -248,6 +258,12 @@ Deno.test({
       assert.equal(cfg.precision, "f16");
       const ck = await readSafetensors(path.join(f16.r.checkpoint!, "world_action.safetensors"));
       for (const [name, t] of ck.tensors) assert.equal(t.dtype, "F32", name);
+      // The optimizer file carries the loss scale (2^16: no overflow or growth in 8 steps).
+      const optim = await readSafetensors(
+        path.join(f16.r.checkpoint!, "optim_world_action.safetensors"),
+      );
+      assert.deepEqual([...optim.tensors.get(LOSS_SCALE)!.toFloat32()], [2 ** 16]);
+      assert.equal(optim.tensors.get(LOSS_SCALE_COUNTERS)!.toFloat32()[0], 8, "8 good steps");
       const rel: number[] = [];
       for (let s = 1; s <= 8; s++) {
         const a = f32.steps.get(s)!.losses.total, b = f16.steps.get(s)!.losses.total;
@@ -270,6 +286,111 @@ Deno.test({
         const a = f16.steps.get(s)!.losses.total, b = resumed.steps.get(s)!.losses.total;
         assert.ok(Math.abs(a - b) <= 1e-5 * Math.abs(a), `resumed step ${s}: ${b} vs ${a}`);
       }
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  },
+});
+
+/**
+ * The tiny model and an f16 optimizer whose loss scale starts too high (measured: five steps
+ * overflow and halve it to 2^23) and doubles after every good step.
+ */
+function overflowingRun() {
+  const model = new WorldActionModel(cfg());
+  const opt = new AdamW(model.namedParameters(), {
+    lr: 1e-2,
+    weightDecay: 0.01,
+    maxGradNorm: 1,
+    mixedPrecision: { initScale: 2 ** 28, growthInterval: 1, maxScale: 2 ** 60 },
+  });
+  const parts = {
+    modules: [{ file: "world_action", module: model, extra: model.targetTensors() }],
+    optimizers: [{
+      name: "world_action",
+      opt,
+      paramNames: model.namedParameters().map(([n]) => n),
+    }],
+  };
+  /** Joint steps `from..to`: the total loss of each. */
+  const steps = async (from: number, to: number) => {
+    const losses: number[] = [];
+    for (let step = from; step <= to; step++) {
+      const arrays = worldBatchArrays(sampleSegments(env, 16, L, step), {
+        validActions: () => env.actions,
+      });
+      const total = tidy(() =>
+        worldActionStep(model, opt, arrays, {
+          joint: true,
+          stepSeed: stepSeed(0, step),
+          weights: { beta: 0.1, alpha: 0.1, gamma: 0.99 },
+        }).total
+      );
+      opt.zeroGrad();
+      losses.push((await total.read())[0]);
+      total.dispose();
+    }
+    return losses;
+  };
+  const weights = () => readAll(model.parameters());
+  const dispose = () => opt.dispose();
+  return { model, opt, parts, steps, weights, dispose };
+}
+
+Deno.test({
+  name: "f16 resume: the loss scale is checkpointed; after an overflow and growth, resume is exact",
+  ignore: !HAS_F16,
+  ...GPU_TEST,
+  fn: async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "jowa-f16-scale-"));
+    const K = 6, N = 10;
+    try {
+      const run = new RunDir(path.join(tmp, "run"));
+      fs.mkdirSync(run.checkpoints, { recursive: true });
+      // Uninterrupted: K steps, checkpoint, N - K more.
+      const a = overflowingRun();
+      await a.steps(1, K);
+      const atCkpt = await a.opt.lossScaler!.read();
+      console.log(`loss scale at the checkpoint: ${JSON.stringify(atCkpt)}`);
+      assert.ok(atCkpt.skipped >= 1, "an overflow (skipped step) before the checkpoint");
+      // Measured: {scale 2^24, good 0, skipped 5}: five halvings, then a growth at step 6.
+      assert.notEqual(atCkpt.scale, 2 ** 28, "the scale moved before the checkpoint");
+      const dir = await saveTrainCheckpoint(run, a.parts.modules, a.parts.optimizers, { step: K });
+      const lossesA = await a.steps(K + 1, N);
+      const [endA, wA] = [await a.opt.lossScaler!.read(), await a.weights()];
+      a.dispose();
+
+      // Resumed: a fresh model and optimizer loaded from the checkpoint.
+      const b = overflowingRun();
+      await loadTrainCheckpoint(dir, b.parts.modules, b.parts.optimizers);
+      assert.deepEqual(await b.opt.lossScaler!.read(), atCkpt, "the scale and counters restored");
+      const lossesB = await b.steps(K + 1, N);
+      assert.deepEqual(lossesB, lossesA, "resumed losses equal the uninterrupted run's");
+      assert.deepEqual(await b.opt.lossScaler!.read(), endA, "the same scale at the end");
+      const wB = await b.weights();
+      wA.forEach((w, i) => assert.deepEqual(wB[i], w, `parameter ${i}`));
+      b.dispose();
+
+      // A checkpoint from before the scale was saved still loads, as a fresh scaler.
+      const optFile = path.join(dir, "optim_world_action.safetensors");
+      const f = await readSafetensors(optFile);
+      const kept = new Map([...f.tensors].filter(([n]) => !n.startsWith("loss_scale.")));
+      assert.equal(kept.size, f.tensors.size - 2, "the checkpoint held the loss scale");
+      await writeSafetensors(
+        optFile,
+        new Map(
+          [...kept].map(([n, t]) => [n, { dtype: "F32", shape: t.shape, data: t.toFloat32() }]),
+        ),
+        f.metadata,
+      );
+      const c = overflowingRun();
+      await c.steps(1, 2); // move the scale, so that the load has to reset it
+      await loadTrainCheckpoint(dir, c.parts.modules, c.parts.optimizers);
+      const fresh = await c.opt.lossScaler!.read();
+      assert.deepEqual(fresh, { scale: 2 ** 28, good: 0, skipped: 0, lastSkipped: false });
+      const lossesC = await c.steps(K + 1, N);
+      assert.ok(lossesC.every(Number.isFinite), `${lossesC}`);
+      c.dispose();
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });
     }

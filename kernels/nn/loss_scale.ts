@@ -19,6 +19,7 @@
 import { keep, type Tensor, tensor } from "../core/tensor.ts";
 import { mul } from "../ops/elementwise.ts";
 import { f32 } from "../codegen/wgsl.ts";
+import { assignValues } from "./module.ts";
 
 /** Dynamic loss-scale settings (PyTorch's GradScaler defaults). */
 export interface LossScaleOptions {
@@ -37,12 +38,14 @@ export class LossScaler {
   readonly scale: Tensor;
   /** [good steps in a row, skipped steps in total, 1 if the last step was skipped, 0]. */
   readonly counters: Tensor;
+  /** The starting scale (a checkpoint without a saved scale resumes here). */
+  readonly initScale: number;
   readonly growthInterval: number;
   readonly minScale: number;
   readonly maxScale: number;
 
   constructor(opts: LossScaleOptions = {}) {
-    const init = opts.initScale ?? 2 ** 16;
+    const init = this.initScale = opts.initScale ?? 2 ** 16;
     this.growthInterval = opts.growthInterval ?? 2000;
     this.minScale = opts.minScale ?? 1;
     this.maxScale = opts.maxScale ?? 2 ** 24;
@@ -51,6 +54,12 @@ export class LossScaler {
     }
     this.scale = keep(tensor([init], [1]));
     this.counters = keep(tensor([0, 0, 0, 0], [4]));
+  }
+
+  /** Back to the starting scale with zero counters (recorded: no upload races a step). */
+  reset(): void {
+    assignValues(this.scale, new Float32Array([this.initScale]));
+    assignValues(this.counters, new Float32Array(4));
   }
 
   /** loss * S (the root to call `backward` on; log the unscaled loss). */

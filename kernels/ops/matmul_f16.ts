@@ -9,6 +9,11 @@
  * (f32) flows to the f32 master. Gradients are f32 and computed by the same kernels (the
  * incoming gradient rounded to f16 where it enters a product, as autocast does).
  *
+ * Inference (no gradient tape) of a plain 2-D product reads its rows at run time (the dims
+ * uniform, kernels/ops/dims.ts), as ops/matmul.ts does for f32: one pipeline per row bucket
+ * and kind (weights' shape, dtypes, epilogue), all compiled by the kind's first product, so an
+ * evaluation with another number of environments, beams or window length compiles nothing.
+ *
  * @module
  */
 import { isGradEnabled, record } from "../core/autograd.ts";
@@ -19,9 +24,14 @@ import type { EpilogueActivation } from "../codegen/activation.ts";
 import {
   chooseF16Splits,
   type F16MatmulSpec,
+  f16RowsTile,
+  f16Tiles,
   generateF16Matmul,
   type HalfOrFloat,
 } from "../codegen/matmul/f16.ts";
+import { DYNAMIC_M_BUCKETS } from "../codegen/matmul/plan.ts";
+import { grid } from "../codegen/wgsl.ts";
+import { dimsBuffer } from "./dims.ts";
 import { sum } from "./reduce.ts";
 import { precision } from "../core/precision.ts";
 import { matmulGeometry, sumBatchTo, unfusedEpilogue } from "./_matmul_common.ts";
@@ -110,6 +120,9 @@ export function matmulF16(a: Tensor, b: Tensor, opts: MatmulF16Options = {}): Te
   }
   spec.activation = activation;
   spec.residual = !!residual;
+  // Inference: rows at run time (one pipeline per row bucket); training keeps baked shapes.
+  spec.dynamicM = !isGradEnabled() && spec.batch === 1 && !spec.transA &&
+    opts.splitK === undefined;
   const out = runSpec(spec, outShape, A, B, opts.bias ?? null, residual ?? null, opts.splitK);
   if (outDtype === "f16" && needsGrad) {
     throw new Error("matmul (f16): an f16 output is not differentiable; ask for f32");
@@ -155,6 +168,7 @@ function runSpec(
     : Math.max(1, Math.min(splitK, Math.ceil(spec.K / 16)));
   spec.splits = splits;
   const rt = runtime();
+  if (spec.dynamicM) return runDynamic(spec, outShape, [a, b, bias, residual]);
   const kernel = planCache(`mmf16|${JSON.stringify(spec)}`, () => generateF16Matmul(spec));
   if (splits === 1) {
     const out = Tensor.empty(outShape, spec.outType);
@@ -172,6 +186,53 @@ function runSpec(
   const shaped = total.view(outShape);
   total.dispose();
   return shaped;
+}
+
+/** Kinds (everything but M) whose every row bucket's pipeline has been compiled. */
+const warmedKinds = new Set<string>();
+
+/** The shape-generic kernel source of `spec`'s row bucket and kind (no grid). */
+function dynamicKernel(spec: F16MatmulSpec, kind: string) {
+  const rows = f16RowsTile(spec);
+  return planCache(`mmf16d.src|${rows}|${kind}`, () => {
+    const k = generateF16Matmul(spec);
+    return { code: k.code, label: k.label };
+  });
+}
+
+/** A shape-generic product (`spec.dynamicM`): M from the dims uniform, grid from this M. */
+function runDynamic(
+  spec: F16MatmulSpec,
+  outShape: number[],
+  operands: (Tensor | null)[],
+): Tensor {
+  const rt = runtime();
+  const kind = JSON.stringify({ ...spec, M: 0 });
+  const source = dynamicKernel(spec, kind);
+  const kernel = planCache(`mmf16d|${spec.M}|${kind}`, () => ({
+    ...source,
+    workgroups: grid(f16Tiles(spec)),
+  }));
+  const out = Tensor.empty(outShape, spec.outType);
+  const bufs = [operands[0]!.buffer, operands[1]!.buffer, out.buffer];
+  for (const t of operands.slice(2)) if (t) bufs.push(t.buffer);
+  if (!warmedKinds.has(kind)) {
+    // The first product of a kind also compiles the other row tile's pipeline (one empty
+    // workgroup, M = 0), so later products with other row counts compile nothing.
+    warmedKinds.add(kind);
+    const tiles = new Set([f16RowsTile(spec)]);
+    for (const M of DYNAMIC_M_BUCKETS) {
+      const other = { ...spec, M };
+      if (tiles.has(f16RowsTile(other))) continue;
+      tiles.add(f16RowsTile(other));
+      rt.dispatch({ ...dynamicKernel(other, kind), workgroups: [1, 1, 1] }, [
+        ...bufs,
+        dimsBuffer(0),
+      ]);
+    }
+  }
+  rt.dispatch(kernel, [...bufs, dimsBuffer(spec.M)]);
+  return out;
 }
 
 function specOf(

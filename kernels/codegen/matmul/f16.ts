@@ -18,12 +18,17 @@
  * bounds-checked, so any shape works. `splits` > 1 splits K over workgroups into partial
  * products [splits, batch, M, N] (no epilogue) that the caller sums in a fixed order.
  *
+ * Shape-generic rows (`dynamicM`, inference, kernels/ops/dims.ts): M is read from the dims
+ * uniform, so one pipeline serves every row count; the tile is chosen per row bucket
+ * ({@link f16RowsTile}: 16 x 64 for up to 16 rows, where a 64-row tile would idle 3/4 of its
+ * threads, else 64 x 64) and the WGSL depends on the bucket only.
+ *
  * @module
  */
 import type { Kernel } from "../../core/runtime.ts";
 import { activationWgsl, type EpilogueActivation } from "../activation.ts";
 import { binding, enables, grid, linearWorkgroup } from "../wgsl.ts";
-import type { MatmulGeometry } from "./plan.ts";
+import { dynamicMBucket, type MatmulGeometry } from "./plan.ts";
 
 /** Storage types an f16-path operand or output may have. */
 export type HalfOrFloat = "f16" | "f32";
@@ -41,9 +46,15 @@ export interface F16MatmulSpec extends MatmulGeometry {
   residual?: boolean;
   /** Split K over this many workgroups per tile (partials out, f32, no epilogue). */
   splits?: number;
+  /**
+   * Read M at run time from a dims uniform (the binding after bias and residual); the source
+   * depends on M only through {@link f16RowsTile}. Needs batch 1, A not transposed, no split.
+   */
+  dynamicM?: boolean;
 }
 
 const TILE = 64;
+const BUILTINS = "@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32";
 const TK = 16;
 const THREADS = 256;
 
@@ -55,9 +66,17 @@ export const ROUND_HALF_WGSL = `fn rh(x: f32) -> f32 {
 }
 `;
 
+/**
+ * Rows of a workgroup's output tile: 64, or 16 for a shape-generic product of at most 16 rows
+ * (its row bucket, codegen/matmul/plan.ts `dynamicMBucket`).
+ */
+export function f16RowsTile(spec: Pick<F16MatmulSpec, "M" | "dynamicM">): number {
+  return spec.dynamicM && dynamicMBucket(spec.M) === 16 ? 16 : TILE;
+}
+
 /** Output tiles (workgroups before the split) of a spec. */
 export function f16Tiles(spec: F16MatmulSpec): number {
-  return spec.batch * Math.ceil(spec.M / TILE) * Math.ceil(spec.N / TILE);
+  return spec.batch * Math.ceil(spec.M / f16RowsTile(spec)) * Math.ceil(spec.N / TILE);
 }
 
 /** The K range of one split: whole TK slices, so every split but the last is full. */
@@ -66,34 +85,46 @@ function kPer(spec: F16MatmulSpec): number {
   return Math.ceil(Math.ceil(spec.K / TK) / s) * TK;
 }
 
-/** The kernel for `spec`. Bindings: a, b, c, then bias and residual when present. */
+/** The kernel for `spec`. Bindings: a, b, c, then bias, residual and (dynamicM) dims when present. */
 export function generateF16Matmul(spec: F16MatmulSpec): Kernel {
   const { batch, M, N, K, transA, transB, aType, bType } = spec;
   const splits = spec.splits ?? 1;
   if (splits > 1 && (spec.bias || spec.activation || spec.residual || spec.outType !== "f32")) {
     throw new Error("f16 matmul: split-K writes f32 partials without an epilogue");
   }
-  const tilesM = Math.ceil(M / TILE);
+  const dyn = !!spec.dynamicM;
+  if (dyn && (batch !== 1 || transA || splits > 1)) {
+    throw new Error("f16 matmul: shape-generic rows need batch 1, A not transposed, no split");
+  }
+  // TM rows per workgroup: thread (tx, ty) owns rows ty + 16 i, i < TM / 16.
+  const TM = f16RowsTile(spec);
+  const ACC = TM / 16;
+  const tilesM = Math.ceil(M / TM);
   const tilesN = Math.ceil(N / TILE);
   const total = splits * batch * tilesM * tilesN;
+  // M and the tile count: WGSL expressions (run-time values when dyn).
+  const Mx = dyn ? "M" : `${M}u`;
   const load = (buf: string, t: HalfOrFloat, i: string) =>
     t === "f16" ? `f32(${buf}[${i}])` : `rh(${buf}[${i}])`;
   // Tile loads: 1024 values of each operand per slice, 4 per thread, consecutive threads on
   // consecutive addresses of the stored layout.
   const loads: string[] = [];
-  for (let e = 0; e < (TILE * TK) / THREADS; e++) {
+  for (let e = 0; e < (TM * TK) / THREADS; e++) {
     const idx = `(lid + ${e * THREADS}u)`;
     // A tile As[k][m]
     const [am, ak] = transA
-      ? [`${idx} % ${TILE}u`, `${idx} / ${TILE}u`]
+      ? [`${idx} % ${TM}u`, `${idx} / ${TM}u`]
       : [`${idx} / ${TK}u`, `${idx} % ${TK}u`];
     const aAddr = transA ? `aOff + gk * ${M}u + gm` : `aOff + gm * ${K}u + gk`;
     loads.push(`{
       let m = ${am}; let kk = ${ak}; let gm = row0 + m; let gk = k0 + kk;
       var v = 0.0;
-      if (gm < ${M}u && gk < kEnd) { v = ${load("a", aType, aAddr)}; }
-      As[kk * ${TILE}u + m] = v;
+      if (gm < ${Mx} && gk < kEnd) { v = ${load("a", aType, aAddr)}; }
+      As[kk * ${TM}u + m] = v;
     }`);
+  }
+  for (let e = 0; e < (TILE * TK) / THREADS; e++) {
+    const idx = `(lid + ${e * THREADS}u)`;
     // B tile Bs[k][n] of op(B) = [K, N]
     const [bn, bk] = transB
       ? [`${idx} / ${TK}u`, `${idx} % ${TK}u`]
@@ -108,9 +139,9 @@ export function generateF16Matmul(spec: F16MatmulSpec): Kernel {
   }
   const math: string[] = [];
   for (let kk = 0; kk < TK; kk++) {
-    const base = kk * TILE;
+    const base = kk * TM;
     math.push(`{ let bv = Bs[${kk * (TILE / 4)}u + tx];`);
-    for (let i = 0; i < 4; i++) math.push(`  acc${i} += As[${base + 16 * i}u + ty] * bv;`);
+    for (let i = 0; i < ACC; i++) math.push(`  acc${i} += As[${base + 16 * i}u + ty] * bv;`);
     math.push("}");
   }
   const bindings = [
@@ -121,12 +152,13 @@ export function generateF16Matmul(spec: F16MatmulSpec): Kernel {
   let next = 3;
   if (spec.bias) bindings.push(binding(next++, "bias", "f32"));
   if (spec.residual) bindings.push(binding(next++, "res", "f32"));
+  if (dyn) bindings.push(`@group(0) @binding(${next++}) var<uniform> dims: vec4<u32>;`);
   const write = spec.outType === "f16" ? "f16(rh(v))" : "v";
   const stores: string[] = [];
-  for (let i = 0; i < 4; i++) {
+  for (let i = 0; i < ACC; i++) {
     stores.push(`{
     let r = row0 + ty + ${16 * i}u;
-    if (r < ${M}u) {
+    if (r < ${Mx}) {
       for (var j = 0u; j < 4u; j++) {
         let col = col0 + c4 + j;
         if (col < ${N}u) {
@@ -141,33 +173,41 @@ export function generateF16Matmul(spec: F16MatmulSpec): Kernel {
     }
   }`);
   }
-  const code = `${enables("f16")}${bindings.join("\n")}
-var<workgroup> As: array<f32, ${TILE * TK}>;
-var<workgroup> Bs: array<vec4<f32>, ${(TILE * TK) / 4}>;
-${ROUND_HALF_WGSL}${spec.activation ? activationWgsl(spec.activation) : ""}
-@compute @workgroup_size(${THREADS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let w = ${linearWorkgroup(total)};
+  // The workgroup's tile, batch entry and split; with dyn, batch 1 and no split.
+  const head = dyn
+    ? `let M = dims.x;
+  let tilesM = (M + ${TM - 1}u) / ${TM}u;
+  let w = wid.x + wid.y * nwg.x + wid.z * nwg.x * nwg.y;
+  if (w >= tilesM * ${tilesN}u) { return; }
+  let tn = w % ${tilesN}u;
+  let tm = w / ${tilesN}u;
+  let bi = 0u;
+  let sp = 0u;`
+    : `let w = ${linearWorkgroup(total)};
   if (w >= ${total}u) { return; }
   let tn = w % ${tilesN}u;
   let tm = (w / ${tilesN}u) % ${tilesM}u;
   let bi = (w / ${tilesN * tilesM}u) % ${batch}u;
-  let sp = w / ${tilesN * tilesM * batch}u;
-  let row0 = tm * ${TILE}u;
+  let sp = w / ${tilesN * tilesM * batch}u;`;
+  const code = `${enables("f16")}${bindings.join("\n")}
+var<workgroup> As: array<f32, ${TM * TK}>;
+var<workgroup> Bs: array<vec4<f32>, ${(TILE * TK) / 4}>;
+${ROUND_HALF_WGSL}${spec.activation ? activationWgsl(spec.activation) : ""}
+@compute @workgroup_size(${THREADS})
+fn main(${dyn ? `${BUILTINS}, @builtin(num_workgroups) nwg: vec3<u32>` : BUILTINS}) {
+  ${head}
+  let row0 = tm * ${TM}u;
   let col0 = tn * ${TILE}u;
   let aOff = bi * ${spec.aBatchStride}u;
   let bOff = bi * ${spec.bBatchStride}u;
-  let sOff = sp * ${batch * M * N}u;
-  let cOff = sOff + bi * ${M * N}u;
+  let sOff = sp * ${dyn ? `M * ${N}u` : `${batch * M * N}u`};
+  let cOff = sOff + bi * ${dyn ? `M * ${N}u` : `${M * N}u`};
   let kBegin = sp * ${kPer(spec)}u;
   let kEnd = min(${K}u, kBegin + ${kPer(spec)}u);
   let tx = lid % 16u;
   let ty = lid / 16u;
   let c4 = tx * 4u;
-  var acc0 = vec4<f32>(0.0);
-  var acc1 = vec4<f32>(0.0);
-  var acc2 = vec4<f32>(0.0);
-  var acc3 = vec4<f32>(0.0);
+  ${Array.from({ length: ACC }, (_, i) => `var acc${i} = vec4<f32>(0.0);`).join("\n  ")}
   for (var k0 = kBegin; k0 < kEnd; k0 += ${TK}u) {
     ${loads.join("\n    ")}
     workgroupBarrier();
@@ -177,7 +217,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   ${stores.join("\n  ")}
 }
 `;
-  const label = `matmul.f16(${batch}x${M}x${N}x${K}${transA ? " tA" : ""}${
+  const rowsLabel = dyn ? `*${TM === 16 ? "<=16" : ">16"}` : `${M}`;
+  const label = `matmul.f16(${batch}x${rowsLabel}x${N}x${K}${transA ? " tA" : ""}${
     transB ? " tB" : ""
   } ${aType}·${bType}->${spec.outType}${splits > 1 ? ` split ${splits}` : ""})`;
   return { code, label, workgroups: grid(total) };
