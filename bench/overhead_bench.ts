@@ -5,7 +5,10 @@
  * and a planning step (H = 2, K = 4; 1 and 16 environments) of the tiny, 40M and 150M
  * world-action configs. Plus `rawUsPerDispatch`: recording one dispatch with the bare WebGPU
  * API (one pipeline, one bind group, thousands of dispatches in one pass), so the engine's
- * cost reads as a ratio on a noisy machine.
+ * cost reads as a ratio on a noisy machine; and `rawBoundUsPerDispatch`: the same with what a
+ * model's dispatches bind (6 storage buffers per bind group, 600 distinct bind groups over 100
+ * pipelines), whose extra cost is WebGPU's own validation at `encoder.finish()`. Each step's
+ * `encodeMs` is the part of its host time spent inside `pass.end()` / `encoder.finish()`.
  *
  * Steps run in the runtime's dry-run mode: recorded exactly as a real step, never submitted
  * (a 150M step takes minutes on a CPU adapter), so counts are exact and times are host-only.
@@ -15,7 +18,7 @@
  * JSON: {"rawUsPerDispatch": n, "<config>": {"train": {...}, "train_stage1": {...},
  * "train_replay": {...}, "train_stage1_replay": {...}, "plan_n1": {...}, "plan_n16": {...},
  * "plan_n1_replay": {...}, "plan_n16_replay": {...}}}, each object with dispatches, passes,
- * submits, uploads, bindGroupsCreated, pipelinesCompiled, hostMs. The `_replay` rows are the
+ * submits, uploads, bindGroupsCreated, pipelinesCompiled, hostMs, encodeMs. The `_replay` rows are the
  * same step captured once and replayed (kernels/core/capture.ts, train/captured_world_step.ts,
  * eval/captured_planner.ts).
  *
@@ -76,7 +79,7 @@ const rt = await initRuntime();
 console.log(`adapter: ${describeAdapter(rt.ctx)}`);
 
 /** Counters of one warm step plus its host milliseconds. */
-export type StepCost = RuntimeCounters & { hostMs: number };
+export type StepCost = RuntimeCounters & { hostMs: number; encodeMs: number };
 
 /**
  * Run `step` `warm` times (pipelines, pool; 3 for a captured step: eager, record, verify),
@@ -96,35 +99,57 @@ async function measure(
 
 async function measureOrThrow(step: () => Promise<void>, warm: number): Promise<StepCost> {
   for (let i = 0; i < warm; i++) await step();
-  const times: number[] = [];
+  const times: { host: number; encode: number }[] = [];
   let counts: RuntimeCounters | null = null;
   for (let i = 0; i < reps; i++) {
-    const before = rt.counters();
+    const before = rt.counters(), encode0 = rt.encodeMs;
     const t0 = performance.now();
     await step();
-    times.push(performance.now() - t0);
+    times.push({ host: performance.now() - t0, encode: rt.encodeMs - encode0 });
     counts ??= counterDelta(before, rt.counters());
   }
-  times.sort((a, b) => a - b);
-  return { ...counts!, hostMs: Number(times[Math.floor(times.length / 2)].toFixed(3)) };
+  times.sort((a, b) => a.host - b.host);
+  const median = times[Math.floor(times.length / 2)];
+  return {
+    ...counts!,
+    hostMs: Number(median.host.toFixed(3)),
+    encodeMs: Number(median.encode.toFixed(3)),
+  };
 }
 
-/** Bare-API cost of recording one dispatch: one pipeline, one bind group, one pass. */
-function rawUsPerDispatch(): number {
+/**
+ * Bare-API cost of recording one dispatch, in one pass: `bindings` storage buffers per bind
+ * group, `groups` distinct bind groups over `pipelines` pipelines, used round-robin.
+ */
+function rawUsPerDispatch(bindings = 1, groups = 1, pipelines = 1): number {
   const device = rt.device;
-  const module = device.createShaderModule({
-    code: `@group(0) @binding(0) var<storage, read_write> x: array<f32>;
-@compute @workgroup_size(1) fn main() { x[0] = x[0] + 1.0; }`,
-  });
-  const pipeline = device.createComputePipeline({
-    layout: "auto",
-    compute: { module, entryPoint: "main" },
-  });
-  const buffer = device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE });
-  const group = device.createBindGroup({
-    layout: pipeline.getBindGroupLayout(0),
-    entries: [{ binding: 0, resource: { buffer } }],
-  });
+  const decl = Array.from(
+    { length: bindings },
+    (_, i) => `@group(0) @binding(${i}) var<storage, read_write> x${i}: array<f32>;`,
+  ).join("\n");
+  const reads = Array.from({ length: bindings }, (_, i) => ` + x${i}[1]`).join("");
+  const pipes = Array.from({ length: pipelines }, (_, p) =>
+    device.createComputePipeline({
+      layout: "auto",
+      compute: {
+        module: device.createShaderModule({
+          code: `${decl}\n@compute @workgroup_size(1) fn main() { x0[0] = ${p}.0${reads}; }`,
+        }),
+        entryPoint: "main",
+      },
+    }));
+  const buffers = Array.from(
+    { length: Math.min(2000, groups * bindings) },
+    () => device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE }),
+  );
+  const bindGroups = Array.from({ length: groups }, (_, g) =>
+    device.createBindGroup({
+      layout: pipes[g % pipelines].getBindGroupLayout(0),
+      entries: Array.from({ length: bindings }, (_, i) => ({
+        binding: i,
+        resource: { buffer: buffers[(g * bindings + i) % buffers.length] },
+      })),
+    }));
   const n = 5000;
   const best: number[] = [];
   for (let r = 0; r < 5; r++) {
@@ -132,31 +157,40 @@ function rawUsPerDispatch(): number {
     const enc = device.createCommandEncoder();
     const pass = enc.beginComputePass();
     for (let i = 0; i < n; i++) {
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, group);
+      const g = i % groups;
+      pass.setPipeline(pipes[g % pipelines]);
+      pass.setBindGroup(0, bindGroups[g]);
       pass.dispatchWorkgroups(1);
     }
     pass.end();
     enc.finish(); // recorded, not submitted: the same host work the engine's dry run does
     best.push((performance.now() - t0) * 1000 / n);
   }
-  buffer.destroy();
+  for (const b of buffers) b.destroy();
   return Number(Math.min(...best).toFixed(3));
 }
 
-const results: Record<string, unknown> = { rawUsPerDispatch: rawUsPerDispatch() };
-console.log(`raw WebGPU: ${results.rawUsPerDispatch} us per dispatch`);
+const results: Record<string, unknown> = {
+  rawUsPerDispatch: rawUsPerDispatch(),
+  rawBoundUsPerDispatch: rawUsPerDispatch(6, 600, 100),
+};
+console.log(
+  `raw WebGPU: ${results.rawUsPerDispatch} us per dispatch (one pipeline, one 1-buffer bind ` +
+    `group); ${results.rawBoundUsPerDispatch} us with 6-buffer bind groups, 600 distinct, ` +
+    "100 pipelines",
+);
 const row = (name: string, c: StepCost | { error: string }) =>
   "error" in c ? console.log(`| ${name} | failed: ${c.error} |`) : console.log(
     `| ${name} | ${c.dispatches} | ${c.passes} | ${c.submits} | ${c.uploads} | ` +
       `${c.bindGroupsCreated} | ${c.pipelinesCompiled} | ${c.hostMs.toFixed(1)} | ` +
-      `${(1000 * c.hostMs / Math.max(1, c.dispatches)).toFixed(1)} |`,
+      `${(1000 * c.hostMs / Math.max(1, c.dispatches)).toFixed(1)} | ` +
+      `${(1000 * c.encodeMs / Math.max(1, c.dispatches)).toFixed(1)} |`,
   );
 console.log(
   "\n| step | dispatches | passes | submits | uploads | bind groups | pipelines | host ms | " +
-    "us/dispatch |",
+    "us/dispatch | of which WebGPU finish |",
 );
-console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 
 rt.dryRun = true;
 for (const name of configs) {
@@ -188,7 +222,7 @@ for (const name of configs) {
     }, 3);
     row(`${name} ${key}_replay`, out[`${key}_replay`]);
     // A replay row that silently ran eagerly would read as a slow replay: say why it did.
-    for (const f of step.stats().fallbacks) console.log(`  (${f})`);
+    for (const f of step.stats().fallbacks) console.log(`  (replay fell back to eager: ${f})`);
     step.dispose();
   }
   opt.dispose();
@@ -234,6 +268,7 @@ for (const name of configs) {
       a.dispose();
     }, 3);
     row(`${name} ${key}_replay`, out[`${key}_replay`]);
+    for (const f of plan.stats().fallbacks) console.log(`  (replay fell back to eager: ${f})`);
     plan.dispose();
   }
   for (const p of model.parameters()) p.dispose();
