@@ -134,23 +134,7 @@ const DEFAULT_CHUNK_BYTES = 64 << 20;
  */
 export function openStoreWriter(dir: string, opts: StoreWriterOptions): Promise<FrameStoreWriter> {
   const w = new Writer(dir, opts, obsSpec("frames"));
-  return Promise.resolve({
-    addEpisode: (ep: EpisodeRecord) => w.add(ep.frames, ep, "frames"),
-    close: () => w.close(),
-    commit: (s?: unknown) => w.commit(s),
-    get resumeState() {
-      return w.resumeState;
-    },
-    get episodes() {
-      return w.episodes;
-    },
-    get transitions() {
-      return w.transitions;
-    },
-    updateSource: (x: Record<string, unknown>) => w.updateSource(x),
-    abort: () => w.abort(),
-    discard: () => w.discard(),
-  });
+  return Promise.resolve(writerApi(w, (ep: EpisodeRecord) => w.add(ep.frames, ep, "frames")));
 }
 
 /** Open a writer for a token store (each row = 36 uint16 tokenizer ids) in `dir`. */
@@ -159,8 +143,21 @@ export function openTokenStoreWriter(
   opts: StoreWriterOptions,
 ): Promise<TokenStoreWriter> {
   const w = new Writer(dir, opts, obsSpec("tokens"));
-  return Promise.resolve({
-    addEpisode: (ep: TokenEpisodeRecord) => w.add(bytesOf(ep.tokens), ep, "tokens"),
+  return Promise.resolve(
+    writerApi(w, (ep: TokenEpisodeRecord) => w.add(bytesOf(ep.tokens), ep, "tokens")),
+  );
+}
+
+/**
+ * The public face of `w` with `addEpisode` for one store form. The counters are getters, so
+ * they stay live (never spread this object: that would copy their current values).
+ */
+function writerApi<E>(
+  w: Writer,
+  addEpisode: (ep: E) => Promise<void>,
+): StoreWriterControl & { addEpisode(ep: E): Promise<void>; close(): Promise<void> } {
+  return {
+    addEpisode,
     close: () => w.close(),
     commit: (s?: unknown) => w.commit(s),
     get resumeState() {
@@ -175,7 +172,7 @@ export function openTokenStoreWriter(
     updateSource: (x: Record<string, unknown>) => w.updateSource(x),
     abort: () => w.abort(),
     discard: () => w.discard(),
-  });
+  };
 }
 
 interface StepArrays {

@@ -15,25 +15,37 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { DEFAULT_CONFIG, type PretrainConfig } from "../train/pretrain_options.ts";
+import type { PretrainConfig } from "../train/pretrain_options.ts";
 import { openStore, SegmentSampler } from "../offline/mod.ts";
 import { buckets, rankStepSeed, shardRows } from "../train/data_parallel.ts";
 import { readSafetensors } from "../models/safetensors/mod.ts";
 import { RunDir } from "../checkpoint/run_dir.ts";
 import { readTrainState } from "../checkpoint/train_checkpoint.ts";
 import { stepSeed } from "../util/rng.ts";
-import { writeTokenStores } from "./helpers/pretrain_stores.ts";
+import { tinyPretrainRun } from "./helpers/pretrain_stores.ts";
+import {
+  assertSameSteps,
+  assertWeightsClose,
+  hasMpiexec,
+  interiorSeed,
+  launchWorker,
+  stepLines,
+  type WorkerRun,
+} from "./helpers/data_parallel_runs.ts";
 
 const ROOT = path.resolve(import.meta.dirname!, "..");
 const WORKER = path.join(ROOT, "tests", "helpers", "distributed_pretrain_worker.ts");
-const tmp = Deno.makeTempDirSync({ prefix: "jowa_dp_" });
+const { tmp, base } = await tinyPretrainRun("jowa_dp_", {
+  stage1Steps: 4,
+  stage2Steps: 6,
+  targetEvery: 2,
+  logEvery: 1,
+  ckptEvery: 5,
+  progress: false,
+  modelDropout: 0,
+}, { episodes: 2, steps: 60 });
 globalThis.addEventListener("unload", () => fs.rmSync(tmp, { recursive: true, force: true }));
-const data = await writeTokenStores(path.join(tmp, "data"), ["Pong", "Phoenix"], {
-  episodes: 2,
-  steps: 60,
-  vocab: 16,
-  seed: 5,
-});
+const data = base.data!;
 const dirs = ["Pong", "Phoenix"].map((g) => path.join(data, g));
 
 Deno.test("data parallel: shard rows, buckets and per-rank dropout seeds", () => {
@@ -66,128 +78,29 @@ Deno.test("sampler shards: the shards of a batch, concatenated, are the unsharde
   );
 });
 
-async function hasMpiexec(): Promise<boolean> {
-  try {
-    return (await new Deno.Command("mpiexec", { args: ["--version"], stdout: "null" }).output())
-      .success;
-  } catch {
-    return false;
-  }
-}
 const MPIEXEC = await hasMpiexec();
 
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-  seconds: number;
-}
-
-async function launch(
+const launch = (
   ranks: number,
   cfg: PretrainConfig,
   resume: string | null = null,
   env: Record<string, string> = {},
-): Promise<Run> {
-  const args = [
-    Deno.execPath(),
-    "run",
-    "-A",
-    WORKER,
-    JSON.stringify(cfg),
-    ...(resume ? [resume] : []),
-  ];
-  const t0 = performance.now();
-  const o = await new Deno.Command(ranks > 1 ? "mpiexec" : args[0], {
-    args: ranks > 1 ? ["-n", String(ranks), ...args] : args.slice(1),
-    cwd: ROOT,
-    env: { NO_COLOR: "1", XDG_RUNTIME_DIR: "/tmp/xdg", ...env },
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(400_000),
-  }).output();
-  const dec = new TextDecoder();
-  return {
-    code: o.code,
-    out: dec.decode(o.stdout),
-    err: dec.decode(o.stderr),
-    seconds: (performance.now() - t0) / 1000,
-  };
-}
-
-function steps(
-  run: Run,
-): Map<number, { losses: Record<string, number>; gradNorm: Record<string, number> }> {
-  const m = new Map();
-  for (const l of run.out.split("\n")) {
-    if (l.startsWith("STEP ")) {
-      const v = JSON.parse(l.slice(5));
-      m.set(v.step, v);
-    }
-  }
-  return m;
-}
-
-const close = (a: number, b: number) =>
-  Math.abs(a - b) <= 1e-5 * Math.max(Math.abs(a), Math.abs(b)) + 1e-7;
-
-const base: PretrainConfig = {
-  ...DEFAULT_CONFIG,
-  runsDir: path.join(tmp, "runs"),
-  data,
-  batch: 4,
-  segmentLength: 2,
-  stage1Steps: 4,
-  stage2Steps: 6,
-  targetEvery: 2,
-  logEvery: 1,
-  ckptEvery: 5,
-  workers: 0,
-  report: false,
-  progress: false,
-  modelDropout: 0,
-};
-
-/**
- * A seed whose first batches (both stages' streams) hold only segments inside an episode with
- * no terminal: then every shard has the same number of valid targets (see the module doc).
- */
-function interiorSeed(): number {
-  const stores = dirs.map((d) => openStore(d));
-  for (let seed = 0; seed < 200; seed++) {
-    const ok = [1, 2].every((stage) => {
-      const s = new SegmentSampler(stores, { batchSize: 4, segmentLength: 2, seed: seed + stage });
-      return Array.from({ length: 6 }, (_, k) => s.sampleBatch(k)).every((b) =>
-        b.mask.every((m) => m === 1) && b.terminals.every((t) => t === 0)
-      );
-    });
-    if (ok) return seed;
-  }
-  throw new Error("no seed with interior segments only");
-}
+): Promise<WorkerRun> =>
+  launchWorker(WORKER, ranks, [JSON.stringify(cfg), ...(resume ? [resume] : [])], env);
 
 Deno.test({
   name: "data parallel: 2 ranks x batch 2 = 1 process x batch 4 (losses, norms, weights; 1e-5)",
   ignore: !MPIEXEC,
   fn: async () => {
-    const seed = interiorSeed();
+    const seed = interiorSeed(dirs, () => base.batch, base.segmentLength);
     const one = await launch(1, { ...base, seed, name: "one" }, null, {
       JOWA_MPI_LIB: "/nonexistent/libmpi.so",
     });
     assert.equal(one.code, 0, one.err);
     const two = await launch(2, { ...base, seed, name: "two" });
     assert.equal(two.code, 0, two.err);
-    const [a, b] = [steps(one), steps(two)];
-    assert.equal(a.size, 10);
-    assert.equal(b.size, 10);
-    for (let s = 1; s <= 10; s++) {
-      const x = a.get(s)!, y = b.get(s)!;
-      assert.deepEqual(Object.keys(y.losses), Object.keys(x.losses));
-      for (const [k, v] of [...Object.entries(x.losses), ...Object.entries(x.gradNorm)]) {
-        const w = y.losses[k] ?? y.gradNorm[k];
-        assert.ok(close(v, w), `step ${s} ${k}: 1 rank ${v}, 2 ranks ${w}`);
-      }
-    }
+    const [a, b] = [stepLines(one.out), stepLines(two.out)];
+    assertSameSteps(a, b, 10);
     assert.ok(Number.isFinite(a.get(10)!.losses.td), "stage 2 ran");
     // Both runs replayed their captured steps (2 ranks: forward and backward only,
     // train/captured_grads.ts; calls 1-3 of a stage run eagerly or record) and fell back never.
@@ -196,29 +109,12 @@ Deno.test({
       assert.ok(run.out.includes("LOG stage 2: 3 of 6 steps replayed"), run.out);
       assert.ok(!run.out.includes("eagerly"), run.out);
     }
-    const weights = async (name: string) =>
-      await readSafetensors(
-        path.join(
-          new RunDir(path.join(base.runsDir, name)).checkpoint(10),
-          "world_action.safetensors",
-        ),
+    const weights = (name: string) =>
+      path.join(
+        new RunDir(path.join(base.runsDir, name)).checkpoint(10),
+        "world_action.safetensors",
       );
-    const [wa, wb] = [await weights("one"), await weights("two")];
-    // Element-wise within 1e-5 of the model's largest weight, not of each element: elements
-    // whose exact gradient is 0 (the attention key biases, which softmax ignores) are moved by
-    // AdamW's normalized steps of rounding noise alone, however the batch is split.
-    let scale = 0, worst = 0, where = "";
-    for (const t of wa.tensors.values()) {
-      for (const x of t.toFloat32()) scale = Math.max(scale, Math.abs(x));
-    }
-    for (const [n, t] of wa.tensors) {
-      const u = wb.tensors.get(n)!.toFloat32(), v = t.toFloat32();
-      for (let i = 0; i < v.length; i++) {
-        const d = Math.abs(u[i] - v[i]);
-        if (d > worst) [worst, where] = [d, `${n}[${i}]`];
-      }
-    }
-    assert.ok(worst <= 1e-5 * scale, `weights differ by ${worst} at ${where} (scale ${scale})`);
+    await assertWeightsClose(weights("one"), weights("two"));
     // Only rank 0 wrote: one metrics line per step.
     const lines = fs.readFileSync(path.join(base.runsDir, "two", "metrics.jsonl"), "utf8").trim()
       .split("\n");
@@ -248,7 +144,7 @@ Deno.test({
     const again = await launch(1, { ...cfg, stage2Steps: 12 }, dir.root);
     assert.equal(again.code, 0, again.err);
     assert.match(again.out, /RESULT \{"status":"done","step":12\}/);
-    assert.equal(steps(again).get(step + 1) !== undefined, true);
+    assert.equal(stepLines(again.out).get(step + 1) !== undefined, true);
   },
 });
 

@@ -8,15 +8,14 @@ import { collect } from "../offline/collect.ts";
 import { AtariVectorEnv } from "../envs/vector_env.ts";
 import { GAMES } from "../atari/games.ts";
 import { openDataset, openStore } from "../offline/store.ts";
+import {
+  COLLECT,
+  collectCli as cli,
+  interruptCollect,
+  withTempDir,
+} from "./helpers/collect_cli.ts";
 
-async function tempDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "envs_collect_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+const tempDir = (fn: (dir: string) => Promise<void>) => withTempDir("envs_collect_", fn);
 
 Deno.test("envs collect: two games, valid stores, rows replay exactly in the emulator", async () => {
   await tempDir(async (dir) => {
@@ -87,18 +86,6 @@ Deno.test("envs collect: abort leaves valid, shorter stores", async () => {
   });
 });
 
-const COLLECT = new URL("../offline/collect.ts", import.meta.url).pathname;
-
-async function cli(args: string[]) {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", COLLECT, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
-}
-
 Deno.test("envs collect CLI: help and one-line errors without stack traces", async () => {
   const help = await cli(["--help"]);
   assertEquals(help.code, 0);
@@ -124,30 +111,7 @@ Deno.test("envs collect CLI: Ctrl-C (SIGINT) finishes valid stores", async () =>
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    // Wait until the progress bar shows collected steps, then interrupt.
-    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    let err = "";
-    while (!/ [1-9]\d*\/1000000 /.test(err)) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      err += value;
-    }
-    child.kill("SIGINT");
-    const rest = (async () => {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        err += value;
-      }
-    })();
-    const status = await child.status;
-    await rest;
-    const out = new TextDecoder().decode(await new Response(child.stdout).arrayBuffer());
-    assertEquals(status.code, 130, err);
-    match(out, /interrupted/);
-    const store = openStore(join(dir, "Pong"), { verify: true });
-    assert(store.numRows > 0 && store.numRows < 1_000_000);
-    store.close();
+    await interruptCollect(child, dir, () => child.kill("SIGINT"));
   });
 });
 

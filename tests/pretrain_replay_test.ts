@@ -20,33 +20,17 @@ import {
 import { pretrain } from "../train/pretrainer.ts";
 import type { StepValues } from "../train/loss_readback.ts";
 import { readSafetensors } from "../models/safetensors/mod.ts";
-import { writeTokenStores } from "./helpers/pretrain_stores.ts";
+import { tinyPretrainRun } from "./helpers/pretrain_stores.ts";
 
 await initRuntime();
-const tmp = Deno.makeTempDirSync({ prefix: "pretrain_replay_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(tmp, { recursive: true }));
-const data = await writeTokenStores(path.join(tmp, "data"), ["Pong", "Phoenix"], {
-  episodes: 3,
-  steps: 12,
-  vocab: 16,
-  seed: 5,
-});
-
-const base: PretrainConfig = {
-  ...DEFAULT_CONFIG,
-  runsDir: path.join(tmp, "runs"),
-  data,
-  batch: 4,
-  segmentLength: 2,
+const { tmp, base } = await tinyPretrainRun("pretrain_replay_", {
   stage1Steps: 6,
   stage2Steps: 7,
   targetEvery: 3,
   logEvery: 3,
-  ckptEvery: 100,
-  workers: 0,
-  report: false,
   seed: 4,
-};
+});
+globalThis.addEventListener("unload", () => Deno.removeSync(tmp, { recursive: true }));
 
 async function run(cfg: PretrainConfig) {
   const steps = new Map<number, StepValues>();

@@ -16,37 +16,22 @@ import { initRuntime } from "../kernels/core/runtime.ts";
 import { worldActionConfig } from "../models/world_action/configs.ts";
 import { loadWorldActionModel } from "../checkpoint/model_checkpoint.ts";
 import { WorldActionModel } from "../models/world_action/model.ts";
-import { DEFAULT_CONFIG, type PretrainConfig } from "../train/pretrain_options.ts";
+import type { PretrainConfig } from "../train/pretrain_options.ts";
 import { pretrain } from "../train/pretrainer.ts";
 import type { StepValues } from "../train/loss_readback.ts";
 import { RunDir } from "../checkpoint/run_dir.ts";
 import { readTrainState } from "../checkpoint/train_checkpoint.ts";
-import { writeTokenStores } from "./helpers/pretrain_stores.ts";
+import { tinyPretrainRun } from "./helpers/pretrain_stores.ts";
 
 await initRuntime();
-const tmp = Deno.makeTempDirSync({ prefix: "pretrain_resume_" });
-const data = await writeTokenStores(path.join(tmp, "data"), ["Pong", "Phoenix"], {
-  episodes: 3,
-  steps: 12,
-  vocab: 16,
-  seed: 5,
-});
-
-const base: PretrainConfig = {
-  ...DEFAULT_CONFIG,
-  runsDir: path.join(tmp, "runs"),
-  data,
-  batch: 4,
-  segmentLength: 2,
+const { tmp, base } = await tinyPretrainRun("pretrain_resume_", {
   stage1Steps: 2,
   stage2Steps: 4,
   targetEvery: 2,
   logEvery: 1,
-  ckptEvery: 100,
-  workers: 0,
-  report: false,
   seed: 3,
-};
+});
+globalThis.addEventListener("unload", () => Deno.removeSync(tmp, { recursive: true }));
 const quiet = { log: () => {} };
 
 async function run(cfg: PretrainConfig, resume: string | null, into: Map<number, StepValues>) {

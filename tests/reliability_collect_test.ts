@@ -10,28 +10,11 @@ import { join } from "node:path";
 import { collect } from "../offline/collect.ts";
 import { openStore } from "../offline/store.ts";
 import { InterruptGate } from "../util/interrupt.ts";
+import { collectCli as cli, interruptCollect, withTempDir } from "./helpers/collect_cli.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const COLLECT = join(ROOT, "offline", "collect.ts");
 
-async function tempDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "reliability_collect_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function cli(args: string[]) {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", COLLECT, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr).trim() };
-}
+const tempDir = (fn: (dir: string) => Promise<void>) => withTempDir("reliability_collect_", fn);
 
 /** Pids of this process's running emulator bridges. */
 function bridgePids(): number[] {
@@ -95,32 +78,12 @@ Deno.test("reliability collect: Ctrl-C to the process group of `deno task collec
         stdout: "piped",
         stderr: "piped",
       }).spawn();
-      const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-      let err = "";
-      while (!/ [1-9]\d*\/1000000 /.test(err)) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        err += value;
-      }
-      const stat = Deno.readTextFileSync(`/proc/${child.pid}/stat`);
-      const pgid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
-      assertEquals(pgid, child.pid, "setsid made the child a group leader");
-      Deno.kill(-pgid, "SIGINT"); // what a terminal does on Ctrl-C
-      const rest = (async () => {
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) return;
-          err += value;
-        }
-      })();
-      const status = await child.status;
-      await rest;
-      const out = new TextDecoder().decode(await new Response(child.stdout).arrayBuffer());
-      assertEquals(status.code, 130, err);
-      match(out, /interrupted/);
-      const store = openStore(join(dir, "Pong"), { verify: true }); // manifest present, valid
-      assert(store.numRows > 0 && store.numRows < 1_000_000);
-      store.close();
+      await interruptCollect(child, dir, () => {
+        const stat = Deno.readTextFileSync(`/proc/${child.pid}/stat`);
+        const pgid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+        assertEquals(pgid, child.pid, "setsid made the child a group leader");
+        Deno.kill(-pgid, "SIGINT"); // what a terminal does on Ctrl-C
+      });
       assert(!fs.existsSync(join(dir, "Pong", "journal.json")), `attempt ${attempt}`);
     });
   }

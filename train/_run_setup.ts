@@ -1,7 +1,8 @@
 /**
  * The start of a training run that pretraining (train/pretrainer.ts) and fine-tuning
  * (train/finetuner.ts) share: this process's rank (single process or one rank of a
- * data-parallel run) and the run directory, which rank 0 alone opens.
+ * data-parallel run), the run directory, which rank 0 alone opens, and the trainer options
+ * that the config and the rank decide.
  *
  * @module
  */
@@ -9,7 +10,8 @@ import * as path from "node:path";
 import { RunDir } from "../checkpoint/run_dir.ts";
 import { type Comm, initDistributed } from "../distributed/mod.ts";
 import { DataParallel } from "./data_parallel.ts";
-import { openRunDir, type TrainerHooks } from "./trainer.ts";
+import { openRunDir, type TrainerHooks, type TrainerOptions } from "./trainer.ts";
+import type { RunConfig } from "./_common_options.ts";
 
 /** Hooks of a training run that may be one rank of a data-parallel job. */
 export type RankedTrainerHooks = TrainerHooks & {
@@ -48,4 +50,26 @@ export function openRankRunDir(
 ): { run: RunDir; ckpt: string | null } {
   const runRoot = resume ?? path.join(cfg.runsDir, cfg.name);
   return root ? openRunDir(runRoot, !!resume, cfg, log) : { run: new RunDir(runRoot), ckpt: null };
+}
+
+/** The {@link TrainerOptions} that a run's config and this process's rank decide. */
+export function rankTrainerOptions(
+  cfg: Pick<RunConfig, "seed" | "logEvery" | "ckptEvery" | "keep" | "stopAt" | "progress">,
+  hooks: RankedTrainerHooks,
+  { dp, root, log }: RankSetup,
+): Pick<
+  TrainerOptions,
+  "seed" | "logEvery" | "ckptEvery" | "keep" | "stopAt" | "progress" | "writes" | "hooks"
+> {
+  return {
+    seed: cfg.seed,
+    logEvery: cfg.logEvery,
+    ckptEvery: cfg.ckptEvery,
+    keep: cfg.keep,
+    stopAt: cfg.stopAt,
+    progress: cfg.progress,
+    writes: root,
+    // Data parallel: a stop request travels with the gradients (every rank stops at one step).
+    hooks: dp ? { ...hooks, log, signal: undefined } : hooks,
+  };
 }

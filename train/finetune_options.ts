@@ -7,19 +7,27 @@
  */
 import { UsageError } from "../util/cli.ts";
 import {
-  applyPresetAndNumbers,
-  checkResume,
-  parseFlags,
-  precisionFlag,
-  runName,
+  applyRunLocation,
+  finishRunArgs,
+  LOSS_DEFAULTS,
+  LOSS_REAL,
+  parseRunFlags,
+  PRECISION_HELP,
+  REPLAY_HELP,
+  RUN_DEFAULTS,
+  RUN_NUM,
+  RUN_RESUMABLE,
+  type RunConfig,
 } from "./_common_options.ts";
-import type { Precision } from "../kernels/core/precision.ts";
 import { ALL_GAMES } from "../atari/mod.ts";
 import { canonicalGameName } from "../atari/scores.ts";
 import { taskIdOf } from "../atari/task_ids.ts";
 
-/** Everything a fine-tuning run depends on (saved as the run's config.json). */
-export interface FinetuneConfig {
+/**
+ * Everything a fine-tuning run depends on (saved as the run's config.json): the fields of
+ * {@link RunConfig} (name, losses, run control) and these.
+ */
+export interface FinetuneConfig extends RunConfig {
   /** Pretrained checkpoint (directory, run directory or world_action.safetensors). */
   checkpoint: string;
   /** The held-out game (canonical name). */
@@ -28,9 +36,6 @@ export interface FinetuneConfig {
   data: string;
   /** Game whose task embedding the game borrows (null: atari/task_proxy.ts, else its own). */
   taskProxy: string | null;
-  /** Run name: the run directory is `<runsDir>/<name>`. */
-  name: string;
-  runsDir: string;
   preset: string;
   /** Segments per batch (real + synthetic in stage 2). */
   batch: number;
@@ -54,14 +59,8 @@ export interface FinetuneConfig {
   trainTokenizer: boolean;
   tokenizerLr: number;
   tokenizerBatch: number;
-  weightDecay: number;
-  gradClip: number;
   /** World-loss weight (paper beta 0.1; public supervised_weight 0.5). */
   beta: number;
-  /** CQL / COMBO weight. */
-  alpha: number;
-  gamma: number;
-  targetEvery: number;
   /** Evaluate on the real game every this many steps (0: never) and at the end. */
   evalEvery: number;
   evalEpisodes: number;
@@ -70,27 +69,6 @@ export interface FinetuneConfig {
   evalHorizon: number;
   /** Evaluation beam width (0: the paper's rule for the game). */
   evalBeamWidth: number;
-  logEvery: number;
-  ckptEvery: number;
-  keep: number;
-  seed: number;
-  workers: number;
-  report: boolean;
-  /** Testing: poison step N's batch with NaN rewards (0: never). */
-  injectNanAt: number;
-  /** Testing: checkpoint and stop after this step, as Ctrl-C would (0: never). */
-  stopAt: number;
-  progress: boolean;
-  /**
-   * Capture the training step once per batch form and replay it (kernels/core/capture.ts;
-   * same results); false: every step eagerly (`--no-replay`). Absent (older runs): true.
-   */
-  replay?: boolean;
-  /**
-   * World-action products in f16 storage with f32 accumulation, f32 master weights and
-   * dynamic loss scaling (`--precision f16`). Absent (older runs): f32.
-   */
-  precision?: Precision;
 }
 
 /** The defaults every preset starts from (the paper's values). */
@@ -112,12 +90,7 @@ export const BASE_CONFIG: Omit<FinetuneConfig, "checkpoint" | "game" | "data"> =
   trainTokenizer: true,
   tokenizerLr: 1e-4,
   tokenizerBatch: 128,
-  weightDecay: 0.01,
-  gradClip: 1.0,
-  beta: 0.1,
-  alpha: 0.1,
-  gamma: 0.99,
-  targetEvery: 1000,
+  ...LOSS_DEFAULTS,
   evalEvery: 1000,
   evalEpisodes: 8,
   evalMaxFrames: 108_000,
@@ -125,14 +98,7 @@ export const BASE_CONFIG: Omit<FinetuneConfig, "checkpoint" | "game" | "data"> =
   evalBeamWidth: 0,
   logEvery: 50,
   ckptEvery: 1000,
-  keep: 3,
-  seed: 0,
-  workers: 1,
-  report: true,
-  injectNanAt: 0,
-  stopAt: 0,
-  progress: false,
-  replay: true,
+  ...RUN_DEFAULTS,
 };
 
 /**
@@ -162,16 +128,7 @@ export const RESUMABLE: readonly (keyof FinetuneConfig)[] = [
   "evalEvery",
   "evalEpisodes",
   "evalMaxFrames",
-  "logEvery",
-  "ckptEvery",
-  "keep",
-  "report",
-  "injectNanAt",
-  "stopAt",
-  "progress",
-  "workers",
-  "replay",
-  "precision",
+  ...RUN_RESUMABLE,
 ];
 
 const NUM = {
@@ -190,24 +147,10 @@ const NUM = {
   "eval-max-frames": ["evalMaxFrames", 1],
   "eval-horizon": ["evalHorizon", 0],
   "eval-beam-width": ["evalBeamWidth", 0],
-  "log-every": ["logEvery", 1],
-  "ckpt-every": ["ckptEvery", 1],
-  keep: ["keep", 1],
-  seed: ["seed", 0],
-  workers: ["workers", 0],
-  "inject-nan-at": ["injectNanAt", 0],
-  "stop-at": ["stopAt", 0],
+  ...RUN_NUM,
 } as const;
 
-const REAL = {
-  lr: "lr",
-  "tokenizer-lr": "tokenizerLr",
-  "weight-decay": "weightDecay",
-  "grad-clip": "gradClip",
-  beta: "beta",
-  alpha: "alpha",
-  gamma: "gamma",
-} as const;
+const REAL = { lr: "lr", "tokenizer-lr": "tokenizerLr", ...LOSS_REAL } as const;
 
 /** `--help`. */
 export const FINETUNE_HELP =
@@ -251,10 +194,8 @@ Run:
   --resume DIR          continue a run from its newest complete checkpoint
   --log-every N (50)  --ckpt-every N (1000)  --keep N (3)  --seed N (0)  --workers N (1)
   --no-report  --progress  --inject-nan-at N  --stop-at N  --help
-  --no-replay           run every training step eagerly instead of replaying the captured
-                        step (same results, more host time; for debugging)
-  --precision P         f32 (default) or f16: world-action products in f16 storage with f32
-                        accumulation, f32 master weights, dynamic loss scaling (shader-f16)
+${REPLAY_HELP}
+${PRECISION_HELP}
 
 Ctrl-C writes a checkpoint and exits (status 130); a non-finite loss stops the run (status 3).`;
 
@@ -267,26 +208,14 @@ export interface FinetuneArgs {
 
 /** Parse argv (no side effects). @throws UsageError with a one-line message. */
 export function parseFinetuneArgs(args: string[]): FinetuneArgs {
-  const values = parseFlags(
-    args,
-    ["help", "no-report", "no-replay", "progress", "no-synthesis", "freeze-tokenizer"],
-    [
-      ...Object.keys(NUM),
-      ...Object.keys(REAL),
-      "checkpoint",
-      "game",
-      "data",
-      "task-proxy",
-      "name",
-      "runs-dir",
-      "resume",
-      "preset",
-      "precision",
-    ],
-  );
+  const { values, o } = parseRunFlags<FinetuneConfig>(args, {
+    booleans: ["no-synthesis", "freeze-tokenizer"],
+    strings: ["checkpoint", "game", "task-proxy"],
+    presets: FINETUNE_PRESETS,
+    num: NUM,
+    real: REAL,
+  });
   const str = (k: string) => values[k] as string | undefined;
-  const o: Partial<FinetuneConfig> = {};
-  applyPresetAndNumbers(values, o, FINETUNE_PRESETS, NUM, REAL);
   if (str("game") !== undefined) {
     const name = safeCanonical(str("game")!);
     if (!name) {
@@ -306,17 +235,10 @@ export function parseFinetuneArgs(args: string[]): FinetuneArgs {
     o.taskProxy = v;
   }
   if (str("checkpoint") !== undefined) o.checkpoint = str("checkpoint")!;
-  if (str("data") !== undefined) o.data = str("data")!;
-  if (str("runs-dir") !== undefined) o.runsDir = str("runs-dir")!;
-  if (str("name") !== undefined) o.name = runName(str("name")!);
-  if (values["no-report"]) o.report = false;
-  if (values.progress) o.progress = true;
-  if (values["no-replay"]) o.replay = false;
-  if (str("precision") !== undefined) o.precision = precisionFlag(str("precision"));
+  applyRunLocation(values, o);
   if (values["no-synthesis"]) o.synthesis = false;
   if (values["freeze-tokenizer"]) o.trainTokenizer = false;
-  const resume = checkResume(str("resume"), o, RESUMABLE);
-  return { help: !!values.help, resume, overrides: o };
+  return finishRunArgs(values, o, RESUMABLE);
 }
 
 /** The config of a new run: base, preset, overrides; validated. @throws UsageError */

@@ -8,19 +8,24 @@ import { CONFIGS } from "../models/world_action/configs.ts";
 import { PRETRAIN_GAMES } from "../atari/mod.ts";
 import { UsageError } from "../util/cli.ts";
 import {
-  applyPresetAndNumbers,
-  checkResume,
-  parseFlags,
-  precisionFlag,
-  runName,
+  applyRunLocation,
+  finishRunArgs,
+  LOSS_DEFAULTS,
+  LOSS_REAL,
+  parseRunFlags,
+  PRECISION_HELP,
+  REPLAY_HELP,
+  RUN_DEFAULTS,
+  RUN_NUM,
+  RUN_RESUMABLE,
+  type RunConfig,
 } from "./_common_options.ts";
-import type { Precision } from "../kernels/core/precision.ts";
 
-/** Everything a pretraining run depends on (saved as the run's config.json). */
-export interface PretrainConfig {
-  /** Run name: the run directory is `<runsDir>/<name>`. */
-  name: string;
-  runsDir: string;
+/**
+ * Everything a pretraining run depends on (saved as the run's config.json): the fields of
+ * {@link RunConfig} (name, losses, run control) and these.
+ */
+export interface PretrainConfig extends RunConfig {
   /** Dataset root of per-game stores (frames or tokens); null: collect a small one. */
   data: string | null;
   /** Games to train on (default: every store under `data`, or the collected ones). */
@@ -47,46 +52,11 @@ export interface PretrainConfig {
   stage2Steps: number;
   lr1: number;
   lr2: number;
-  weightDecay: number;
-  gradClip: number;
-  beta: number;
-  alpha: number;
-  gamma: number;
-  /** Hard copy of the Q head into the target head every this many stage-2 steps. */
-  targetEvery: number;
-  /** Read losses back and write a metrics line every this many steps. */
-  logEvery: number;
-  /** Checkpoint every this many steps (rounded up to a readback). */
-  ckptEvery: number;
-  /** Complete checkpoints kept. */
-  keep: number;
-  seed: number;
-  /** Sampler worker threads (0: build batches in the training thread). */
-  workers: number;
-  /** Write report.html at the end. */
-  report: boolean;
-  /** Testing: poison the batch of this step with NaN rewards (0: never). */
-  injectNanAt: number;
-  /** Testing: checkpoint and stop after this step, as Ctrl-C would (0: never). */
-  stopAt: number;
   /**
    * Testing: the world-action model's dropout and Q-head dropout instead of the size's (no
    * flag; data-parallel equivalence tests turn dropout off, whose masks depend on the rank).
    */
   modelDropout?: number;
-  /** Draw the progress bar even when stderr is not a terminal. */
-  progress: boolean;
-  /**
-   * Capture the training step once and replay it (kernels/core/capture.ts; same results);
-   * false: every step eagerly (`--no-replay`, debugging). Absent (older runs): true.
-   */
-  replay?: boolean;
-  /**
-   * Products of the world-action model in f16 storage with f32 accumulation, f32 master
-   * weights and dynamic loss scaling (`--precision f16`, kernels/ops/matmul_f16.ts). Absent
-   * (older runs): f32.
-   */
-  precision?: Precision;
 }
 
 /** The embedded default: small enough for ~10 minutes on a CPU adapter (lavapipe). */
@@ -107,22 +77,10 @@ export const DEFAULT_CONFIG: PretrainConfig = {
   stage2Steps: 320,
   lr1: 1e-4,
   lr2: 5e-5,
-  weightDecay: 0.01,
-  gradClip: 1.0,
-  beta: 0.1,
-  alpha: 0.1,
-  gamma: 0.99,
-  targetEvery: 1000,
+  ...LOSS_DEFAULTS,
   logEvery: 8,
   ckptEvery: 50,
-  keep: 3,
-  seed: 0,
-  workers: 1,
-  report: true,
-  injectNanAt: 0,
-  stopAt: 0,
-  progress: false,
-  replay: true,
+  ...RUN_DEFAULTS,
   precision: "f32",
 };
 
@@ -194,8 +152,7 @@ Model and schedule:
   --gamma X             discount (default ${DEFAULT_CONFIG.gamma})
   --target-every N      target Q head hard copy interval (default ${DEFAULT_CONFIG.targetEvery})
   --seed N              seed of initialization, sampling and dropout (default ${DEFAULT_CONFIG.seed})
-  --precision P         f32 (default) or f16: world-action products in f16 storage with f32
-                        accumulation, f32 master weights, dynamic loss scaling (shader-f16)
+${PRECISION_HELP}
 Logging and checkpoints:
   --log-every N         loss readback + metrics line interval (default ${DEFAULT_CONFIG.logEvery})
   --ckpt-every N        checkpoint interval in steps (default ${DEFAULT_CONFIG.ckptEvery})
@@ -203,8 +160,7 @@ Logging and checkpoints:
   --workers N           sampler threads, 0 = inline (default ${DEFAULT_CONFIG.workers})
   --no-report           skip report.html
   --progress            draw the progress bar even when stderr is not a terminal
-  --no-replay           run every training step eagerly instead of replaying the captured
-                        step (same results, more host time; for debugging)
+${REPLAY_HELP}
 Testing:
   --inject-nan-at N     poison step N's batch with NaN rewards (exercises the non-finite guard)
   --stop-at N           checkpoint and stop after step N, as Ctrl-C would
@@ -217,16 +173,7 @@ with the loss part and step, keeps the last good checkpoint and writes nonfinite
 export const RESUMABLE_OVERRIDES: readonly (keyof PretrainConfig)[] = [
   "stage1Steps",
   "stage2Steps",
-  "logEvery",
-  "ckptEvery",
-  "keep",
-  "report",
-  "injectNanAt",
-  "stopAt",
-  "progress",
-  "workers",
-  "replay",
-  "precision",
+  ...RUN_RESUMABLE,
 ];
 
 /** Result of parsing the command line. */
@@ -246,45 +193,21 @@ const NUM = {
   "stage1-steps": ["stage1Steps", 0],
   "stage2-steps": ["stage2Steps", 0],
   "target-every": ["targetEvery", 1],
-  seed: ["seed", 0],
-  "log-every": ["logEvery", 1],
-  "ckpt-every": ["ckptEvery", 1],
-  keep: ["keep", 1],
-  workers: ["workers", 0],
-  "inject-nan-at": ["injectNanAt", 0],
-  "stop-at": ["stopAt", 0],
+  ...RUN_NUM,
 } as const;
 
-const REAL = {
-  lr1: "lr1",
-  lr2: "lr2",
-  "weight-decay": "weightDecay",
-  "grad-clip": "gradClip",
-  beta: "beta",
-  alpha: "alpha",
-  gamma: "gamma",
-} as const;
+const REAL = { lr1: "lr1", lr2: "lr2", ...LOSS_REAL } as const;
 
 /** Parse argv (no side effects). @throws UsageError with a one-line message. */
 export function parsePretrainArgs(args: string[]): ParsedArgs {
-  const values = parseFlags(args, ["help", "no-report", "no-replay", "progress"], [
-    ...Object.keys(NUM),
-    ...Object.keys(REAL),
-    "data",
-    "games",
-    "collect-games",
-    "name",
-    "runs-dir",
-    "resume",
-    "preset",
-    "model",
-    "tokenizer",
-    "lpips",
-    "precision",
-  ]);
-  const o: Partial<PretrainConfig> = {};
+  const { values, o } = parseRunFlags<PretrainConfig>(args, {
+    booleans: [],
+    strings: ["games", "collect-games", "model", "tokenizer", "lpips"],
+    presets: PRESETS,
+    num: NUM,
+    real: REAL,
+  });
   const str = (k: string) => values[k] as string | undefined;
-  applyPresetAndNumbers(values, o, PRESETS, NUM, REAL);
   const list = (flag: string) => {
     const v = str(flag);
     if (v === undefined) return undefined;
@@ -296,9 +219,7 @@ export function parsePretrainArgs(args: string[]): ParsedArgs {
   if (games) o.games = games;
   const cg = list("collect-games");
   if (cg) o.collectGames = cg;
-  if (str("data") !== undefined) o.data = str("data")!;
-  if (str("runs-dir") !== undefined) o.runsDir = str("runs-dir")!;
-  if (str("name") !== undefined) o.name = runName(str("name")!);
+  applyRunLocation(values, o);
   if (str("model") !== undefined) {
     const m = str("model")!;
     if (!(m in CONFIGS)) {
@@ -317,12 +238,7 @@ export function parsePretrainArgs(args: string[]): ParsedArgs {
     if (!str("lpips")) throw new UsageError("--lpips needs a file");
     o.lpips = str("lpips")!;
   }
-  if (values["no-report"]) o.report = false;
-  if (values["no-replay"]) o.replay = false;
-  if (str("precision") !== undefined) o.precision = precisionFlag(str("precision"));
-  if (values.progress) o.progress = true;
-  const resume = checkResume(str("resume"), o, RESUMABLE_OVERRIDES);
-  return { help: !!values.help, resume, overrides: o };
+  return finishRunArgs(values, o, RESUMABLE_OVERRIDES);
 }
 
 /** The default config with the overrides applied. */

@@ -74,8 +74,14 @@ import {
 } from "./captured_world_step.ts";
 import { noDecay } from "./weight_decay.ts";
 import { stepSeed } from "../util/rng.ts";
-import { openRankRunDir, type RankedTrainerHooks, rankSetup } from "./_run_setup.ts";
+import {
+  openRankRunDir,
+  type RankedTrainerHooks,
+  rankSetup,
+  rankTrainerOptions,
+} from "./_run_setup.ts";
 import { DataParallel, rankStepSeed, shardRows } from "./data_parallel.ts";
+import { averageAndUpdate, broadcastRunState } from "./_data_parallel_step.ts";
 import { RunError } from "./trainer.ts";
 
 export { RunError } from "./trainer.ts";
@@ -149,19 +155,11 @@ export async function pretrain(
   const trainer = new Trainer({
     run,
     rt,
-    seed: cfg.seed,
     total,
     stage: S1 > 0 ? 1 : 2,
-    logEvery: cfg.logEvery,
-    ckptEvery: cfg.ckptEvery,
-    keep: cfg.keep,
-    stopAt: cfg.stopAt,
     label: "pretrain",
-    progress: cfg.progress,
     shown: ["world", "action", "tok_recon"],
-    writes: root,
-    // Data parallel: a stop request travels with the gradients (every rank stops at one step).
-    hooks: dp ? { ...hooks, log, signal: undefined } : hooks,
+    ...rankTrainerOptions(cfg, hooks, ranks),
   }, p);
   p.trainer = trainer;
   const st = trainer.state;
@@ -345,19 +343,8 @@ class PretrainParts {
    * `optimizers` its optimizer moments, steps and learning rates (a resume).
    */
   async broadcastState(optimizers: boolean): Promise<void> {
-    const dp = this.dp!;
-    const tensors: Tensor[] = [];
-    for (const m of this.modules()) {
-      tensors.push(...m.module.parameters(), ...(m.extra ?? []).map(([, t]) => t));
-    }
     const opts = optimizers ? this.optimizers().map((o) => o.opt) : [];
-    for (const o of opts) {
-      const s = o.stateTensors();
-      tensors.push(...s.m, ...s.v);
-    }
-    await dp.broadcastTensors(tensors);
-    const hyper = await dp.broadcastJson(opts.map((o) => ({ step: o.step, lr: o.lr })));
-    opts.forEach((o, i) => Object.assign(o, hyper[i]));
+    await broadcastRunState(this.dp!, this.modules(), opts);
   }
 
   /** Freeze and drop the tokenizer, tokenize the stores, a fresh AdamW, copy the target. */
@@ -425,26 +412,9 @@ class PretrainParts {
       return { out, norms };
     });
     for (const t of [...Object.values(kept.out), ...Object.values(kept.norms)]) keep(t);
-    if (dp) {
-      const tokParams = stage === 1 && tokOpt ? tokOpt.params : [];
-      const stop = await dp.averageGradients(
-        [...tokParams, ...wmOpt.params],
-        kept.out,
-        !!this.signal?.aborted,
-      );
-      if (stop) this.trainer.state.stop = "interrupted";
-      const norms = tidy(() => {
-        const n: Record<string, Tensor> = {};
-        if (stage === 1 && tokOpt) {
-          tokOpt.update();
-          n.tokenizer = snapshot(tokOpt.clipStats);
-        }
-        wmOpt.update();
-        n.world_action = snapshot(wmOpt.clipStats);
-        return n;
-      });
-      for (const t of Object.values(norms)) keep(t);
-      Object.assign(kept.norms, norms);
+    const tokTrains = stage === 1 ? tokOpt : null; // stage 2: the tokenizer is frozen
+    if (dp && await averageAndUpdate(dp, tokTrains, wmOpt, kept, !!this.signal?.aborted)) {
+      this.trainer.state.stop = "interrupted";
     }
     wmOpt.zeroGrad();
     tokOpt?.zeroGrad();

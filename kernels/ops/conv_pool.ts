@@ -6,9 +6,8 @@
 import { record } from "../core/autograd.ts";
 import { runtime } from "../core/runtime.ts";
 import { Tensor } from "../core/tensor.ts";
-import { binding, grid, linearWorkgroup } from "../codegen/wgsl.ts";
-
-const WG = 256;
+import { binding, grid } from "../codegen/wgsl.ts";
+import { PIXEL_WG as WG, pixelMain } from "./_pixel_wgsl.ts";
 
 /** x [N, C, H, W] -> [N, C, floor(H / k), floor(W / k)]. */
 export function maxPool2d(x: Tensor, k = 2): Tensor {
@@ -36,13 +35,7 @@ export function maxPool2d(x: Tensor, k = 2): Tensor {
   const code = `${binding(0, "x", "f32")}
 ${binding(1, "y", "f32", true)}
 ${binding(2, "arg", "u32", true)}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = ${linearWorkgroup(groups)} * ${WG}u + lid;
-  if (i >= ${y.size}u) { return; }
-  let plane = i / ${OH * OW}u;
-  let oy = (i / ${OW}u) % ${OH}u;
-  let ox = i % ${OW}u;
+${pixelMain(groups, y.size, OH, OW, "oy", "ox")}
   let o = (plane * ${H}u + oy * ${k}u) * ${W}u + ox * ${k}u;
   var m = x[o];
   var a = 0u;
@@ -70,13 +63,7 @@ function maxPoolGrad(g: Tensor, arg: Tensor, shape: readonly number[], k: number
   const code = `${binding(0, "g", "f32")}
 ${binding(1, "arg", "u32")}
 ${binding(2, "dx", "f32", true)}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = ${linearWorkgroup(groups)} * ${WG}u + lid;
-  if (i >= ${dx.size}u) { return; }
-  let plane = i / ${H * W}u;
-  let y = (i / ${W}u) % ${H}u;
-  let x = i % ${W}u;
+${pixelMain(groups, dx.size, H, W, "y", "x")}
   let oy = y / ${k}u;
   let ox = x / ${k}u;
   var v = 0.0;

@@ -29,6 +29,20 @@ function treeReduce(wg: number, op: string): string {
   workgroupBarrier();`;
 }
 
+/**
+ * WGSL: the workgroup memory and entry point of a row kernel (one workgroup of `wg` lanes per
+ * row of `C`), through `base` (the row's first element) and `total` (what `treeReduce` sets).
+ */
+function rowMain(wg: number, C: number): string {
+  return `var<workgroup> red: array<f32, ${wg}>;
+@compute @workgroup_size(${wg})
+fn main(${GENERIC_BUILTINS}) {
+  let row = ${GENERIC_LINEAR};
+  if (row >= dims.x) { return; }
+  let base = row * ${C}u;
+  var total = 0.0;`;
+}
+
 function forwardKernel(x: Tensor, mode: Mode): Tensor {
   if (x.rank === 0) throw new Error(`${mode}: needs at least one axis`);
   // The kernel binds array<f32>: another dtype's bits would be read as garbage.
@@ -52,13 +66,7 @@ function forwardKernel(x: Tensor, mode: Mode): Tensor {
     const code = `${binding(0, "x", "f32")}
 ${binding(1, "y", "f32", true)}
 ${dimsDecl(2)}
-var<workgroup> red: array<f32, ${wg}>;
-@compute @workgroup_size(${wg})
-fn main(${GENERIC_BUILTINS}) {
-  let row = ${GENERIC_LINEAR};
-  if (row >= dims.x) { return; }
-  let base = row * ${C}u;
-  var total = 0.0;
+${rowMain(wg, C)}
   var v = -3.4028234663852886e38;
   for (var c = lid; c < ${C}u; c += ${wg}u) { v = max(v, x[base + c]); }
 ${treeReduce(wg, "max(x, y)")}
@@ -93,13 +101,7 @@ function backwardKernel(
 ${binding(1, "y", "f32")}
 ${binding(2, "dx", "f32", true)}
 ${dimsDecl(3)}
-var<workgroup> red: array<f32, ${wg}>;
-@compute @workgroup_size(${wg})
-fn main(${GENERIC_BUILTINS}) {
-  let row = ${GENERIC_LINEAR};
-  if (row >= dims.x) { return; }
-  let base = row * ${C}u;
-  var total = 0.0;
+${rowMain(wg, C)}
   var v = 0.0;
   for (var c = lid; c < ${C}u; c += ${wg}u) { let gi = g[base + c]; let yi = y[base + c]; v += ${rowTerm}; }
 ${treeReduce(wg, "x + y")}

@@ -6,9 +6,8 @@
 import { record } from "../core/autograd.ts";
 import { runtime } from "../core/runtime.ts";
 import { Tensor } from "../core/tensor.ts";
-import { binding, grid, linearWorkgroup } from "../codegen/wgsl.ts";
-
-const WG = 256;
+import { binding, grid } from "../codegen/wgsl.ts";
+import { PIXEL_WG as WG, pixelMain } from "./_pixel_wgsl.ts";
 
 /** x [N, C, H, W] -> [N, C, H * fy, W * fx]; `factor` is one value or [fy, fx]. */
 export function upsampleNearest(x: Tensor, factor: number | [number, number]): Tensor {
@@ -26,13 +25,7 @@ export function upsampleNearest(x: Tensor, factor: number | [number, number]): T
   // One thread per output pixel: i -> (plane, oy, ox) -> source (plane, oy / fy, ox / fx).
   const code = `${binding(0, "x", "f32")}
 ${binding(1, "y", "f32", true)}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = ${linearWorkgroup(groups)} * ${WG}u + lid;
-  if (i >= ${y.size}u) { return; }
-  let plane = i / ${OH * OW}u;
-  let oy = (i / ${OW}u) % ${OH}u;
-  let ox = i % ${OW}u;
+${pixelMain(groups, y.size, OH, OW, "oy", "ox")}
   y[i] = x[(plane * ${H}u + oy / ${fy}u) * ${W}u + ox / ${fx}u];
 }
 `;
@@ -57,13 +50,7 @@ function upsampleGrad(g: Tensor, shape: readonly number[], fy: number, fx: numbe
   }
   const code = `${binding(0, "g", "f32")}
 ${binding(1, "dx", "f32", true)}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = ${linearWorkgroup(groups)} * ${WG}u + lid;
-  if (i >= ${dx.size}u) { return; }
-  let plane = i / ${H * W}u;
-  let y = (i / ${W}u) % ${H}u;
-  let x = i % ${W}u;
+${pixelMain(groups, dx.size, H, W, "y", "x")}
   let o = (plane * ${H * fy}u + y * ${fy}u) * ${OW}u + x * ${fx}u;
   dx[i] = ${terms.join(" + ")};
 }

@@ -8,6 +8,7 @@
 import * as path from "node:path";
 import { minimalActionsOf, openTokenStoreWriter } from "../../offline/mod.ts";
 import { mulberry32 } from "../../envs/policies.ts";
+import { DEFAULT_CONFIG, type PretrainConfig } from "../../train/pretrain_options.ts";
 
 /** Write `<root>/<game>/` token stores; returns the root. */
 export async function writeTokenStores(
@@ -38,4 +39,35 @@ export async function writeTokenStores(
     await w.close();
   }
   return root;
+}
+
+/**
+ * A fresh temporary directory (`prefix`) with tiny Pong and Phoenix token stores (vocabulary
+ * 16; `stores`: 3 episodes of 12 steps unless given) under `data/`, and the pretraining config
+ * of the loop tests on them: batch 4 of 2-step segments, runs under `runs/`, no sampler
+ * threads, no report, no periodic checkpoint; `cfg` sets the stages, intervals and seed.
+ */
+export async function tinyPretrainRun(
+  prefix: string,
+  cfg: Partial<PretrainConfig>,
+  stores: { episodes: number; steps: number } = { episodes: 3, steps: 12 },
+): Promise<{ tmp: string; base: PretrainConfig }> {
+  const tmp = Deno.makeTempDirSync({ prefix });
+  const data = await writeTokenStores(path.join(tmp, "data"), ["Pong", "Phoenix"], {
+    ...stores,
+    vocab: 16,
+    seed: 5,
+  });
+  const base: PretrainConfig = {
+    ...DEFAULT_CONFIG,
+    runsDir: path.join(tmp, "runs"),
+    data,
+    batch: 4,
+    segmentLength: 2,
+    ckptEvery: 100,
+    workers: 0,
+    report: false,
+    ...cfg,
+  };
+  return { tmp, base };
 }
