@@ -36,12 +36,21 @@ export interface AttentionOptions {
 
 /**
  * Fused attention over a packed projection: `qkv` is [B, T, 3 * heads * D] (q, k, v blocks
- * of heads x D, as one Linear(d, 3d) writes it). Returns [B, T, heads * D].
+ * of heads x D, as one Linear(d, 3d) writes it). Returns [B, T, heads * D] (f32).
+ *
+ * `qkv` may be stored f16 (`--precision f16`: the f16 product's f16 output, see
+ * models/world_action/transformer.ts): the kernels convert it to f32 as they load it and do
+ * all arithmetic in f32, and the gradient they return for it is f32 (the gradient of the
+ * rounding store that made it passes straight through, as in kernels/ops/matmul_f16.ts).
  */
 export function fusedAttention(qkv: Tensor, opts: AttentionOptions): Tensor {
   if (qkv.rank !== 3 || qkv.shape[2] % (3 * opts.heads) !== 0) {
     throw new Error(`attention: qkv [${qkv.shape}] must be [B, T, 3 * heads * D]`);
   }
+  if (qkv.dtype !== "f32" && qkv.dtype !== "f16") {
+    throw new Error(`attention: qkv must be f32 or f16, got ${qkv.dtype}`);
+  }
+  const qkvDtype = qkv.dtype;
   const [B, T, three] = qkv.shape;
   const H = opts.heads;
   const D = three / (3 * H);
@@ -56,17 +65,18 @@ export function fusedAttention(qkv: Tensor, opts: AttentionOptions): Tensor {
     causal: opts.causal,
     dropout: p > 0 ? p : undefined,
     layout: "packed_qkv" as const,
+    qkvDtype,
   };
   const rt = runtime();
   const params = paramsBlock(opts.seed ?? 0, p);
   const out = Tensor.empty([B, T, H * D]);
   const lse = Tensor.empty([B * H, T]);
-  const specKey = `${spec.batchHeads}|${H}|${T}|${D}|${spec.causal}|${spec.dropout}`;
+  const specKey = `${spec.batchHeads}|${H}|${T}|${D}|${spec.causal}|${spec.dropout}|${qkvDtype}`;
   if (!isGradEnabled() && p === 0) {
     // Inference: one pipeline for every window length and number of sequences (T and
     // batch * heads are run-time dims; the grid follows them).
     const dyn = { ...spec, dynamic: true };
-    const key = `attfd|${H}|${D}|${spec.causal}|${dynamicRowsBucket(T)}`;
+    const key = `attfd|${H}|${D}|${spec.causal}|${dynamicRowsBucket(T)}|${qkvDtype}`;
     // Only what does not depend on T and B is cached under the key without them.
     const plan = planCache(key, () => {
       const p = planAttentionForward(dyn, rt.ctx.limits);
@@ -85,7 +95,7 @@ export function fusedAttention(qkv: Tensor, opts: AttentionOptions): Tensor {
   const fwd = planCache(`attf|${specKey}`, () => planAttentionForward(spec, rt.ctx.limits));
   rt.dispatch(fwd, bind(fwd, { qkv: qkv.buffer, o: out.buffer, lse: lse.buffer, params }));
   const result = record(out, "attention", [qkv], (g) => {
-    const dqkv = Tensor.empty(qkv.shape);
+    const dqkv = Tensor.empty(qkv.shape); // f32 for f32 and f16 q, k, v
     const delta = Tensor.empty([B * H, T]);
     const again = paramsBlock(opts.seed ?? 0, p);
     const buffers = {

@@ -43,7 +43,10 @@ export interface MatmulF16Options {
   bias?: Tensor;
   activation?: EpilogueActivation;
   residual?: Tensor;
-  /** Output dtype (default f32). An f16 output is not differentiable. */
+  /**
+   * Output dtype (default f32). An f16 output is rounded once at the store; its gradient
+   * (f32, e.g. from attention on f16 q, k, v) passes straight through the rounding.
+   */
   outDtype?: HalfOrFloat;
   /** Split K over workgroups ("auto": when there are few output tiles); f32 output only. */
   splitK?: "auto" | number;
@@ -114,6 +117,9 @@ export function matmulF16(a: Tensor, b: Tensor, opts: MatmulF16Options = {}): Te
   const needsGrad = isGradEnabled() &&
     [A, B, opts.bias, residual].some((t) => t?.requiresGrad);
   if ((activation || residual) && needsGrad) {
+    if (outDtype === "f16") {
+      throw new Error("matmul (f16): an f16 output on the tape takes a bias only, no epilogue");
+    }
     // On the tape: the unfused composition (the epilogue ops have backward rules).
     const y = matmulF16(A, B, { ...opts, activation: undefined, residual: undefined });
     return unfusedEpilogue(y, activation, residual);
@@ -124,9 +130,6 @@ export function matmulF16(a: Tensor, b: Tensor, opts: MatmulF16Options = {}): Te
   spec.dynamicM = !isGradEnabled() && spec.batch === 1 && !spec.transA &&
     opts.splitK === undefined;
   const out = runSpec(spec, outShape, A, B, opts.bias ?? null, residual ?? null, opts.splitK);
-  if (outDtype === "f16" && needsGrad) {
-    throw new Error("matmul (f16): an f16 output is not differentiable; ask for f32");
-  }
   const transA = opts.transA ?? false;
   const transB = opts.transB ?? false;
   const inputs = opts.bias ? [A, B, opts.bias] : [A, B];

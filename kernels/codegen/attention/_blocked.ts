@@ -18,7 +18,7 @@
  * @module
  */
 
-import { type AttentionLimits, blockCap, type ResolvedSpec } from "./common.ts";
+import { type AttentionLimits, blockCap, readVec, type ResolvedSpec } from "./common.ts";
 import { lines } from "./_tiles.ts";
 
 /** Tile of a register-blocked backward kernel (see the module doc). */
@@ -206,8 +206,8 @@ export function loadRows(o: RowsLoad & { first: string }): string {
       var ax = vec4<f32>(0.0);
       var bx = vec4<f32>(0.0);
       if (t < ${o.limit}u) {
-        ax = ${srcA}[${rowA}(bh, t) + d];
-        bx = ${srcB}[${rowB}(bh, t) + d];
+        ax = ${readVec(o.r, srcA, `${rowA}(bh, t) + d`)};
+        bx = ${readVec(o.r, srcB, `${rowB}(bh, t) + d`)};
       }
       ${a}[row * ${DS}u + d] = ax;
       ${b}[row * ${DS}u + d] = bx;
@@ -256,8 +256,8 @@ ${ind}  let t = ${first} + e / ${D4}u;
 ${ind}  pa${u} = vec4<f32>(0.0);
 ${ind}  pb${u} = vec4<f32>(0.0);
 ${ind}  if (${partial ? `e < ${total}u && ` : ""}t < ${o.limit}u) {
-${ind}    pa${u} = ${srcA}[${rowA}(bh, t) + e % ${D4}u];
-${ind}    pb${u} = ${srcB}[${rowB}(bh, t) + e % ${D4}u];
+${ind}    pa${u} = ${readVec(o.r, srcA, `${rowA}(bh, t) + e % ${D4}u`)};
+${ind}    pb${u} = ${readVec(o.r, srcB, `${rowB}(bh, t) + e % ${D4}u`)};
 ${ind}  }
 ${ind}}`
     );

@@ -8,7 +8,14 @@
  * @module
  */
 
-import { dropoutWgsl, type ResolvedSpec, rowFn, tensorAddr } from "./common.ts";
+import {
+  dropoutWgsl,
+  inputVec,
+  qkvEnable,
+  type ResolvedSpec,
+  rowFn,
+  tensorAddr,
+} from "./common.ts";
 import { f32 } from "../wgsl.ts";
 import { attentionLabel, lines } from "./_tiles.ts";
 import {
@@ -31,7 +38,7 @@ export function inputDecls(r: ResolvedSpec, extra: { name: string; type: string 
   const packed = r.layout === "packed_qkv";
   const names = [...(packed ? ["qkv"] : ["q", "k", "v"])];
   const out = names.map((n, b) =>
-    `@group(0) @binding(${b}) var<storage, read> ${n}: array<vec4<f32>>;`
+    `@group(0) @binding(${b}) var<storage, read> ${n}: array<${inputVec(r, n)}>;`
   );
   for (const e of extra) {
     out.push(`@group(0) @binding(${out.length}) var<storage, read> ${e.name}: ${e.type};`);
@@ -129,9 +136,9 @@ export function dkdvCode(r: ResolvedSpec, t: BlockedTile, gridX: number): string
     b: ["gt", "dO", "do_row"] as [string, string, string],
   };
   const pf = t.prefetch ? prefetchRows(qLoad) : null;
-  return `// ${attentionLabel(r, "backward dK/dV")}; ${BC} keys x ${BR}-query tiles, ${R} keys x ${
-    DV4 * 4
-  } dims per thread, ${G} groups
+  return `${qkvEnable(r)}// ${
+    attentionLabel(r, "backward dK/dV")
+  }; ${BC} keys x ${BR}-query tiles, ${R} keys x ${DV4 * 4} dims per thread, ${G} groups
 ${decl.join("\n")}
 ${dropoutWgsl(paramsBinding)}
 ${rowFn("q", tensorAddr(r, "q"), r.H)}

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { dropoutWgsl, type ResolvedSpec, rowFn, tensorAddr } from "./common.ts";
+import { dropoutWgsl, qkvEnable, type ResolvedSpec, rowFn, tensorAddr } from "./common.ts";
 import { f32 } from "../wgsl.ts";
 import { attentionLabel, lines } from "./_tiles.ts";
 import {
@@ -64,9 +64,9 @@ export function dqCode(r: ResolvedSpec, t: BlockedTile, gridX: number): string {
   const ntiles = r.causal
     ? `(min(blk * ${BR}u + ${BR - 1}u, ${r.Tq - 1}u) + ${OFF}u) / ${BC}u + 1u`
     : `${Math.ceil(r.S / BC)}u`;
-  return `// ${attentionLabel(r, "backward dQ")}; ${BR} rows x ${BC}-key tiles, ${R} rows x ${
-    DV4 * 4
-  } dims per thread, ${G} groups
+  return `${qkvEnable(r)}// ${
+    attentionLabel(r, "backward dQ")
+  }; ${BR} rows x ${BC}-key tiles, ${R} rows x ${DV4 * 4} dims per thread, ${G} groups
 ${decl.join("\n")}
 ${dropoutWgsl(paramsBinding)}
 ${rowFn("q", tensorAddr(r, "q"), r.H)}

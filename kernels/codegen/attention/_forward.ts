@@ -9,7 +9,10 @@ import {
   type AttentionLimits,
   type AttentionSpec,
   dropoutWgsl,
+  inputVec,
   type KernelPlan,
+  qkvEnable,
+  readVec,
   type ResolvedSpec,
   resolveSpec,
   rowFn,
@@ -41,7 +44,7 @@ function forwardCode(r: ResolvedSpec, t: RowTile, RQ: number, gridX: number): st
   const inputs = packed ? ["qkv"] : ["q", "k", "v"];
   let b = 0;
   const decl = inputs.map((n) =>
-    `@group(0) @binding(${b++}) var<storage, read> ${n}: array<vec4<f32>>;`
+    `@group(0) @binding(${b++}) var<storage, read> ${n}: array<${inputVec(r, n)}>;`
   );
   decl.push(`@group(0) @binding(${b++}) var<storage, read_write> o: array<vec4<f32>>;`);
   decl.push(`@group(0) @binding(${b++}) var<storage, read_write> lse: array<f32>;`);
@@ -55,7 +58,7 @@ function forwardCode(r: ResolvedSpec, t: RowTile, RQ: number, gridX: number): st
     lines(NS, (s) => `part[${s * BR * PS}u + r${x} * ${PS}u + ${c}u]`, " + ");
   const maxOf = (x: number) =>
     lines(BC, (c) => `s${x}_${c}`).split("\n").reduce((acc, v) => `max(${acc}, ${v})`, `m${x}`);
-  return `// ${
+  return `${qkvEnable(r)}// ${
     attentionLabel(r, "forward")
   }; tile ${BR}x${BC}, ${NS} threads per row, ${RQ} rows per thread
 ${decl.join("\n")}
@@ -75,7 +78,7 @@ ${rowPrelude(r, t, gridX, RQ)}
 ${
     rows((x) =>
       `  let qb${x} = q_row(bh, iv${x}) + sp * ${DH4}u;
-${lines(DH4, (k) => `  let q${x}_${k} = ${qN}[qb${x} + ${k}u] * ${sc2};`)}
+${lines(DH4, (k) => `  let q${x}_${k} = ${readVec(r, qN, `qb${x} + ${k}u`)} * ${sc2};`)}
 ${lines(DH4, (k) => `  var o${x}_${k} = vec4<f32>(0.0);`)}
   var m${x} = -1e30;
   var l${x} = 0.0;`

@@ -4,7 +4,14 @@
  * @module
  */
 
-import { type AttentionLimits, blockCap, headSplit, type ResolvedSpec, seqLen } from "./common.ts";
+import {
+  type AttentionLimits,
+  blockCap,
+  headSplit,
+  readVec,
+  type ResolvedSpec,
+  seqLen,
+} from "./common.ts";
 
 /**
  * The query rows a shape-generic plan picks its tile for: short sequences (<= 16, decode-like)
@@ -72,11 +79,14 @@ export function chooseRowTile(
 /** Label shared by the plans: shape, mask, dropout, layout. */
 export function attentionLabel(r: ResolvedSpec, what: string): string {
   const mask = r.causal ? (r.Tq < r.S ? "causal+offset" : "causal") : "full";
+  const half = r.qkvDtype === "f16" ? " f16" : "";
   if (r.dynamic) {
-    return `attention ${what} H${r.H} T*${dynamicRowsBucket(r.Tq)} D${r.D} ${mask} ${r.layout}`;
+    return `attention ${what} H${r.H} T*${
+      dynamicRowsBucket(r.Tq)
+    } D${r.D} ${mask} ${r.layout}${half}`;
   }
   return `attention ${what} BH${r.BH} Tq${r.Tq} S${r.S} D${r.D} ${mask}` +
-    `${r.dropout ? " dropout" : ""} ${r.layout}`;
+    `${r.dropout ? " dropout" : ""} ${r.layout}${half}`;
 }
 
 /**
@@ -147,8 +157,8 @@ export function loadKvTile(
       var kx = vec4<f32>(0.0);
       var vx = vec4<f32>(0.0);
       if (j < ${seqLen(r, "S")}) {
-        kx = ${kName}[k_row(bh, j) + d];
-        vx = ${vName}[v_row(bh, j) + d];
+        kx = ${readVec(r, kName, "k_row(bh, j) + d")};
+        vx = ${readVec(r, vName, "v_row(bh, j) + d")};
       }
       kt[e] = kx;
       vt[e] = vx;

@@ -52,6 +52,12 @@ export interface AttentionSpec {
    * `Tq`, `S` and `batchHeads` then only pick the tile's bucket (see `dynamicRowsBucket`).
    */
   dynamic?: boolean;
+  /**
+   * Storage type of q, k, v (the `q`, `k`, `v` or `qkv` bindings): "f16" (`--precision f16`,
+   * needs `shader-f16`) reads them as f16 and converts each vec4 to f32 as it loads it, so all
+   * arithmetic stays f32; o, lse, dO and the gradients are f32 either way. Default "f32".
+   */
+  qkvDtype?: "f32" | "f16";
 }
 
 /** Tile overrides (any positive sizes; checked against the device limits). */
@@ -130,6 +136,8 @@ export interface ResolvedSpec {
   tiles: AttentionTiles;
   /** See {@link AttentionSpec.dynamic}. */
   dynamic: boolean;
+  /** See {@link AttentionSpec.qkvDtype}. */
+  qkvDtype: "f32" | "f16";
 }
 
 /** Apply defaults and validate. Throws on shapes the generators cannot handle. */
@@ -168,7 +176,32 @@ export function resolveSpec(spec: AttentionSpec): ResolvedSpec {
     layout,
     tiles,
     dynamic: checkDynamic(spec, layout),
+    qkvDtype: checkQkvDtype(spec.qkvDtype),
   };
+}
+
+function checkQkvDtype(t: AttentionSpec["qkvDtype"]): "f32" | "f16" {
+  if (t === undefined || t === "f32" || t === "f16") return t ?? "f32";
+  throw new Error(`attention: q, k, v must be stored f32 or f16, not ${t}`);
+}
+
+/** The bindings that hold q, k or v. */
+const QKV_BINDINGS = new Set(["q", "k", "v", "qkv"]);
+
+/** WGSL `enable f16;` when q, k, v are stored f16 (prefix of every attention kernel). */
+export function qkvEnable(r: ResolvedSpec): string {
+  return r.qkvDtype === "f16" ? "enable f16;\n" : "";
+}
+
+/** WGSL element type of an input binding: `vec4<f16>` for q, k, v stored f16, else f32's. */
+export function inputVec(r: ResolvedSpec, binding: string): string {
+  return QKV_BINDINGS.has(binding) && r.qkvDtype === "f16" ? "vec4<f16>" : "vec4<f32>";
+}
+
+/** WGSL of one vec4 read from an input binding as f32 (f16 q, k, v converted on load). */
+export function readVec(r: ResolvedSpec, binding: string, index: string): string {
+  const v = `${binding}[${index}]`;
+  return inputVec(r, binding) === "vec4<f16>" ? `vec4<f32>(${v})` : v;
 }
 
 function checkDynamic(spec: AttentionSpec, layout: AttentionLayout): boolean {
@@ -216,8 +249,9 @@ export function tensorAddr(r: ResolvedSpec, t: AttentionTensor): TensorAddr {
 export function tensorBytes(r: ResolvedSpec, t: AttentionTensor): number {
   const a = tensorAddr(r, t);
   const T = t === "k" || t === "v" || t === "dK" || t === "dV" ? r.S : r.Tq;
-  if (a.binding === "qkv" || a.binding === "dqkv") return r.B * T * 3 * r.H * r.D * 4;
-  return r.BH * T * r.D * 4;
+  const bytes = QKV_BINDINGS.has(a.binding) && r.qkvDtype === "f16" ? 2 : 4;
+  if (a.binding === "qkv" || a.binding === "dqkv") return r.B * T * 3 * r.H * r.D * bytes;
+  return r.BH * T * r.D * bytes;
 }
 
 /** WGSL function `<name>_row(bh, t) -> u32`: vec4 index of row t of head bh. */

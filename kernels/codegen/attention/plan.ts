@@ -22,6 +22,11 @@
  * (seed, bh, i, j) (see {@link dropoutKeep}); {seed, p} come from a small uniform so the
  * backward regenerates the same mask. L is the logsumexp before dropout.
  *
+ * q, k, v may be stored f16 (`spec.qkvDtype`, `--precision f16`): each vec4 is converted to
+ * f32 as it is loaded, so tiles, workgroup memory and all arithmetic are those of f32 (the
+ * f16 kernels equal the f32 kernels on f16-representable values, bit for bit); only the
+ * global reads of q, k, v halve. o, lse, dO and the gradients stay f32.
+ *
  * Hot loops over the head dimension and over a tile are unrolled in the generated text with
  * named vec4 variables: naga clamps dynamic indices into private arrays, which would move
  * them out of registers. Tiles are picked to fit the device limits; `spec.tiles` overrides
