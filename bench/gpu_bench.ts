@@ -9,7 +9,9 @@
  * - `train_40M_f16`, `train_150M_f16`: the same with `--precision f16` (f16 weight copies and
  *   f16-rounded operands in the products, f32 accumulation, loss scaling; needs shader-f16);
  * - `plan_150M_n1`, `plan_150M_n16`: ms per environment step of the eval/ planner (KV-cached beam
- *   search, H = 2, K = 4, a 6-timestep window, one readback) with 1 and 16 environments.
+ *   search, H = 2, K = 4, a 6-timestep window, one readback) with 1 and 16 environments;
+ *   `plan_150M_n1_layer5`: the 1-environment step with the 5-dispatch decode layer instead of
+ *   the compact 3-dispatch default (models/world_action/kv_cache.ts `decodeDefaults`).
  *
  * Training steps and planning calls run as `pretrain` and `eval` run them: captured once and
  * replayed (train/captured_world_step.ts, eval/captured_planner.ts). With `--profile FILE` (or
@@ -40,6 +42,7 @@ import { captureWorldActionStep } from "../train/captured_world_step.ts";
 import { capturePlanner } from "../eval/captured_planner.ts";
 import { windowTimesteps } from "../eval/context_history.ts";
 import { WamPlanningModel } from "../eval/wam_planning_model.ts";
+import { decodeDefaults } from "../models/world_action/kv_cache.ts";
 import { randomPlanningContext, randomSegmentBatch } from "./_bench_data.ts";
 
 const HELP = `gpu_bench — the GPU acceptance figures (compare with .gpu/torch_reference.py)
@@ -48,7 +51,7 @@ const HELP = `gpu_bench — the GPU acceptance figures (compare with .gpu/torch_
 
   --json FILE   also write the figures as JSON (keys matmul_4096_fp32 in TFLOP/s,
                 train_40M_fp32, train_150M_fp32, train_40M_f16, train_150M_f16, plan_150M_n1,
-                plan_150M_n16 in ms, device)
+                plan_150M_n16, plan_150M_n1_layer5 in ms, device)
   --quick       small shapes for CPU adapters (matmul_512_fp32, train_tiny_fp32, train_tiny_f16,
                 plan_tiny_n1)
   --profile FILE  GPU time per kernel of one more step of each case (timestamp queries), as
@@ -255,6 +258,12 @@ if (quick) {
     if (!rt.ctx.hasF16) break; // no shader-f16: no f16 figures
     await figure(`train_${size}_f16`, () => trainMs(size, 64, 10, true), "ms/step");
   }
+  // After the acceptance figures: the 1-environment step with the 5-dispatch decode layer
+  // instead of the compact 3-dispatch default (kv_cache.ts decodeDefaults.compactLayer).
+  const layer = decodeDefaults.compactLayer;
+  decodeDefaults.compactLayer = false;
+  await figure("plan_150M_n1_layer5", () => planMs("150M", 1, 10), "ms/env step");
+  decodeDefaults.compactLayer = layer;
 }
 if (values.json) console.log(`wrote ${values.json}`);
 if (Object.values(out).some((v) => v === null)) Deno.exit(1);

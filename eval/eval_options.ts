@@ -61,7 +61,8 @@ export interface EvalOptions {
   quiet: boolean;
   /**
    * "f16": the world-action model's plain products read f16 weight copies (f32 accumulation,
-   * kernels/ops/matmul_f16.ts); the fused decode kernels and the KV cache stay f32. Default f32.
+   * kernels/ops/matmul_f16.ts) and the planner's KV cache holds f16 keys and values (f32
+   * arithmetic); the fused decode kernels' weights stay f32. Default f32.
    */
   precision?: Precision;
 }
@@ -95,7 +96,8 @@ epsilon 0.001, 16 episodes per game, beam search. Two protocols:
   --no-replay           record every step eagerly (debugging); by default the planner's
                         and the tokenizer's GPU work is recorded once per shape and replayed
   --precision <p>       f32 (default) or f16: world-action products read f16 weight copies
-                        with f32 accumulation (needs shader-f16; decode kernels stay f32)
+                        and the KV cache stores f16, with f32 accumulation (needs
+                        shader-f16; the fused decode kernels' weights stay f32)
   --epsilon <p>         exploration rate, uniform over valid actions (default 0.001)
   --gamma <g>           planning discount (default 0.99)
   --max-frames <n>      emulator frames per episode (paper default 108000; 0 = no cap)

@@ -95,9 +95,9 @@ export async function evaluate(
   if (opts.precision === "f16") {
     // Plain products of the world-action model read f16 copies of its weights from now on.
     new F16Shadows(f16Candidates(ckpt.worldAction.parameters()));
-    log("precision: f16 weights in the world-action products (f32 accumulation)");
+    log("precision: f16 weights in the world-action products and KV cache (f32 accumulation)");
   }
-  const model = new WamPlanningModel(ckpt.worldAction);
+  const model = new WamPlanningModel(ckpt.worldAction, { cacheDtype: opts.precision });
   // Planner and tokenizer replay their recorded GPU work per shape (--no-replay: eager).
   const replay = opts.replay ?? true;
   const frameTokenizer = replayedTokenizer(ckpt.tokenizer, replay);

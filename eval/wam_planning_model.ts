@@ -14,8 +14,9 @@ import { argmax, reshape, slice } from "../kernels/ops/mod.ts";
 import { mapKernel } from "../kernels/ops/map.ts";
 import { Tensor, tidy } from "../kernels/core/tensor.ts";
 import { greedyTokensInto } from "./greedy_tokens.ts";
-import type { KvCache } from "../models/world_action/kv_cache.ts";
+import { fusesGreedyStep, type KvCache } from "../models/world_action/kv_cache.ts";
 import type { WorldActionModel, WorldActionOutputs } from "../models/world_action/model.ts";
+import type { CacheDType } from "../kernels/ops/cached_attention.ts";
 import type { Imagined, PlanningModel, PlanningState } from "./planning_model.ts";
 
 /** A batch of KV-cached sequences. */
@@ -54,13 +55,23 @@ export function greedyToken(logits: Tensor): Tensor {
   return argmax(reshape(logits, [M, V]), -1);
 }
 
+/** Options of {@link WamPlanningModel}. */
+export interface WamPlanningOptions {
+  /**
+   * Element type of the planner's KV caches: "f16" halves their memory and the bytes each
+   * decode step reads (f32 arithmetic; `deno task eval --precision f16`). Default: the
+   * process-wide precision's (kernels/core/precision.ts).
+   */
+  cacheDtype?: CacheDType;
+}
+
 /** The KV-cached planning adapter over a world-action model (switched to eval mode). */
 export class WamPlanningModel implements PlanningModel<CachedState> {
   readonly actions: number;
   readonly obsTokens: number;
   readonly timesteps: number;
 
-  constructor(readonly model: WorldActionModel) {
+  constructor(readonly model: WorldActionModel, readonly opts: WamPlanningOptions = {}) {
     model.eval();
     this.actions = model.cfg.actions;
     this.obsTokens = model.cfg.obsTokens;
@@ -68,7 +79,7 @@ export class WamPlanningModel implements PlanningModel<CachedState> {
   }
 
   prefill(tokens: Tensor, tasks: Tensor): { state: CachedState; q: Tensor } {
-    const cache = this.model.newCache(tasks);
+    const cache = this.model.newCache(tasks, undefined, this.opts.cacheDtype);
     const q = noGrad(() => tidy(() => lastQ(this.model.step(cache, tokens, { lastQOnly: true }))));
     return { state: new CachedState(cache), q };
   }
@@ -100,26 +111,38 @@ export class WamPlanningModel implements PlanningModel<CachedState> {
           at: cache.length,
         });
       };
+      // The next step's input: its greedy tokens (and embedding) from the kernel above, or,
+      // where the model's first decode kernel takes the argmax itself (kv_cache.ts
+      // `fusesGreedyStep`), the logits: no greedy-token dispatch.
+      type Next = { tok: Tensor; x: Tensor | null } | { logits: Tensor };
+      const pick = (out: WorldActionOutputs, j: number): Next =>
+        out.obsLogits && fusesGreedyStep(m, cache)
+          ? { logits: reshape(out.obsLogits, [M, m.cfg.obsVocab]) }
+          : greedy(out, j);
       const first = tidy(() => {
         const out = m.step(cache, reshape(actions, [M, 1]), { obsParts: true });
-        return { reward: imaginedReward(out.rewardLogits!), next: greedy(out, 0) };
+        return { reward: imaginedReward(out.rewardLogits!), next: pick(out, 0) };
       });
-      let next = first.next;
+      let next: Next = first.next;
       let q: Tensor | null = null;
       for (let j = 0; j < this.obsTokens; j++) {
-        // One token per step; only the token and its embedding (and Q at the last one)
-        // outlive the step.
+        // One token per step; only the next input (and Q at the last one) outlives the step.
         const input = next;
         const res = tidy(() => {
-          const out = m.step(cache, reshape(input.tok, [M, 1]), {
-            embedded: input.x!,
-            obsParts: true,
-          });
-          return j < this.obsTokens - 1 ? greedy(out, j + 1) : lastQ(out);
+          const out = "logits" in input
+            ? m.step(cache, Tensor.empty([M, 1], "i32"), {
+              greedy: { logits: input.logits, obs, column: j },
+              obsParts: true,
+            })
+            : m.step(cache, reshape(input.tok, [M, 1]), { embedded: input.x!, obsParts: true });
+          return j < this.obsTokens - 1 ? pick(out, j + 1) : lastQ(out);
         });
-        input.tok.dispose();
-        input.x!.dispose();
-        if (j < this.obsTokens - 1) next = res as typeof next;
+        if ("logits" in input) input.logits.dispose();
+        else {
+          input.tok.dispose();
+          input.x!.dispose();
+        }
+        if (j < this.obsTokens - 1) next = res as Next;
         else q = res as Tensor;
       }
       return { reward: first.reward, obs, q: q! };

@@ -11,8 +11,9 @@
  * environments) compile no pipeline either, the KV-cache decode kernels included
  * (kernels/ops/cached_attention.ts reads N, t and the position at run time). Matmul tiles
  * depend on whether a product has at most 16 rows; the first product of each kind compiles
- * both buckets. The same holds with f16 weight copies (`eval --precision f16`: the plain
- * products take ops/matmul_f16.ts, shape-generic in M too).
+ * both buckets. The same holds with f16 weight copies and f16 KV caches (`eval --precision
+ * f16`: the plain products take ops/matmul_f16.ts, shape-generic in M too; the cache kernels'
+ * f16 variants read N, t and the position at run time as the f32 ones do).
  */
 import assert from "node:assert/strict";
 import { counterDelta, initRuntime } from "../kernels/core/runtime.ts";
@@ -97,7 +98,8 @@ async function newShapesCompileNothing(f16: boolean) {
   const cfg = worldActionConfig("tiny", { seed: 7, timesteps: 4 });
   const wam = new WorldActionModel(cfg);
   const shadows = f16 ? new F16Shadows(f16Candidates(wam.parameters())) : null;
-  const model = new WamPlanningModel(wam);
+  // f16 keys and values in the KV caches too, as evaluate.ts plans under --precision f16.
+  const model = new WamPlanningModel(wam, { cacheDtype: f16 ? "f16" : "f32" });
   const tok = replayedTokenizer(new Tokenizer({ ...TINY_TOKENIZER, seed: 8 }));
   const agent = new PlanningAgent(model, tok, { horizon: 1, beamWidth: 2, replay: true });
   const frame = TINY_TOKENIZER.inChannels * TINY_TOKENIZER.resolution ** 2;
@@ -133,6 +135,10 @@ async function newShapesCompileNothing(f16: boolean) {
         assert.ok(labels.length > 0, "the first step compiles (the hook works)");
         const half = labels.some((l) => l.includes("matmul.f16"));
         assert.equal(half, f16, `f16 products ${f16 ? "ran" : "did not run"}: [${labels}]`);
+        const halfCache = labels.some((l) =>
+          /^(appendKv|cachedAttention\w*|gatherCache) f16/.test(l)
+        );
+        assert.equal(halfCache, f16, `f16 KV cache kernels ${f16 ? "ran" : "did not run"}`);
       } else {
         if (fresh.length > 0) newShapes++;
         assert.deepEqual(labels, [], `step ${s} compiled:\n${log.join("\n")}`);

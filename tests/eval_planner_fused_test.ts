@@ -85,13 +85,23 @@ Deno.test("fused planner: a replayed planning call equals the eager one bit for 
   await replayEqualsEager();
 });
 
-Deno.test("default decode layer (5 dispatches): a replayed planning call equals the eager one", async () => {
+// The default layer on a GPU (`compactLayer: "auto"`; a CPU adapter takes the 5-dispatch one,
+// whose replay the same machinery runs).
+Deno.test("compact decode layer, greedy tokens in its first kernel: replay = eager", async () => {
   decodeDefaults.fusedMlp = false;
+  decodeDefaults.compactLayer = true;
+  const labels: string[] = [];
+  const dispatch = rt.dispatch.bind(rt);
+  rt.dispatch = (k, b) => (labels.push(k.label), dispatch(k, b));
   try {
     await replayEqualsEager();
   } finally {
+    rt.dispatch = dispatch;
     decodeDefaults.fusedMlp = true;
+    decodeDefaults.compactLayer = "auto";
   }
+  assert.ok(labels.includes("qkvAttentionProj"), "the compact layer ran");
+  assert.ok(!labels.includes("greedyTokensInto"), "greedy tokens inside the first layer");
 });
 
 async function replayEqualsEager() {

@@ -10,7 +10,13 @@ import { noGrad } from "../kernels/core/autograd.ts";
 import { counterDelta, initRuntime } from "../kernels/core/runtime.ts";
 import { setPlanVerification } from "../kernels/core/plan_cache.ts";
 import { setPrecision } from "../kernels/core/precision.ts";
-import { type Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
+import { readAll, Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
+import {
+  appendKv,
+  cachedAttention,
+  cachedAttentionProj,
+  gatherCache,
+} from "../kernels/ops/cached_attention.ts";
 import {
   add,
   argmax,
@@ -159,6 +165,109 @@ Deno.test({
       assert.ok(fromF32 > 1e-4, `the products were rounded to f16 (${fromF32})`);
     } finally {
       setPrecision("f32", rt.ctx.hasF16);
+    }
+  },
+});
+
+Deno.test({
+  name: "f16 KV cache kernels, inference: after the first step no N, t or start compiles",
+  ignore: !rt.ctx.hasF16,
+  ...GPU_TEST,
+  fn: async () => {
+    // A layer of H = 2 heads of D = 16, capacity 24, hidden K = 272 (> 256: the skinny qkv
+    // product with its KV epilogue). Per case: appendKv fills positions < start, the qkv
+    // product writes t tokens at start, then attention (plain and with the projection) reads
+    // the f16 cache and the gather branches it. The reference: float64 attention over the
+    // keys and values the cache holds (f16) and the product's f32 queries.
+    const [H, D, cap, K] = [2, 16, 24, 272];
+    const W = 3 * H * D;
+    const w = f32(randArray(W * K, 31, -0.2, 0.2));
+    const proj = f32(randArray(H * D * H * D, 32));
+    for (
+      const [i, [N, t, start]] of [[2, 1, 3], [3, 1, 7], [1, 2, 4], [5, 1, 10], [4, 3, 0]].entries()
+    ) {
+      const past = f32(randArray(N * Math.max(start, 1) * W, 33 + i));
+      const x = f32(randArray(N * t * K, 34 + i));
+      const parents = Int32Array.from({ length: 2 * N }, (_, j) => (j * 3 + 1) % N);
+      let got: (Float32Array | Float16Array)[] = [];
+      const n = await compiles(async () => {
+        const outs = noGrad(() =>
+          tidy(() => {
+            const cache = Tensor.empty([2, N, H, cap, D], "f16");
+            if (start > 0) appendKv(tensor(past, [N, start, W]), cache, 0);
+            const qkv = matmul(tensor(x, [N, t, K]), tensor(w, [W, K]), {
+              transB: true,
+              kvCache: { cache, start },
+            });
+            const pw = tensor(proj, [H * D, H * D]);
+            return [
+              qkv,
+              cachedAttention(qkv, cache, start),
+              cachedAttentionProj(qkv, cache, start, pw),
+              gatherCache(cache, tensor(parents, [2 * N], "i32"), start + t),
+              cache,
+            ];
+          })
+        );
+        got = await readAll(outs) as (Float32Array | Float16Array)[];
+        outs.forEach((o) => o.dispose());
+      });
+      const what = `f16 cache N=${N} t=${t} start=${start}`;
+      if (i > 0) assert.equal(n, 0, `${what}: compiled ${n} pipelines`);
+      const [qkv, y, yp, child, kv] = got;
+      const at = (half: number, s: number, h: number, p: number, c: number, seqs = N) =>
+        (((half * seqs + s) * H + h) * cap + p) * D + c;
+      for (let s = 0; s < N; s++) {
+        for (let h = 0; h < H; h++) {
+          for (let j = 0; j < t; j++) {
+            const r = s * t + j;
+            const q = Array.from({ length: D }, (_, c) => qkv[r * W + h * D + c]);
+            const sc = Array.from({ length: start + j + 1 }, (_, p) => {
+              let v = 0;
+              for (let c = 0; c < D; c++) v += q[c] * kv[at(0, s, h, p, c)];
+              return v / Math.sqrt(D);
+            });
+            const m = Math.max(...sc);
+            const e = sc.map((v) => Math.exp(v - m));
+            const z = e.reduce((a, b) => a + b, 0);
+            const o = Array.from(
+              { length: D },
+              (_, c) => e.reduce((a, ep, p) => a + (ep / z) * kv[at(1, s, h, p, c)], 0),
+            );
+            close(y.subarray((r * H + h) * D, (r * H + h + 1) * D), o, 1e-4, `${what} attention`);
+            const want = Array.from(
+              { length: H * D },
+              (_, col) => o.reduce((a, v, c) => a + v * proj[col * H * D + h * D + c], 0),
+            );
+            const base = (h * N * t + r) * H * D;
+            close(yp.subarray(base, base + H * D), want, 1e-4, `${what} attention + proj`);
+          }
+        }
+      }
+      // The written keys and values are the product's columns rounded to f16.
+      for (let s = 0; s < N; s++) {
+        for (let j = 0; j < t; j++) {
+          for (let c = 0; c < 2 * H * D; c++) {
+            const v = qkv[(s * t + j) * W + H * D + c];
+            const stored =
+              kv[at(Math.floor(c / (H * D)), s, Math.floor(c / D) % H, start + j, c % D)];
+            assert.ok(Math.abs(stored - v) <= 2 ** -10 * Math.abs(v) + 2 ** -24, `${what} kv`);
+          }
+        }
+      }
+      // The gather copies positions < start + t of each parent, bit for bit.
+      parents.forEach((p, m) => {
+        for (let half = 0; half < 2; half++) {
+          for (let h = 0; h < H; h++) {
+            const a = at(half, m, h, 0, 0, 2 * N), b = at(half, p, h, 0, 0);
+            assert.deepEqual(
+              child.subarray(a, a + (start + t) * D),
+              kv.subarray(b, b + (start + t) * D),
+              `${what} gather`,
+            );
+          }
+        }
+      });
     }
   },
 });

@@ -6,10 +6,11 @@
  *   (tolerances in README "Precision");
  * - stage-2 (joint) training for 30 steps, f16 against f32 from the same initialization and
  *   data: the f16 loss falls and stays within the documented tolerance of the f32 loss at every
- *   step;
- * - `pretrain` with precision f16 (replayed steps, stored in config.json, f32 checkpoints with
- *   the loss scale, losses beside the f32 run's, and a resume that refills the f16 weight
- *   copies);
+ *   step, and every attention kernel of the f16 run reads q, k, v stored as f16 (none of the
+ *   f32 run's);
+ * - `pretrain` with precision f16 (replayed steps equal eager ones bit for bit, stored in
+ *   config.json, f32 checkpoints with the loss scale, losses beside the f32 run's, and a
+ *   resume that refills the f16 weight copies);
  * - a checkpoint taken after loss-scale overflows and growth resumes bit for bit (scale and
  *   counters restored); one without a saved scale loads as a fresh scaler;
  * - `finetune` with precision f16 (both stages replayed, losses beside the f32 run's);
@@ -114,10 +115,19 @@ async function train(mixed: boolean): Promise<number[]> {
     mixedPrecision: mixed,
   });
   const losses: number[] = [];
+  // The attention kernels of the first step, by label: f16 q, k, v exactly in the f16 run.
+  const rt = runtime();
+  const dispatch = rt.dispatch.bind(rt);
+  const attention: string[] = [];
+  rt.dispatch = (k, bufs) => {
+    if (k.label.startsWith("attention")) attention.push(k.label);
+    dispatch(k, bufs);
+  };
   for (let step = 1; step <= 30; step++) {
     const arrays = worldBatchArrays(sampleSegments(env, 16, L, step), {
       validActions: () => env.actions,
     });
+    if (step === 2) rt.dispatch = dispatch;
     const total = tidy(() =>
       worldActionStep(model, opt, arrays, {
         joint: true,
@@ -129,6 +139,10 @@ async function train(mixed: boolean): Promise<number[]> {
     losses.push((await total.read())[0]);
     total.dispose();
   }
+  // Forward, dQ and dK/dV per layer (and nothing else: no eval-path attention in a step).
+  const layers = model.cfg.layers;
+  assert.equal(attention.length, 3 * layers, `[${attention}]`);
+  assert.ok(attention.every((l) => l.endsWith(" f16") === mixed), `[${attention}]`);
   if (mixed) {
     const s = await opt.lossScaler!.read();
     assert.equal(s.skipped, 0, "no overflow at the default scale on this model");
@@ -235,10 +249,16 @@ Deno.test({
         report: false,
         seed: 4,
       };
-      const run = async (name: string, precision: "f32" | "f16", stopAt = 0, resume = false) => {
+      const run = async (
+        name: string,
+        precision: "f32" | "f16",
+        stopAt = 0,
+        resume = false,
+        replay = true,
+      ) => {
         const steps = new Map<number, StepValues>();
         const lines: string[] = [];
-        const cfg = { ...base, name, precision, stopAt: resume ? 0 : stopAt };
+        const cfg = { ...base, name, precision, stopAt: resume ? 0 : stopAt, replay };
         const r = await pretrain(cfg, resume ? path.join(base.runsDir, name) : null, {
           log: (s) => lines.push(s),
           onSteps: (s) => s.forEach((v) => steps.set(v.step, v)),
@@ -252,6 +272,14 @@ Deno.test({
         f16.lines.some((l) => /stage 2: \d+ of 8 steps replayed/.test(l)),
         f16.lines.join("\n"),
       );
+      // The replayed f16 steps (f16 q, k, v in attention, loss scale) equal eager ones.
+      const eager = await run("f16e", "f16", 0, false, false);
+      assert.ok(!eager.lines.some((l) => /replayed/.test(l)), "--no-replay replayed");
+      for (let s = 1; s <= 8; s++) {
+        const a = eager.steps.get(s)!, b = f16.steps.get(s)!;
+        assert.deepEqual(b.losses, a.losses, `step ${s}: replayed vs eager losses`);
+        assert.deepEqual(b.gradNorm, a.gradNorm, `step ${s}: replayed vs eager gradient norms`);
+      }
       const cfg = JSON.parse(
         fs.readFileSync(path.join(base.runsDir, "f16", "config.json"), "utf8"),
       );

@@ -56,7 +56,8 @@ export class FinetuneEvaluator {
     const cfg = this.cfg;
     const wasTraining = this.model.training;
     const tokTraining = this.tok.training;
-    const planner = new WamPlanningModel(this.model); // switches the model to eval mode
+    // Switches the model to eval mode; f16 KV caches under --precision f16 (as `deno task eval`).
+    const planner = new WamPlanningModel(this.model, { cacheDtype: cfg.precision });
     this.tok.eval();
     try {
       const beamWidth = cfg.evalBeamWidth || defaultBeamWidth(cfg.game);

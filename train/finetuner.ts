@@ -75,8 +75,14 @@ import {
 } from "./captured_world_step.ts";
 import { captureComboStep, type CapturedComboStep } from "./captured_combo_step.ts";
 import { captureComboGrads, captureWorldActionGrads } from "./captured_grads.ts";
-import { openRankRunDir, type RankedTrainerHooks, rankSetup } from "./_run_setup.ts";
+import {
+  openRankRunDir,
+  type RankedTrainerHooks,
+  rankSetup,
+  rankTrainerOptions,
+} from "./_run_setup.ts";
 import { DataParallel, rankStepSeed, shardRows } from "./data_parallel.ts";
+import { averageAndUpdate, broadcastRunState } from "./_data_parallel_step.ts";
 import {
   concatSegments,
   packSegments,
@@ -135,19 +141,11 @@ export async function finetune(
   const trainer = new Trainer({
     run,
     rt,
-    seed: cfg.seed,
     total: cfg.steps,
     stage: realSteps > 0 ? 1 : 2,
-    logEvery: cfg.logEvery,
-    ckptEvery: cfg.ckptEvery,
-    keep: cfg.keep,
-    stopAt: cfg.stopAt,
     label: `finetune ${cfg.game}`,
-    progress: cfg.progress,
     shown: ["world", "td", "cql", "combo"],
-    writes: root,
-    // Data parallel: a stop request travels with the gradients (every rank stops at one step).
-    hooks: dp ? { ...hooks, log, signal: undefined } : hooks,
+    ...rankTrainerOptions(cfg, hooks, ranks),
   }, p);
   p.trainer = trainer;
   const st = trainer.state;
@@ -370,19 +368,7 @@ class FinetuneParts {
 
   /** Data parallel: rank 0's weights (target head included), optimizer moments and steps. */
   async broadcastState(): Promise<void> {
-    const dp = this.dp!;
-    const tensors: Tensor[] = [];
-    for (const m of this.modules()) {
-      tensors.push(...m.module.parameters(), ...(m.extra ?? []).map(([, t]) => t));
-    }
-    const opts = this.optimizers().map((o) => o.opt);
-    for (const o of opts) {
-      const s = o.stateTensors();
-      tensors.push(...s.m, ...s.v);
-    }
-    await dp.broadcastTensors(tensors);
-    const hyper = await dp.broadcastJson(opts.map((o) => ({ step: o.step, lr: o.lr })));
-    opts.forEach((o, i) => Object.assign(o, hyper[i]));
+    await broadcastRunState(this.dp!, this.modules(), this.optimizers().map((o) => o.opt));
   }
 
   /** Periodic evaluation (and one at the end). */
@@ -439,25 +425,9 @@ class FinetuneParts {
       return { out, norms };
     });
     for (const t of [...Object.values(kept.out), ...Object.values(kept.norms)]) keep(t);
-    if (dp) {
-      const stop = await dp.averageGradients(
-        [...(tokOpt?.params ?? []), ...wmOpt.params],
-        kept.out,
-        !!this.signal?.aborted,
-      );
-      if (stop) this.trainer.state.stop = "interrupted";
-      const norms = tidy(() => {
-        const n: Record<string, Tensor> = {};
-        if (tokOpt && this.#frames) {
-          tokOpt.update();
-          n.tokenizer = snapshot(tokOpt.clipStats);
-        }
-        wmOpt.update();
-        n.world_action = snapshot(wmOpt.clipStats);
-        return n;
-      });
-      for (const t of Object.values(norms)) keep(t);
-      Object.assign(kept.norms, norms);
+    // tokOpt exists only when the tokenizer trains (on frames).
+    if (dp && await averageAndUpdate(dp, tokOpt, wmOpt, kept, !!this.signal?.aborted)) {
+      this.trainer.state.stop = "interrupted";
     }
     this.#reportFallbacks();
     wmOpt.zeroGrad();
@@ -506,7 +476,9 @@ class FinetuneParts {
       const tokTraining = this.tok.training;
       this.tok.eval();
       try {
-        const seg = await synthesize(new WamPlanningModel(this.model), {
+        // Under --precision f16 the planner's KV caches hold f16 too (as in `deno task eval`).
+        const planner = new WamPlanningModel(this.model, { cacheDtype: cfg.precision });
+        const seg = await synthesize(planner, {
           obs, // [N, C, P]
           actions,
           rewards,

@@ -1,8 +1,12 @@
 /**
  * Attention against a key/value cache, for incremental decoding (no gradient).
  *
- * A layer's cache is one f32 tensor [2, N, H, capacity, D]: keys (half 0) and values
- * (half 1) of N sequences, H heads, `capacity` positions. All sequences of a cache hold the
+ * A layer's cache is one tensor [2, N, H, capacity, D]: keys (half 0) and values
+ * (half 1) of N sequences, H heads, `capacity` positions. Its element type is f32, or f16
+ * under `--precision f16` (half the memory and the bytes each decode step reads): every
+ * kernel here converts f16 to f32 on load and does its arithmetic in f32, and writes round
+ * to f16 (saturating at +-65504, so an outlier stays finite instead of making the softmax
+ * NaN). f32 caches run the same WGSL as before f16 existed. All sequences of a cache hold the
  * same number of positions. The current position, the number of sequences N and of new
  * tokens t are read at run time from a small uniform (kernels/ops/dims.ts pattern), so one
  * pipeline per (H, D, capacity) serves every decoding step and every number of environments.
@@ -29,6 +33,7 @@
 import { runtime } from "../core/runtime.ts";
 import { constTensor, Tensor } from "../core/tensor.ts";
 import { f32 } from "../codegen/wgsl.ts";
+import { toHalf4 } from "../codegen/half.ts";
 import { genericKernel } from "./dims.ts";
 import { SKINNY_WORKGROUPS } from "../codegen/matmul/skinny.ts";
 import { checkIndices } from "./gather.ts";
@@ -57,14 +62,22 @@ export function cacheParams(start: number, length: number): Tensor {
   return constTensor(new Uint32Array([start, length, 0, 0]), [4], "u32");
 }
 
+/** Element type of a KV cache: f32, or f16 under `--precision f16` (f32 arithmetic either way). */
+export type CacheDType = "f32" | "f16";
+
 /** Shape [2, N, H, capacity, D] of a layer's cache; throws when `cache` does not have it. */
 function cacheDims(op: string, cache: Tensor) {
-  if (cache.rank !== 5 || cache.shape[0] !== 2 || cache.dtype !== "f32") {
-    throw new Error(`${op}: cache [${cache.shape}] must be f32 [2, N, H, capacity, D]`);
+  if (cache.rank !== 5 || cache.shape[0] !== 2 || !isCacheDType(cache.dtype)) {
+    throw new Error(`${op}: cache [${cache.shape}] must be f32 or f16 [2, N, H, capacity, D]`);
   }
   const [, N, H, cap, D] = cache.shape;
   if (D % 4 !== 0) throw new Error(`${op}: head size ${D} must be a multiple of 4`);
-  return { N, H, cap, D, D4: D / 4 };
+  return { N, H, cap, D, D4: D / 4, half: cache.dtype === "f16" };
+}
+
+/** Whether `dtype` is a KV cache's element type. */
+export function isCacheDType(dtype: string): dtype is CacheDType {
+  return dtype === "f32" || dtype === "f16";
 }
 
 function checkQkv(op: string, qkv: Tensor, N: number, H: number, D: number): number {
@@ -93,15 +106,17 @@ function genericParams(start: number, t: number, N: number, blocks = 1): Tensor 
  * pipeline per (H, capacity, D): N, t and start are read from the uniform.
  */
 export function appendKv(qkv: Tensor, cache: Tensor, start: number): void {
-  const { N, H, cap, D, D4 } = cacheDims("appendKv", cache);
+  const { N, H, cap, D, D4, half } = cacheDims("appendKv", cache);
   const t = checkQkv("appendKv", qkv, N, H, D);
   checkRange("appendKv", start, t, cap);
   const total = N * t * H * D4;
   if (total === 0) return;
-  const kernel = genericKernel(`ak|${H}|${cap}|${D4}`, Math.ceil(total / WG), () => {
-    const code = `${PARAMS}
+  const key = `ak|${H}|${cap}|${D4}${half ? "|f16" : ""}`;
+  const kernel = genericKernel(key, Math.ceil(total / WG), () => {
+    const store = (v: string) => half ? toHalf4(v) : v;
+    const code = `${half ? "enable f16;\n" : ""}${PARAMS}
 @group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> cache: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> cache: array<vec4<${half ? "f16" : "f32"}>>;
 @group(0) @binding(2) var<uniform> prm: Params;
 @compute @workgroup_size(${WG})
 fn main(${BUILTINS}) {
@@ -115,11 +130,11 @@ fn main(${BUILTINS}) {
   let n = r / t;
   let src = r * ${3 * H * D4}u + h * ${D4}u + c;
   let dst = ((n * ${H}u + h) * ${cap}u + prm.start + i) * ${D4}u + c;
-  cache[dst] = qkv[src + ${H * D4}u];
-  cache[dst + prm.p2 * ${H * cap * D4}u] = qkv[src + ${2 * H * D4}u];
+  cache[dst] = ${store(`qkv[src + ${H * D4}u]`)};
+  cache[dst + prm.p2 * ${H * cap * D4}u] = ${store(`qkv[src + ${2 * H * D4}u]`)};
 }
 `;
-    return { code, label: "appendKv" };
+    return { code, label: half ? "appendKv f16" : "appendKv" };
   }, dynGrid);
   const prm = genericParams(start, t, N);
   runtime().dispatch(kernel, [qkv.buffer, cache.buffer, prm.buffer]);
@@ -178,7 +193,7 @@ function attend(
   scale: number | undefined,
   weight: Tensor | null,
 ): Tensor {
-  const { N, H, cap, D, D4 } = cacheDims(op, cache);
+  const { N, H, cap, D, D4, half } = cacheDims(op, cache);
   const t = checkQkv(op, qkv, N, H, D);
   checkRange(op, start, t, cap);
   if (D4 > WG) throw new Error(`${op}: head size ${D} above ${4 * WG}`);
@@ -193,15 +208,17 @@ function attend(
   const blocks = weight ? projBlocks(rows * H, d) : 1;
   const W = WG_ATT;
   // N, t, start and the column blocks come from the uniform {start, start + t, N, blocks}.
-  const key = `ca|${H}|${cap}|${D4}|${s}|${!!weight}`;
+  const key = `ca|${H}|${cap}|${D4}|${s}|${!!weight}${half ? "|f16" : ""}`;
   const kernel = genericKernel(key, rows * H * blocks, () => {
     const G = Math.floor(W / D4); // key groups in the value pass
+    // An f16 cache is widened on load: scores, softmax and the weighted sum stay f32.
+    const load = (i: string) => half ? `vec4<f32>(kv[${i}])` : `kv[${i}]`;
     const qLoads: string[] = [];
     const dot: string[] = [];
     const projDot: string[] = [];
     for (let c = 0; c < D4; c++) {
       qLoads.push(`  let q${c} = qkv[qb + ${c}u];`);
-      dot.push(`dot(q${c}, kv[kb + ${c}u])`);
+      dot.push(`dot(q${c}, ${load(`kb + ${c}u`)})`);
       projDot.push(`dot(ys[${c}u], wp[wb + ${c}u])`);
     }
     // Plain: thread c of key group 0 stores its chunk. Proj: the chunks go to workgroup memory,
@@ -216,9 +233,9 @@ function attend(
     out[(h * rows + r) * ${d}u + col] = ${projDot.join(" + ")};
   }`
       : `  if (g == 0u) { out[r * ${H * D4}u + h * ${D4}u + c] = o / total; }`;
-    const code = `${PARAMS}
+    const code = `${half ? "enable f16;\n" : ""}${PARAMS}
 @group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> kv: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> kv: array<vec4<${half ? "f16" : "f32"}>>;
 @group(0) @binding(2) var<storage, read_write> out: array<${weight ? "f32" : "vec4<f32>"}>;
 @group(0) @binding(3) var<uniform> prm: Params;
 ${weight ? "@group(0) @binding(4) var<storage, read> wp: array<vec4<f32>>;" : ""}
@@ -277,7 +294,7 @@ ${qLoads.join("\n")}
   if (g < ${G}u) {
     let vb = prm.p2 * ${H * cap * D4}u + head + c;
     for (var j = g; j < keys; j += ${G}u) {
-      acc += sc[j] * kv[vb + j * ${D4}u];
+      acc += sc[j] * ${load(`vb + j * ${D4}u`)};
     }
   }
   part[lid] = acc;
@@ -287,7 +304,7 @@ ${qLoads.join("\n")}
 ${finish}
 }
 `;
-    return { code, label: op };
+    return { code, label: half ? `${op} f16` : op };
   }, dynGrid);
   const prm = genericParams(start, t, N, blocks);
   const bufs = [qkv.buffer, cache.buffer, out.buffer, prm.buffer];
@@ -298,27 +315,30 @@ ${finish}
 }
 
 /**
- * A new cache tensor [2, M, H, capacity, D] whose sequence m holds positions [0, length) of
- * sequence `parents[m]` of `cache` (i32 [M]); later positions are left undefined.
+ * A new cache tensor [2, M, H, capacity, D] (the dtype of `cache`) whose sequence m holds
+ * positions [0, length) of sequence `parents[m]` of `cache` (i32 [M]); later positions are
+ * left undefined. An f16 cache is copied as bits (4 halves as a vec2<u32>).
  */
 export function gatherCache(cache: Tensor, parents: Tensor, length: number): Tensor {
-  const { N, H, cap, D4 } = cacheDims("gatherCache", cache);
+  const { N, H, cap, D4, half } = cacheDims("gatherCache", cache);
   if (parents.rank !== 1) throw new Error(`gatherCache: parents [${parents.shape}] must be [M]`);
   checkIndices("gatherCache", parents, N);
   if (!Number.isInteger(length) || length < 0 || length > cap) {
     throw new Error(`gatherCache: length ${length} outside [0, ${cap}]`);
   }
   const M = parents.shape[0];
-  const out = Tensor.empty([2, M, H, cap, cache.shape[4]]);
+  const out = Tensor.empty([2, M, H, cap, cache.shape[4]], cache.dtype);
   const total = 2 * M * H * length * D4;
   if (total === 0) return out;
   // Sized by `length`, M and N (read from the uniform: {0, length, M, N}), so the code does
   // not change with them: one pipeline for every number of environments and beams.
-  const kernel = genericKernel(`gk|${H}|${cap}|${D4}`, Math.ceil(total / WG), () => {
+  const key = `gk|${H}|${cap}|${D4}${half ? "|f16" : ""}`;
+  const kernel = genericKernel(key, Math.ceil(total / WG), () => {
+    const el = half ? "vec2<u32>" : "vec4<f32>";
     const code = `${PARAMS}
-@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read> src: array<${el}>;
 @group(0) @binding(1) var<storage, read> parents: array<i32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> dst: array<${el}>;
 @group(0) @binding(3) var<uniform> prm: Params;
 @compute @workgroup_size(${WG})
 fn main(${BUILTINS}) {
@@ -335,7 +355,7 @@ fn main(${BUILTINS}) {
     src[((half * prm.p3 + p) * ${H}u + h) * ${cap * D4}u + inner];
 }
 `;
-    return { code, label: "gatherCache" };
+    return { code, label: half ? "gatherCache f16" : "gatherCache" };
   }, dynGrid);
   const rt = runtime();
   const prm = constTensor(new Uint32Array([0, length, M, N]), [4], "u32");

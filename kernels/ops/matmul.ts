@@ -155,16 +155,24 @@ function checkLn(ln: NonNullable<MatmulOptions["layerNorm"]>, K: number, act = f
   }
 }
 
-/** The cache's sizes for the QKV output [seqs, t, 3d] of `a`: throws on a mismatch. */
-function kvSpec(a: Tensor, cache: Tensor, N: number) {
+/**
+ * The cache's sizes (and element type: f32, or f16 with `dtype`) for the QKV output
+ * [seqs, t, 3d] of `a`: throws on a mismatch.
+ */
+function kvSpec(a: Tensor, cache: Tensor, N: number): NonNullable<MatmulSpec["kvWrite"]> {
   const [two, seqs, heads, cap, headSize] = cache.shape;
   if (cache.rank !== 5 || two !== 2 || a.rank !== 3 || a.shape[0] !== seqs) {
     throw new Error(`matmul: kvCache [${cache.shape}] does not fit the rows of [${a.shape}]`);
   }
+  if (cache.dtype !== "f32" && cache.dtype !== "f16") {
+    throw new Error(`matmul: kvCache ${cache} must be f32 or f16`);
+  }
   if (N !== 3 * heads * headSize) {
     throw new Error(`matmul: kvCache needs ${3 * heads * headSize} output columns, got ${N}`);
   }
-  return { seqs, t: a.shape[1], heads, headSize, cap };
+  const kv = { seqs, t: a.shape[1], heads, headSize, cap };
+  // f32 leaves the spec (and so its plan keys and WGSL) as it was.
+  return cache.dtype === "f16" ? { ...kv, dtype: "f16" } : kv;
 }
 
 /** {@link matmul} with the KV-cache epilogue: fused where possible, else appendKv after. */

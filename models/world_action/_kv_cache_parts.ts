@@ -17,6 +17,8 @@
 import { runtime } from "../../kernels/core/runtime.ts";
 import { sizeClass } from "../../kernels/core/buffer_pool.ts";
 import { Tensor } from "../../kernels/core/tensor.ts";
+import { byteSize } from "../../kernels/core/dtype.ts";
+import type { CacheDType } from "../../kernels/ops/cached_attention.ts";
 import { concat, slice } from "../../kernels/ops/layout.ts";
 import { mapKernel } from "../../kernels/ops/map.ts";
 import type { WorldActionConfig } from "./configs.ts";
@@ -34,15 +36,21 @@ function maxPartBytes(): number {
   return Math.min(l.maxStorageBufferBindingSize, l.maxBufferSize);
 }
 
-/** Bytes of one layer's cache for `n` sequences (f32 keys and values). */
-export function layerBytes(cfg: WorldActionConfig, n: number, capacity: number): number {
-  return 2 * n * cfg.d * capacity * 4;
+/** Bytes of one layer's cache for `n` sequences (keys and values of `dtype`). */
+export function layerBytes(
+  cfg: WorldActionConfig,
+  n: number,
+  capacity: number,
+  dtype: CacheDType = "f32",
+): number {
+  return 2 * n * cfg.d * capacity * byteSize(dtype);
 }
 
 /**
  * Groups per part for a cache of `groups` groups of `perGroup` sequences, or 0 when the whole
  * cache fits one binding (and its source, if any, is one part too). `sourceGroups`: groups per
- * part of the cache it is branched from (0: not split).
+ * part of the cache it is branched from (0: not split). An f16 cache (`dtype`) takes half the
+ * bytes, so twice the groups fit a part.
  */
 export function groupsPerPart(
   cfg: WorldActionConfig,
@@ -50,14 +58,16 @@ export function groupsPerPart(
   perGroup: number,
   capacity: number,
   sourceGroups = 0,
+  dtype: CacheDType = "f32",
 ): number {
   const limit = maxPartBytes();
-  const fits = (g: number) => sizeClass(layerBytes(cfg, g * perGroup, capacity)) <= limit;
+  const bytes = (n: number) => layerBytes(cfg, n, capacity, dtype);
+  const fits = (g: number) => sizeClass(bytes(g * perGroup)) <= limit;
   if (sourceGroups === 0 && fits(groups)) return 0;
   if (!fits(1)) {
     throw new Error(
       `KV cache: ${perGroup} sequences of one environment need ` +
-        `${layerBytes(cfg, perGroup, capacity)} bytes a layer, above the adapter's largest ` +
+        `${bytes(perGroup)} bytes a layer, above the adapter's largest ` +
         `storage binding (${limit} bytes); plan with fewer beams or a shorter context`,
     );
   }

@@ -24,15 +24,18 @@
  *   positions (`WorldActionOutputs`, rows relative to the block). From an empty cache it runs
  *   the fused full-attention kernel (prefill); later steps attend the cache with the causal
  *   offset (kernels/ops/cached_attention.ts). It needs eval mode and records no gradient.
- *   A decoding layer is 3 dispatches where the skinny kernels apply (M = N t <= 16 rows):
- *   [the previous layer's fc2 partials summed +] ln1 + qkv + KV write; attention + per-head
- *   proj; their sum + ln2 + fc1 + GELU + fc2 as per-workgroup partials (kernels/ops/
- *   decode_mlp.ts; summed in a fixed order by the next kernel). The last layer's partials go
- *   to the observation head's fc1 (or, with `obsParts`, its fused MLP), else a fourth
- *   dispatch (fc2 + residual). The embedding is one dispatch (kernels/ops/embed_interleaved.ts)
- *   or none (`embedded`); `lastQOnly` runs only the Q head, at the last Q row (planning
- *   prefills). A warm JOWA-150M planning step (H = 2, K = 4, one env) records 2,982
- *   dispatches (`deno task bench overhead`).
+ *   A decoding layer after the prefill with at most 16 rows (N t) is 3 dispatches by default
+ *   (`decodeDefaults.compactLayer`, transformer.ts `decodeCompact`): ln1 + qkv + KV write +
+ *   attention + per-head proj partials, one workgroup per (sequence, head) (kernels/ops/
+ *   qkv_attention_proj.ts); the partials' sum + ln2 + fc1 + GELU in a few fat workgroups
+ *   (kernels/ops/sum_parts_mlp_up.ts); fc2 + residual. Off, it is 5 (ln1 + qkv + KV write;
+ *   attention + per-head proj; sum + ln2; fc1 + GELU; fc2 + residual), or 3 with `fusedMlp`
+ *   (the MLP as one dispatch of fc2 partials that the next layer's qkv sums: measured slower).
+ *   The embedding is one dispatch (kernels/ops/embed_interleaved.ts), none (`embedded`), or
+ *   part of the first layer's kernel (`greedy`: the planner's greedy observation tokens);
+ *   `lastQOnly` runs only the Q head, at the last Q row (planning prefills). A warm
+ *   JOWA-150M planning step (H = 2, K = 4, one env) records 2,980 dispatches (4,828 with
+ *   `compactLayer` off; `deno task bench overhead`).
  * - `branch(parents)` gathers sequences by an arbitrary parent index (i32 [M], on the GPU):
  *   beam expansion (`repeat(K)`) and pruning to the best K alike; the parent is unchanged.
  * - Sliding context: a cache holds `capacity` positions. Before appending, check
@@ -43,19 +46,27 @@
  * - Large caches: a layer's cache is bound whole by the kernels, so a cache above the adapter's
  *   `maxStorageBufferBindingSize` (lavapipe and the WebGPU default: 128 MiB) is held as parts
  *   of whole environments, decoded one part after the other (`_kv_cache_parts.ts`).
+ * - Element type (`cache.dtype`): f32, or f16 when created under `--precision f16`
+ *   (kernels/core/precision.ts): half the memory (and parts), half the bytes attention reads;
+ *   every kernel that writes or reads the cache converts and computes in f32
+ *   (kernels/ops/cached_attention.ts). A prefill's attention over its own fresh window runs
+ *   on the f32 projections (fusedAttention); only later steps read the f16 keys and values.
  *
  * Caches are not tidied: they live until `dispose()`.
  *
  * @module
  */
 import { noGrad } from "../../kernels/core/autograd.ts";
+import { precision } from "../../kernels/core/precision.ts";
 import { fusedAttention, indexSelect, slice } from "../../kernels/ops/mod.ts";
 import {
   cachedAttention,
   cachedAttentionProj,
+  type CacheDType,
   gatherCache,
 } from "../../kernels/ops/cached_attention.ts";
 import { constTensor, keep, Tensor, tidy } from "../../kernels/core/tensor.ts";
+import { runtime } from "../../kernels/core/runtime.ts";
 import { contextLength, tokensPerStep, type WorldActionConfig } from "./configs.ts";
 import { embedInterleaved } from "../../kernels/ops/embed_interleaved.ts";
 import { headRows } from "./layout.ts";
@@ -80,9 +91,15 @@ export class KvCache {
   length = 0;
 
   /**
+   * Element type of the keys and values (every layer and part): "f16" for a cache created
+   * under precision f16, else "f32". Kernels that read or write the cache follow it.
+   */
+  readonly dtype: CacheDType;
+
+  /**
    * Prefer `KvCache.create` / `model.newCache`.
-   * @param layers per layer f32 [2, N, heads, capacity, d / heads] (kept, owned by the cache);
-   *   empty when the cache is split into `parts`
+   * @param layers per layer f32 or f16 [2, N, heads, capacity, d / heads] (kept, owned by the
+   *   cache; all of one dtype); empty when the cache is split into `parts`
    * @param tasks i32 [N] task id of each sequence
    * @param groups environments: the sequences form `groups` equal runs, and branching never
    *   takes a parent from another run (default N: one sequence each)
@@ -96,14 +113,24 @@ export class KvCache {
     readonly parts: KvCache[] | null = null,
     readonly perPart = 0,
   ) {
+    const dtypes = new Set([...layers.map((l) => l.dtype), ...(parts ?? []).map((p) => p.dtype)]);
+    const [dtype = "f32", ...more] = dtypes;
+    if (more.length > 0 || (dtype !== "f32" && dtype !== "f16")) {
+      throw new Error(`KvCache: layers and parts must all be f32 or all f16, got ${[...dtypes]}`);
+    }
+    this.dtype = dtype;
     for (const t of [...layers, tasks]) keep(t);
   }
 
-  /** An empty cache of `tasks.shape[0]` sequences. */
+  /**
+   * An empty cache of `tasks.shape[0]` sequences. `dtype` defaults to the process-wide
+   * precision's (f16 under `--precision f16`).
+   */
   static create(
     cfg: WorldActionConfig,
     tasks: Tensor,
     capacity = contextLength(cfg),
+    dtype: CacheDType = precision(),
   ): KvCache {
     if (tasks.rank !== 1 || tasks.dtype !== "i32") {
       throw new Error(`KvCache: tasks ${tasks} must be i32 [N]`);
@@ -112,11 +139,11 @@ export class KvCache {
       throw new Error(`KvCache: capacity ${capacity} beyond the model's context`);
     }
     const N = tasks.shape[0];
-    const per = groupsPerPart(cfg, N, 1, capacity);
+    const per = groupsPerPart(cfg, N, 1, capacity, 0, dtype);
     if (per > 0) {
       const parts = partRanges(N, per, 1).map(([a, b]) => {
         const t = slice(tasks, 0, a, b);
-        const part = KvCache.create(cfg, t, capacity);
+        const part = KvCache.create(cfg, t, capacity, dtype);
         t.dispose();
         return part;
       });
@@ -126,7 +153,7 @@ export class KvCache {
     const layers = Array.from(
       { length: cfg.layers },
       // Uninitialized: positions >= length are never read.
-      () => Tensor.empty([2, N, cfg.heads, capacity, D]),
+      () => Tensor.empty([2, N, cfg.heads, capacity, D], dtype),
     );
     return new KvCache(cfg, layers, tasks.view(tasks.shape));
   }
@@ -152,7 +179,7 @@ export class KvCache {
     if (G !== this.groups && this.parts) {
       throw new Error(`KvCache.branch: ${M} children for ${this.groups} environments`);
     }
-    const per = groupsPerPart(this.cfg, G, M / G, this.capacity, this.perPart);
+    const per = groupsPerPart(this.cfg, G, M / G, this.capacity, this.perPart, this.dtype);
     const tasks = indexSelect(this.tasks, parents);
     let out: KvCache;
     if (per === 0) {
@@ -231,14 +258,74 @@ export interface StepOptions {
    * selectable for its tests and later tuning. Default: `decodeDefaults.fusedMlp`.
    */
   fusedMlp?: boolean;
+  /**
+   * The compact 3-dispatch decode layer (transformer.ts `decodeCompact`: ln1 + qkv + KV write
+   * + attention + per-head proj in one dispatch per (sequence, head); partial sum + ln2 +
+   * fc1 + GELU; fc2 + residual) where it applies (a step after the prefill with at most
+   * PROJ_ROWS rows that fits the kernels; `fusedMlp` takes precedence). Default:
+   * `decodeDefaults.compactLayer` ("auto": on a GPU, off on a CPU adapter).
+   */
+  compactLayer?: boolean;
+  /**
+   * Greedy imagined tokens (the planner): this step's tokens are the first argmax of each row
+   * of `logits` f32 [N, V] (the previous step's observation logits), stored into column
+   * `column` of `obs` i32 [N, O] and into `tokens` (an OUTPUT here, i32 [N, 1]), embedded as
+   * observation tokens, all inside the first layer's kernel: no greedy-token dispatch. Needs
+   * {@link fusesGreedyStep}.
+   */
+  greedy?: { logits: Tensor; obs: Tensor; column: number };
 }
 
 /**
  * Process-wide defaults of {@link StepOptions} that callers do not pass per step (the
- * planner's): `fusedMlp` selects the 3-dispatch decode layer everywhere (off: measured
- * slower; its tests and benchmarks may set it).
+ * planner's): `compactLayer` the compact 3-dispatch decode layer, `fusedMlp` (off: measured
+ * slower; its tests and benchmarks may set it) the fused-MLP one, which takes precedence.
+ * Both off: the 5-dispatch layer. `compactLayer: "auto"` (the default) takes the compact layer
+ * on a GPU and the 5-dispatch one on a CPU ("fallback") adapter: lavapipe runs the compact
+ * kernels' 1024-thread, barrier-heavy workgroups about 50x slower than the five kernels they
+ * replace (10-15 ms a call at the tiny config), while on a GPU the estimate is about even
+ * (kernels/ops/sum_parts_mlp_up.ts; not yet timed) with two launches fewer per layer.
  */
-export const decodeDefaults: { fusedMlp: boolean } = { fusedMlp: false };
+export const decodeDefaults: { fusedMlp: boolean; compactLayer: boolean | "auto" } = {
+  fusedMlp: false,
+  compactLayer: "auto",
+};
+
+/** `decodeDefaults.compactLayer` resolved for this runtime's adapter. */
+function compactByDefault(): boolean {
+  const d = decodeDefaults.compactLayer;
+  return d === "auto" ? !runtime().ctx.adapterInfo.fallback : d;
+}
+
+/** Whether a step of `rows` rows after `start` positions takes the compact decode layer. */
+function compactApplies(
+  model: WorldActionModel,
+  cache: KvCache,
+  start: number,
+  rows: number,
+  opts: StepOptions,
+): boolean {
+  if (!(opts.compactLayer ?? compactByDefault())) return false;
+  if (opts.fusedMlp ?? decodeDefaults.fusedMlp) return false;
+  return start > 0 && rows <= PROJ_ROWS &&
+    model.blocks.every((b) => b.decodesCompact(rows, cache.capacity));
+}
+
+/**
+ * Whether the next single-token step of `cache` can take its tokens from the previous
+ * step's logits inside the first layer's kernel (StepOptions `greedy`): the compact layer
+ * applies (not a split cache, not the first step) and the next position is an observation
+ * token's.
+ */
+export function fusesGreedyStep(
+  model: WorldActionModel,
+  cache: KvCache,
+  opts: StepOptions = {},
+): boolean {
+  const period = tokensPerStep(model.cfg);
+  return !cache.parts && fits(cache, 1) && cache.length % period !== period - 1 &&
+    compactApplies(model, cache, cache.length, cache.n, opts);
+}
 
 /**
  * Append tokens [N, t] (i32, raw ids; the position decides obs or action) to every sequence
@@ -257,6 +344,12 @@ export function decodeStep(
   }
   const start = cache.length;
   const t = tokens.shape[1];
+  if (opts.greedy && (t !== 1 || tokens.dtype !== "i32" || !fusesGreedyStep(model, cache, opts))) {
+    throw new Error(
+      "decodeStep: greedy tokens need one i32 token per sequence and the compact decode " +
+        "layer (fusesGreedyStep)",
+    );
+  }
   if (embedded && embedded.shape.join() !== `${cache.n},${t},${model.cfg.d}`) {
     throw new Error(
       `decodeStep: embedded [${embedded.shape}] must be [${cache.n}, ${t}, ${model.cfg.d}]`,
@@ -294,14 +387,20 @@ export function decodeStep(
     tidy(() => {
       const seeds = new SeedStream(0);
       // One dispatch (the same values as model.embed's lookups and adds).
-      let x = embedded ?? embedInterleaved(tokens, cache.tasks, {
-        obs: model.obsEmbed.weight,
-        action: model.actionEmbed.weight,
-        taskObs: model.taskObsEmbed.weight,
-        taskAction: model.taskActionEmbed.weight,
-        position: model.positionEmbed.weight,
-        period: tokensPerStep(model.cfg),
-      }, start);
+      const greedy = opts.greedy;
+      const rows0 = tokens.shape[0] * t;
+      const compact = compactApplies(model, cache, start, rows0, opts);
+      // With greedy tokens the first layer's kernel writes x (the tokens' embedding).
+      let x = greedy
+        ? Tensor.empty([cache.n, 1, model.cfg.d])
+        : embedded ?? embedInterleaved(tokens, cache.tasks, {
+          obs: model.obsEmbed.weight,
+          action: model.actionEmbed.weight,
+          taskObs: model.taskObsEmbed.weight,
+          taskAction: model.taskActionEmbed.weight,
+          position: model.positionEmbed.weight,
+          period: tokensPerStep(model.cfg),
+        }, start);
       // The previous layer's output when its fc2 is still a set of partial products.
       let pending: PendingResidual | null = null;
       const L = model.blocks.length;
@@ -312,6 +411,26 @@ export function decodeStep(
         // residual. With `fusedMlp` the sum + MLP is one dispatch whose fc2 partials the next
         // layer's qkv sums in its prologue.
         const layer = cache.layers[l];
+        if (compact) {
+          // Three dispatches (transformer.ts decodeCompact).
+          x = b.decodeCompact(
+            x,
+            layer,
+            start,
+            seeds,
+            greedy && l === 0
+              ? {
+                ...greedy,
+                tokens,
+                obsTable: model.obsEmbed.weight,
+                taskTable: model.taskObsEmbed.weight,
+                positionTable: model.positionEmbed.weight,
+                tasks: cache.tasks,
+              }
+              : undefined,
+          );
+          continue;
+        }
         let qkv: Tensor;
         if (pending) {
           ({ qkv, x } = b.decodeQkvParts(pending, { cache: layer, start }));

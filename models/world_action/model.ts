@@ -40,6 +40,7 @@ import { worldActionParamSpec } from "./spec.ts";
 import { Block, forwardStack, type PendingResidual } from "./transformer.ts";
 import { type Seed, SeedStream } from "../../util/rng.ts";
 import { decodeStep, KvCache, type StepOptions } from "./kv_cache.ts";
+import type { CacheDType } from "../../kernels/ops/cached_attention.ts";
 import { fusesPrologue } from "../../kernels/ops/matmul.ts";
 import { fusesMlp, mlpSumParts } from "../../kernels/ops/decode_mlp.ts";
 
@@ -147,9 +148,12 @@ export class WorldActionModel extends Module {
     src.forEach((p, i) => copyTensor(p, dst[i]));
   }
 
-  /** An empty KV cache for `tasks.shape[0]` sequences (see models/kv_cache.ts). */
-  newCache(tasks: Tensor, capacity = contextLength(this.cfg)): KvCache {
-    return KvCache.create(this.cfg, tasks, capacity);
+  /**
+   * An empty KV cache for `tasks.shape[0]` sequences (see models/kv_cache.ts); keys and values
+   * in `dtype` (default: f16 under precision f16, else f32).
+   */
+  newCache(tasks: Tensor, capacity = contextLength(this.cfg), dtype?: CacheDType): KvCache {
+    return KvCache.create(this.cfg, tasks, capacity, dtype);
   }
 
   /**

@@ -18,8 +18,15 @@ import {
   matmul,
 } from "../../kernels/ops/mod.ts";
 import { fusesPrologue, type MatmulOptions, matmulSumParts } from "../../kernels/ops/matmul.ts";
+import { matmulF16, usesF16 } from "../../kernels/ops/matmul_f16.ts";
 import { mlpPartCount, mlpSumParts } from "../../kernels/ops/decode_mlp.ts";
 import { sumPartsNorm } from "../../kernels/ops/sum_parts_norm.ts";
+import {
+  fusesQkvAttention,
+  type GreedyInput,
+  qkvAttentionProj,
+} from "../../kernels/ops/qkv_attention_proj.ts";
+import { fusesMlpUp, sumPartsMlpUp } from "../../kernels/ops/sum_parts_mlp_up.ts";
 import { dropoutAddLayerNorm, type ResidualNorm } from "../../kernels/ops/fused_residual_norm.ts";
 import { Module } from "../../kernels/nn/module.ts";
 import { Embedding, InitRng, LayerNorm, Linear } from "../../kernels/nn/layers.ts";
@@ -54,10 +61,22 @@ export class SelfAttention extends Module {
     this.proj = this.child("proj", new Linear(cfg.d, cfg.d, rng, { std: projStd }));
   }
 
+  /**
+   * The packed q, k, v [B, T, 3d] of the full-sequence paths (`forward`, training): stored
+   * f16 where the projection takes the f16 path (`--precision f16`: f16 weight copies, f32
+   * accumulation, rounded once at the store), which `fusedAttention` reads with f32
+   * arithmetic; f32 otherwise. The decode paths keep their own (f32) projection.
+   */
+  packedQkv(x: Tensor): Tensor {
+    const l = this.qkv;
+    if (!usesF16(x, l.weight)) return l.forward(x);
+    return matmulF16(x, l.weight, { transB: true, bias: l.bias ?? undefined, outDtype: "f16" });
+  }
+
   /** [B, T, d] -> [B, T, d]. */
   forward(x: Tensor, seeds: SeedStream): Tensor {
     const p = this.training ? this.cfg.dropout : 0;
-    const y = fusedAttention(this.qkv.forward(x), {
+    const y = fusedAttention(this.packedQkv(x), {
       heads: this.cfg.heads,
       causal: this.cfg.causal,
       dropout: p,
@@ -120,7 +139,7 @@ export class Block extends Module {
    */
   forwardFused(h: Tensor, n: Tensor, next: LayerNorm, seeds: SeedStream): ResidualNorm {
     const p = this.training ? this.attn.cfg.dropout : 0;
-    const y = fusedAttention(this.attn.qkv.forward(n), {
+    const y = fusedAttention(this.attn.packedQkv(n), {
       heads: this.attn.cfg.heads,
       causal: this.attn.cfg.causal,
       dropout: p,
@@ -245,6 +264,57 @@ export class Block extends Module {
       },
     );
     return { qkv: out, x: h };
+  }
+
+  /**
+   * Whether {@link decodeCompact} runs for `rows` decode rows (sequences x new tokens) and a
+   * cache of `capacity` positions: the biases exist and both fused kernels fit a workgroup.
+   */
+  decodesCompact(rows: number, capacity: number): boolean {
+    const { d, heads } = this.attn.cfg;
+    if (!this.attn.qkv.bias || !this.attn.proj.bias || !this.mlp.fc1.bias) return false;
+    return rows >= 1 && fusesQkvAttention(d, heads, capacity) &&
+      fusesMlpUp(d, this.mlp.fc1.weight.shape[0]);
+  }
+
+  /**
+   * A whole decode layer in THREE dispatches (the default where {@link decodesCompact}:
+   * kv_cache.ts `decodeDefaults.compactLayer`): ln1 + qkv + KV write + attention + per-head
+   * proj partials, one workgroup per (sequence, head) (kernels/ops/qkv_attention_proj.ts);
+   * the partials' sum + proj bias + residual, ln2, fc1 + GELU in a few fat workgroups
+   * (kernels/ops/sum_parts_mlp_up.ts); fc2 + bias + residual. The values of
+   * `decodeQkv` + attention + `decodeTail` up to f32 rounding. `cache` [2, N, H, cap, D] is the
+   * layer's, written at positions start.. . With `greedy` (one token per sequence), x is not
+   * read but written: the embedding of the greedy tokens (see `GreedyInput`). Draws the MLP's
+   * dropout seed as `forward` does.
+   */
+  decodeCompact(
+    x: Tensor,
+    cache: Tensor,
+    start: number,
+    seeds: SeedStream,
+    greedy?: GreedyInput,
+  ): Tensor {
+    this.#checkDecoding();
+    seeds.nextSeed();
+    const { qkv, proj } = this.attn;
+    const parts = qkvAttentionProj(x, cache, start, {
+      lnWeight: this.ln1.weight,
+      lnBias: this.ln1.bias,
+      lnEps: this.ln1.eps,
+      qkvWeight: qkv.weight,
+      qkvBias: qkv.bias!,
+      projWeight: proj.weight,
+    }, greedy);
+    const activation = this.mlp.cfg.gelu === "erf" ? "gelu_erf" as const : "gelu" as const;
+    const { h, u } = sumPartsMlpUp(
+      parts.view([parts.shape[0], ...x.shape]),
+      x,
+      proj.bias!,
+      normOf(this.ln2)!,
+      { w1: this.mlp.fc1.weight, b1: this.mlp.fc1.bias!, activation },
+    );
+    return linear(this.mlp.fc2, u, { residual: h });
   }
 
   #checkDecoding(): void {

@@ -112,8 +112,17 @@ export interface MatmulSpec {
    * Epilogue of skinny plans only: C is the packed QKV projection of `seqs` x `t` rows; also
    * store its key/value columns into a KV cache [2, seqs, heads, cap, headSize] at position
    * start + i (two bindings last: the cache, read_write, and a uniform {start, length, 0, 0}).
+   * `dtype` "f16": the cache holds f16 (values rounded, saturating, as they are stored;
+   * absent: f32).
    */
-  kvWrite?: { seqs: number; t: number; heads: number; headSize: number; cap: number };
+  kvWrite?: {
+    seqs: number;
+    t: number;
+    heads: number;
+    headSize: number;
+    cap: number;
+    dtype?: "f16";
+  };
   /**
    * Shape-generic rows (evaluation, where rows follow the number of environments and the
    * window): the WGSL does not depend on M, which it reads from a uniform `vec4<u32>` whose x
@@ -418,7 +427,7 @@ export function matmulLabel(spec: MatmulSpec): string {
     spec.residual ? "res" : "",
     spec.lnEps !== undefined ? `ln${spec.lnAct ? `+${spec.lnAct}` : ""}` : "",
     spec.sumParts ? `parts${spec.sumParts}` : "",
-    spec.kvWrite ? "kv" : "",
+    spec.kvWrite ? (spec.kvWrite.dtype === "f16" ? "kv f16" : "kv") : "",
   ].filter((s) => s).join(" ");
   const bucket = spec.dynamicM ? dynamicMBucket(spec.M) : 0;
   const M = spec.dynamicM

@@ -32,7 +32,9 @@
  * Optional KV-cache epilogue (`spec.kvWrite`, the packed QKV projection [seqs * t, 3 H D]):
  * output columns [H D, 3 H D) (keys, values) are also stored into a layer's cache
  * [2, seqs, H, cap, D] at position start + i (row = seq * t + i; `start` from a uniform),
- * which replaces the separate appendKv dispatch.
+ * which replaces the separate appendKv dispatch. An f16 cache (`kvWrite.dtype`) stores each
+ * value rounded to f16 (saturating at +-65504, as cached_attention.ts `appendKv` does); the
+ * product and c_g stay f32.
  *
  * Run-time rows (`dynamicRows`, inference: kernels/ops/_skinny_rows.ts): the kernel is
  * generated for a bucket of M and masks the rows at or above the count in its `dims`
@@ -43,6 +45,7 @@
 
 import { activationWgsl } from "../activation.ts";
 import { f32 } from "../wgsl.ts";
+import { toHalf } from "../half.ts";
 import type { MatmulLimits, MatmulSpec } from "./plan.ts";
 
 /** Workgroup shape of a skinny plan: C output columns per workgroup, S k-groups. */
@@ -208,6 +211,8 @@ export function generateSkinny(
   const rowsArr = (vec: boolean, n: number) =>
     dyn ? (vec ? "array<vec4<f32>>" : "array<f32>") : arr(vec, n);
   const o: string[] = [];
+  const kvHalf = spec.kvWrite?.dtype === "f16";
+  if (kvHalf) o.push("enable f16;");
   o.push(`// ${label}: skinny, ${C} columns x ${S} k-groups per workgroup`);
   o.push(`@group(0) @binding(0) var<storage, read> a_g: ${rowsArr(aVec, sizes.a)};`);
   o.push(`@group(0) @binding(1) var<storage, read> b_g: ${arr(bVec, sizes.b)};`);
@@ -236,7 +241,9 @@ export function generateSkinny(
   if (kv) {
     const cacheLen = 2 * kv.seqs * kv.heads * kv.cap * kv.headSize;
     o.push(
-      `@group(0) @binding(${at++}) var<storage, read_write> kv_g: ${rowsArr(false, cacheLen)};`,
+      `@group(0) @binding(${at++}) var<storage, read_write> kv_g: ` +
+        (kvHalf ? (dyn ? "array<f16>" : `array<f16, ${cacheLen}>`) : rowsArr(false, cacheLen)) +
+        ";",
     );
     o.push("struct KvParams { start: u32, length: u32, p2: u32, p3: u32 }");
     o.push(`@group(0) @binding(${at++}) var<uniform> kvp: KvParams;`);
@@ -424,7 +431,11 @@ export function generateSkinny(
         `        let slot = ((half * ${seqs} + m / ${t}) * ${kv.heads}u + ` +
           `hj / ${kv.headSize}u) * ${kv.cap}u + kvp.start + m % ${t};`,
       );
-      o.push(`        kv_g[slot * ${kv.headSize}u + hj % ${kv.headSize}u] = v;`);
+      o.push(
+        `        kv_g[slot * ${kv.headSize}u + hj % ${kv.headSize}u] = ${
+          kvHalf ? toHalf("v") : "v"
+        };`,
+      );
       o.push("      }");
     }
     o.push("    }");
