@@ -1,7 +1,9 @@
 /**
  * The process-wide compute precision of products: "f32" (default) or "f16" (`--precision
  * f16`: matmuls read f16-rounded operands and f16 weight copies and accumulate in f32, see
- * kernels/ops/matmul_f16.ts; master weights, optimizer state and checkpoints stay f32).
+ * kernels/ops/matmul_f16.ts; training attention reads the f16 q, k, v its qkv product stores;
+ * a KV cache created under f16 holds f16 keys and values; master weights, optimizer state and
+ * checkpoints stay f32).
  *
  * @module
  */
