@@ -11,7 +11,8 @@
  * - `plan_150M_n1`, `plan_150M_n16`: ms per environment step of the eval/ planner (KV-cached beam
  *   search, H = 2, K = 4, a 6-timestep window, one readback) with 1 and 16 environments;
  *   `plan_150M_n1_layer5`: the 1-environment step with the 5-dispatch decode layer instead of
- *   the compact 3-dispatch default (models/world_action/kv_cache.ts `decodeDefaults`).
+ *   the compact 3-dispatch default (models/world_action/kv_cache.ts `decodeDefaults`);
+ *   `plan_150M_n1_f16`: the 1-environment step as `eval --precision f16` runs it.
  *
  * Training steps and planning calls run as `pretrain` and `eval` run them: captured once and
  * replayed (train/captured_world_step.ts, eval/captured_planner.ts). With `--profile FILE` (or
@@ -42,6 +43,7 @@ import { captureWorldActionStep } from "../train/captured_world_step.ts";
 import { capturePlanner } from "../eval/captured_planner.ts";
 import { windowTimesteps } from "../eval/context_history.ts";
 import { WamPlanningModel } from "../eval/wam_planning_model.ts";
+import { f16Candidates, F16Shadows } from "../kernels/nn/f16_shadow.ts";
 import { decodeDefaults } from "../models/world_action/kv_cache.ts";
 import { randomPlanningContext, randomSegmentBatch } from "./_bench_data.ts";
 
@@ -51,7 +53,7 @@ const HELP = `gpu_bench — the GPU acceptance figures (compare with .gpu/torch_
 
   --json FILE   also write the figures as JSON (keys matmul_4096_fp32 in TFLOP/s,
                 train_40M_fp32, train_150M_fp32, train_40M_f16, train_150M_f16, plan_150M_n1,
-                plan_150M_n16, plan_150M_n1_layer5 in ms, device)
+                plan_150M_n16, plan_150M_n1_layer5, plan_150M_n1_f16 in ms, device)
   --quick       small shapes for CPU adapters (matmul_512_fp32, train_tiny_fp32, train_tiny_f16,
                 plan_tiny_n1)
   --profile FILE  GPU time per kernel of one more step of each case (timestamp queries), as
@@ -202,11 +204,16 @@ async function trainMs(name: ConfigName, B: number, reps: number, f16 = false): 
  * captured and replayed as `eval` runs it: past tokens, tasks and valid actions from the host,
  * the current observation's tokens on the GPU, one readback of the decisions.
  */
-async function planMs(name: ConfigName, N: number, reps: number): Promise<number> {
+async function planMs(name: ConfigName, N: number, reps: number, f16 = false): Promise<number> {
   const cfg = worldActionConfig(name);
   const model = new WorldActionModel(cfg).eval();
+  // f16: as `eval --precision f16` (f16 weight copies in the products, an f16 KV cache).
+  if (f16) new F16Shadows(f16Candidates(model.parameters()));
   const H = 2, K = 4;
-  const plan = capturePlanner(new WamPlanningModel(model), { horizon: H, beamWidth: K });
+  const plan = capturePlanner(
+    new WamPlanningModel(model, { cacheDtype: f16 ? "f16" : "f32" }),
+    { horizon: H, beamWidth: K },
+  );
   const w = windowTimesteps(cfg.timesteps, H); // 6, torch_reference.py's window
   const O = cfg.obsTokens;
   const toks = randomPlanningContext(N, w, O, cfg.obsVocab);
@@ -231,7 +238,7 @@ async function planMs(name: ConfigName, N: number, reps: number): Promise<number
   try {
     const ms = await timed(once, 3, reps);
     for (const f of plan.stats().fallbacks) console.log(`  (ran eagerly: ${f})`);
-    await profile(`plan_${name}_n${N}`, once);
+    await profile(`plan_${name}_n${N}${f16 ? "_f16" : ""}`, once);
     return ms;
   } finally {
     plan.dispose();
@@ -264,6 +271,9 @@ if (quick) {
   decodeDefaults.compactLayer = false;
   await figure("plan_150M_n1_layer5", () => planMs("150M", 1, 10), "ms/env step");
   decodeDefaults.compactLayer = layer;
+  if (rt.ctx.hasF16) {
+    await figure("plan_150M_n1_f16", () => planMs("150M", 1, 10, true), "ms/env step");
+  }
 }
 if (values.json) console.log(`wrote ${values.json}`);
 if (Object.values(out).some((v) => v === null)) Deno.exit(1);
