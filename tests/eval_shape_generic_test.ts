@@ -32,6 +32,9 @@ import {
   sum,
 } from "../kernels/ops/mod.ts";
 import { conv2d } from "../kernels/ops/conv.ts";
+import { registerF16Shadow, unregisterF16Shadow } from "../kernels/ops/matmul_f16.ts";
+import { qkvAttentionProj } from "../kernels/ops/qkv_attention_proj.ts";
+import { sumPartsMlpUp } from "../kernels/ops/sum_parts_mlp_up.ts";
 import { groupNorm } from "../kernels/ops/group_norm.ts";
 import { attentionForwardRef } from "./helpers/attention_reference.ts";
 import { conv2dRef, groupNormRef } from "./helpers/cpu_tokenizer_ops.ts";
@@ -268,6 +271,91 @@ Deno.test({
           }
         }
       });
+    }
+  },
+});
+
+Deno.test({
+  name: "decode kernels on f16 weight copies, inference: after the first step no N, t or " +
+    "start compiles",
+  ignore: !rt.ctx.hasF16,
+  ...GPU_TEST,
+  fn: async () => {
+    // A decode layer of H = 2 heads of D = 68 (d = 272 > 256: the skinny products) whose
+    // weights have registered f16 copies (`--precision f16`), on an f16 cache: both layers'
+    // kernels (ln1 + qkv + KV write, attention + proj; the compact qkvAttentionProj and
+    // sumPartsMlpUp; fc1 and fc2 + residual) for several N, t and start. The compact kernel's
+    // partials equal the 5-dispatch kernels' (f16 weights both; values:
+    // tests/decode_f16_weights_test.ts).
+    const [H, D, cap] = [2, 68, 16];
+    const d = H * D, F = 4 * d;
+    const mk = (n: number, k: number, seed: number) => {
+      const data = f32(randArray(n * k, seed, -0.1, 0.1));
+      const master = tensor(data, [n, k]);
+      registerF16Shadow(master, tensor(data, [n, k], "f16"));
+      return master;
+    };
+    const wq = mk(3 * d, d, 41), wp = mk(d, d, 42), w1 = mk(F, d, 43), w2 = mk(d, F, 44);
+    const vec = (n: number, seed: number, lo = -1, hi = 1) =>
+      tensor(f32(randArray(n, seed, lo, hi)), [n]);
+    const [g, b, bq, bp, b1, b2] = [
+      vec(d, 45, 0.5, 1.5),
+      vec(d, 46),
+      vec(3 * d, 47),
+      vec(d, 48),
+      vec(F, 49),
+      vec(d, 50),
+    ];
+    try {
+      for (const [i, [N, t, start]] of [[2, 1, 3], [3, 1, 7], [1, 2, 4], [5, 1, 10]].entries()) {
+        const past = f32(randArray(N * start * 3 * d, 51 + i));
+        const x = f32(randArray(N * t * d, 52 + i, -2, 2));
+        let got: Float32Array[] = [];
+        const n = await compiles(async () => {
+          const outs = noGrad(() =>
+            tidy(() => {
+              const caches = [0, 1].map(() => {
+                const c = Tensor.empty([2, N, H, cap, D], "f16");
+                appendKv(tensor(past, [N, start, 3 * d]), c, 0);
+                return c;
+              });
+              const xs = tensor(x, [N, t, d]);
+              const ln = { weight: g, bias: b };
+              const qkv = matmul(xs, wq, {
+                transB: true,
+                bias: bq,
+                layerNorm: ln,
+                kvCache: { cache: caches[0], start },
+              });
+              const parts = cachedAttentionProj(qkv, caches[0], start, wp);
+              const compact = qkvAttentionProj(xs, caches[1], start, {
+                lnWeight: g,
+                lnBias: b,
+                lnEps: 1e-5,
+                qkvWeight: wq,
+                qkvBias: bq,
+                projWeight: wp,
+              });
+              const { h, u } = sumPartsMlpUp(compact.view([H, N, t, d]), xs, bp, ln, {
+                w1,
+                b1,
+                activation: "gelu_erf",
+              });
+              const y = matmul(u, w2, { transB: true, bias: b2, residual: h });
+              return [parts, compact, y];
+            })
+          );
+          got = await readAll(outs) as Float32Array[];
+          outs.forEach((o) => o.dispose());
+        });
+        const what = `f16 weights N=${N} t=${t} start=${start}`;
+        if (i > 0) assert.equal(n, 0, `${what}: compiled ${n} pipelines`);
+        const [parts, compact, y] = got;
+        close(compact, parts, 4e-3, `${what}: compact vs 5-dispatch partials`);
+        assert.ok(y.every(Number.isFinite), `${what}: finite`);
+      }
+    } finally {
+      for (const w of [wq, wp, w1, w2]) unregisterF16Shadow(w);
     }
   },
 });

@@ -45,7 +45,8 @@ export function skinnyRowsKernel(sp: MatmulSpec, limits: MatmulLimits): Kernel |
   const kv = sp.kvWrite;
   const kind = `${sp.N}|${sp.K}|${sp.transB}|${sp.bias}|${sp.activation}|${sp.residual}|` +
     `${sp.accumulate}|${sp.lnEps}|${sp.lnAct}|${sp.sumParts}|` +
-    (kv ? `${kv.heads},${kv.headSize},${kv.cap}${kv.dtype ? `,${kv.dtype}` : ""}` : "");
+    (kv ? `${kv.heads},${kv.headSize},${kv.cap}${kv.dtype ? `,${kv.dtype}` : ""}` : "") +
+    (sp.bHalf ? "|w16" : "");
   const kernel = bucketKernel(sp, skinnyRowBucket(sp.M), kind, limits);
   if (kernel && !warmed.has(kind)) {
     warmed.add(kind);

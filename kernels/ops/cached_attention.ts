@@ -18,7 +18,10 @@
  * - `cachedAttentionProj`: the same attention, then each head's output times its slice of the
  *   output projection: per-head partial products [H, N*t, d] whose sum over heads is
  *   proj(attention) without the bias; the next matmul sums them in its prologue (matmul.ts
- *   `matmulSumParts`), so attention and proj take one dispatch.
+ *   `matmulSumParts`), so attention and proj take one dispatch. Where the weight has an f16
+ *   copy (`--precision f16`, matmul_f16.ts `f16ShadowOf`) that copy is read (vec4<f16>,
+ *   widened) and the attention output is rounded to f16 before the product, as the f16
+ *   product rounds its A.
  * - `gatherCache`: a new cache whose sequence m copies sequence parents[m] (positions
  *   < length only): beam-search branching without recomputing the shared prefix.
  *
@@ -34,6 +37,8 @@ import { runtime } from "../core/runtime.ts";
 import { constTensor, Tensor } from "../core/tensor.ts";
 import { f32 } from "../codegen/wgsl.ts";
 import { toHalf4 } from "../codegen/half.ts";
+import { ROUND_HALF4_WGSL } from "../codegen/matmul/f16.ts";
+import { f16ShadowOf } from "./matmul_f16.ts";
 import { genericKernel } from "./dims.ts";
 import { SKINNY_WORKGROUPS } from "../codegen/matmul/skinny.ts";
 import { checkIndices } from "./gather.ts";
@@ -208,7 +213,11 @@ function attend(
   const blocks = weight ? projBlocks(rows * H, d) : 1;
   const W = WG_ATT;
   // N, t, start and the column blocks come from the uniform {start, start + t, N, blocks}.
-  const key = `ca|${H}|${cap}|${D4}|${s}|${!!weight}${half ? "|f16" : ""}`;
+  // The proj weight's f16 copy where the f16 products read one (`--precision f16`): the
+  // attention output is rounded to f16 before the product, as the f16 product rounds A.
+  const wCopy = weight && weight.dtype === "f32" ? f16ShadowOf(weight) : undefined;
+  const wh = !!wCopy;
+  const key = `ca|${H}|${cap}|${D4}|${s}|${!!weight}${half ? "|f16" : ""}${wh ? "|w16" : ""}`;
   const kernel = genericKernel(key, rows * H * blocks, () => {
     const G = Math.floor(W / D4); // key groups in the value pass
     // An f16 cache is widened on load: scores, softmax and the weighted sum stay f32.
@@ -219,12 +228,14 @@ function attend(
     for (let c = 0; c < D4; c++) {
       qLoads.push(`  let q${c} = qkv[qb + ${c}u];`);
       dot.push(`dot(q${c}, ${load(`kb + ${c}u`)})`);
-      projDot.push(`dot(ys[${c}u], wp[wb + ${c}u])`);
+      projDot.push(
+        wh ? `dot(ys[${c}u], vec4<f32>(wp[wb + ${c}u]))` : `dot(ys[${c}u], wp[wb + ${c}u])`,
+      );
     }
     // Plain: thread c of key group 0 stores its chunk. Proj: the chunks go to workgroup memory,
     // then thread j of the block takes its columns j, j + W, ...: out[h, r, col] (one writer).
     const finish = weight
-      ? `  if (g == 0u) { ys[c] = o / total; }
+      ? `  if (g == 0u) { ys[c] = ${wh ? "rh4(o / total)" : "o / total"}; }
   workgroupBarrier();
   let width = (${d}u + prm.p3 - 1u) / prm.p3;
   let end = min(${d}u, (blk + 1u) * width);
@@ -233,12 +244,16 @@ function attend(
     out[(h * rows + r) * ${d}u + col] = ${projDot.join(" + ")};
   }`
       : `  if (g == 0u) { out[r * ${H * D4}u + h * ${D4}u + c] = o / total; }`;
-    const code = `${half ? "enable f16;\n" : ""}${PARAMS}
+    const code = `${half || wh ? "enable f16;\n" : ""}${PARAMS}
 @group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> kv: array<vec4<${half ? "f16" : "f32"}>>;
 @group(0) @binding(2) var<storage, read_write> out: array<${weight ? "f32" : "vec4<f32>"}>;
 @group(0) @binding(3) var<uniform> prm: Params;
-${weight ? "@group(0) @binding(4) var<storage, read> wp: array<vec4<f32>>;" : ""}
+${
+      weight
+        ? `@group(0) @binding(4) var<storage, read> wp: array<vec4<${wh ? "f16" : "f32"}>>;`
+        : ""
+    }${wh ? `\n${ROUND_HALF4_WGSL}` : ""}
 var<workgroup> sc: array<f32, ${cap}>;
 var<workgroup> red: array<f32, ${W}>;
 var<workgroup> part: array<vec4<f32>, ${W}>;
@@ -304,11 +319,11 @@ ${qLoads.join("\n")}
 ${finish}
 }
 `;
-    return { code, label: half ? `${op} f16` : op };
+    return { code, label: `${op}${half ? " f16" : ""}${wh ? " w16" : ""}` };
   }, dynGrid);
   const prm = genericParams(start, t, N, blocks);
   const bufs = [qkv.buffer, cache.buffer, out.buffer, prm.buffer];
-  if (weight) bufs.push(weight.buffer);
+  if (weight) bufs.push((wCopy ?? weight).buffer);
   runtime().dispatch(kernel, bufs);
   prm.dispose();
   return out;

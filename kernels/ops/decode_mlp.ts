@@ -16,6 +16,7 @@ import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
 import type { EpilogueActivation } from "../codegen/activation.ts";
 import { type FusedMlpSpec, generateFusedMlp, planFusedMlp } from "../codegen/matmul/fused_mlp.ts";
+import { f16ShadowOf } from "./matmul_f16.ts";
 
 /** Weights of the fused MLP (a pre-LN block's ln2, fc1 and fc2; fc2's bias is the caller's). */
 export interface MlpWeights {
@@ -82,11 +83,15 @@ export function mlpSumParts(
   check("b1", w.b1, [F]);
   check("w2", w.w2, [N, F]);
   const spec: FusedMlpSpec = { M, K, F, N, P, activation: w.activation, lnEps: w.lnEps };
-  const key = `fmlp|${M}|${K}|${F}|${N}|${P}|${w.activation}|${w.lnEps}`;
+  // f16 copies of both weights (`--precision f16`: the ones the f16 products read).
+  const c1 = f16ShadowOf(w.w1), c2 = f16ShadowOf(w.w2);
+  if (c1 && c2) spec.wHalf = true;
+  const key = `fmlp|${M}|${K}|${F}|${N}|${P}|${w.activation}|${w.lnEps}` +
+    (spec.wHalf ? "|w16" : "");
   const kernel = planCache(key, () => {
     const shape = planFusedMlp(spec, limits());
     if (!shape) return null;
-    const label = `mlp ${M}x${K}x${F}x${N} parts${P} ${w.activation}`;
+    const label = `mlp ${M}x${K}x${F}x${N} parts${P} ${w.activation}${spec.wHalf ? " w16" : ""}`;
     return { code: generateFusedMlp(spec, shape, label), label, workgroups: [shape.G, 1, 1] };
   });
   if (!kernel) throw new Error(`mlpSumParts: ${M} x ${K} -> ${F} -> ${N} does not fuse here`);
@@ -99,9 +104,9 @@ export function mlpSumParts(
     pbias.buffer,
     w.lnWeight.buffer,
     w.lnBias.buffer,
-    w.w1.buffer,
+    (spec.wHalf ? c1! : w.w1).buffer,
     w.b1.buffer,
-    w.w2.buffer,
+    (spec.wHalf ? c2! : w.w2).buffer,
     h.buffer,
     out.buffer,
   ]);

@@ -3,6 +3,11 @@
  *
  * A 2-D right operand (a weight) with a non-transposed left operand folds the left's batch
  * axes into M: one big GEMM, and the weight's gradient sums over the batch for free.
+ *
+ * Under `--precision f16` the fused decode products (layer-norm, partial-sum and KV-cache
+ * prologues/epilogues) and the f16 path's decode shapes (<= 16 rows, inference) run the skinny
+ * kernel on the weight's registered f16 copy (`MatmulSpec.bHalf`; the copy the f16 products
+ * read, matmul_f16.ts): half the bytes of the weight stream that bounds a decode step.
  */
 import { isGradEnabled, record } from "../core/autograd.ts";
 import {
@@ -23,7 +28,7 @@ import { layerNorm } from "./norm.ts";
 import { isSkinny, skinnyFits } from "../codegen/matmul/skinny.ts";
 import { appendKv, cacheParams } from "./cached_attention.ts";
 import { skinnyRowsKernel } from "./_skinny_rows.ts";
-import { matmulF16, usesF16 } from "./matmul_f16.ts";
+import { f16ShadowOf, matmulF16, usesF16 } from "./matmul_f16.ts";
 import { matmulGeometry, sumBatchTo, unfusedEpilogue } from "./_matmul_common.ts";
 
 /** Transposition flags of `matmul`. */
@@ -74,7 +79,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   if (opts.layerNorm) return matmulLayerNorm(a, b, opts, opts.layerNorm);
   // f16 storage, f32 accumulation (ops/matmul_f16.ts): f16 operands, an f16 weight copy or
   // precision f16.
-  if (usesF16(a, b)) return matmulF16(a, b, opts);
+  if (usesF16(a, b)) return skinnyHalf(a, b, opts) ?? matmulF16(a, b, opts);
   const { spec, outShape, N } = specOf(a, b, opts);
   const { activation, residual } = opts;
   if (residual && residual.shape.join() !== outShape.join()) {
@@ -141,8 +146,46 @@ function matmulLayerNorm(
   spec.residual = !!opts.residual;
   spec.lnEps = eps;
   spec.lnAct = ln.activation;
+  const hb = halfCopy(b, spec);
   const out = Tensor.empty(outShape, "f32");
-  run(spec, a, b, out, opts.bias ?? null, null, opts.residual ?? null, [ln.weight, ln.bias]);
+  run(spec, a, hb, out, opts.bias ?? null, null, opts.residual ?? null, [ln.weight, ln.bias]);
+  return out;
+}
+
+/**
+ * The weight a fused decode product reads: the f16 copy of `b` registered for the f16
+ * products (matmul_f16.ts `registerF16Shadow`, `--precision f16`; the same copy, refreshed
+ * after each optimizer step), marking `spec.bHalf`; else `b` itself (f32: spec unchanged).
+ */
+function halfCopy(b: Tensor, spec: MatmulSpec): Tensor {
+  const copy = b.dtype === "f32" ? f16ShadowOf(b) : undefined;
+  if (!copy) return b;
+  spec.bHalf = true;
+  return copy;
+}
+
+/**
+ * An f16-path product (`matmul_f16.ts`) at a decode shape (inference, <= 16 rows, long K) on
+ * the skinny kernel with the weight's f16 copy: `matmulF16`'s values (A rounded to f16 on
+ * load, the f16 copy of B, f32 sums; only the summation order differs) in one dispatch whose
+ * threads loop over at most 16 k-slices, where the tiled f16 kernel loops over all of K.
+ * Null where it does not apply (then `matmulF16` runs).
+ */
+function skinnyHalf(a: Tensor, b: Tensor, opts: MatmulOptions): Tensor | null {
+  const { bias, residual } = opts;
+  if (
+    a.dtype !== "f32" || b.dtype !== "f32" || !f16ShadowOf(b) || isGradEnabled() ||
+    opts.transA || opts.splitK !== undefined || (bias && bias.dtype !== "f32") ||
+    (residual && residual.dtype !== "f32")
+  ) return null;
+  const { spec, outShape } = specOf(a, b, opts);
+  if (residual && residual.shape.join() !== outShape.join()) return null;
+  spec.activation = opts.activation;
+  spec.residual = !!residual;
+  const hb = halfCopy(b, spec);
+  if (!skinnyRowsKernel(spec, runtime().ctx.limits)) return null;
+  const out = Tensor.empty(outShape, "f32");
+  run(spec, a, hb, out, bias ?? null, null, residual ?? null);
   return out;
 }
 
@@ -204,12 +247,13 @@ function matmulKv(
     appendKv(out, kv.cache, kv.start);
     return out;
   }
+  const hb = halfCopy(b, spec);
   const out = Tensor.empty(outShape, "f32");
   const prm = cacheParams(kv.start, kv.start + kvw.t);
   run(
     spec,
     a,
-    b,
+    hb,
     out,
     opts.bias ?? null,
     null,
@@ -292,13 +336,14 @@ export function matmulSumParts(
     const h = add(add(residual, bias), sum(parts, 0));
     return { out: matmul(h, b, opts), h };
   }
+  const hb = halfCopy(b, spec);
   const out = Tensor.empty(outShape, "f32");
   const h = Tensor.empty(residual.shape, "f32");
   const prm = kv ? cacheParams(kv.start, kv.start + kvw!.t) : null;
   run(
     spec,
     parts,
-    b,
+    hb,
     out,
     opts.bias ?? null,
     null,
@@ -408,7 +453,8 @@ function run(
   const plan = planCache(
     `mm|${sp.batch}|${sp.M}|${sp.N}|${sp.K}|${sp.transA}|${sp.transB}|${sp.aBatchStride}|` +
       `${sp.bBatchStride}|${sp.bias}|${sp.splitK}|${sp.sumK}|${sp.activation}|${sp.residual}|` +
-      `${sp.lnEps}|${sp.lnAct}|${sp.sumParts}|${JSON.stringify(sp.kvWrite ?? null)}`,
+      `${sp.lnEps}|${sp.lnAct}|${sp.sumParts}|${JSON.stringify(sp.kvWrite ?? null)}` +
+      (sp.bHalf ? "|w16" : ""),
     () => planMatmul(sp, rt.ctx.limits),
   );
   if (plan.splitK) {

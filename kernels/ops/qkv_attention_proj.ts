@@ -21,6 +21,11 @@
  * `obs`, into `tokens`, and the embedding row into `x` (the layer's residual). This replaces
  * the greedy-token dispatch of every imagined observation token.
  *
+ * f16 weights (`--precision f16`: both weights have the f16 copies the f16 products read,
+ * matmul_f16.ts `f16ShadowOf`): wq and wp are read as vec4<f16> and widened; the normalized
+ * rows and the attention output are rounded to f16 before their products (the f16 product's
+ * rule), so the kernel matches the 5-dispatch kernels on the same copies.
+ *
  * Numerics: the same formulas as the unfused path; the products' reduction order differs (K
  * split over S = 16 k-groups, partials summed in a fixed order), so values agree to f32
  * rounding (tests/decode_compact_layer_test.ts bounds them against float64).
@@ -40,6 +45,8 @@ import { runtime } from "../core/runtime.ts";
 import { constTensor, Tensor } from "../core/tensor.ts";
 import { f32 } from "../codegen/wgsl.ts";
 import { toHalf4 } from "../codegen/half.ts";
+import { ROUND_HALF4_WGSL } from "../codegen/matmul/f16.ts";
+import { f16ShadowOf } from "./matmul_f16.ts";
 import { genericKernel } from "./dims.ts";
 
 /** The weights of a decode layer's first half (a pre-LN block's ln1, attn.qkv and attn.proj). */
@@ -171,11 +178,15 @@ export function qkvAttentionProj(
   const out = Tensor.empty([H, rows, d]);
   if (rows === 0) return out;
   const half = cache.dtype === "f16";
+  // f16 weight copies (`--precision f16`: the ones the f16 products read), both or neither.
+  const qkvCopy = f16ShadowOf(w.qkvWeight), projCopy = f16ShadowOf(w.projWeight);
+  const wh = !!qkvCopy && !!projCopy;
   const s = 1 / Math.sqrt(D);
-  const key = `qap|${d}|${H}|${cap}|${w.lnEps}|${half}|${greedy ? `${V},${O}` : ""}`;
+  const key = `qap|${d}|${H}|${cap}|${w.lnEps}|${half}|${greedy ? `${V},${O}` : ""}` +
+    (wh ? "|w16" : "");
   const kernel = genericKernel(key, N * H, () => ({
-    code: generate(d, H, cap, w.lnEps, s, half, p, greedy ? { V, O } : null),
-    label: op,
+    code: generate(d, H, cap, w.lnEps, s, half, p, greedy ? { V, O } : null, wh),
+    label: wh ? `${op} w16` : op,
   }));
   // {start, start + t, N, column} (a shared constant: steps upload nothing).
   const prm = constTensor(
@@ -187,10 +198,10 @@ export function qkvAttentionProj(
     x.buffer,
     w.lnWeight.buffer,
     w.lnBias.buffer,
-    w.qkvWeight.buffer,
+    (wh ? qkvCopy! : w.qkvWeight).buffer,
     w.qkvBias.buffer,
     cache.buffer,
-    w.projWeight.buffer,
+    (wh ? projCopy! : w.projWeight).buffer,
     out.buffer,
     prm.buffer,
   ];
@@ -213,6 +224,7 @@ function generate(
   half: boolean,
   { T, S }: Plan,
   greedy: { V: number; O: number } | null,
+  wh = false,
 ): string {
   const D = d / H, D4 = D / 4, K4 = d / 4, C3 = 3 * D;
   const CT = T / S; // column threads of the qkv product
@@ -245,7 +257,8 @@ function generate(
     accs.push(
       `    let wr${jj} = ((j${jj} / ${D}u) * ${d}u + h * ${D}u + j${jj} % ${D}u) * ${K4}u;`,
     );
-    body.push(`        a${jj} += dot(xv, wq[wr${jj} + q]);`);
+    const wv = wh ? `vec4<f32>(wq[wr${jj} + q])` : `wq[wr${jj} + q]`;
+    body.push(`        a${jj} += dot(xv, ${wv});`);
     const st = `red[j${jj} * ${S}u + kg] = a${jj};`;
     spill.push(full ? `    ${st}` : `    if (ct + ${jj * CT}u < ${C3}u) { ${st} }`);
   }
@@ -256,7 +269,14 @@ function generate(
       `    let q${c} = vec4<f32>(qkvs[${4 * c}u], qkvs[${4 * c + 1}u], ` +
       `qkvs[${4 * c + 2}u], qkvs[${4 * c + 3}u]);`,
   );
-  const projDot = Array.from({ length: D4 }, (_, c) => `dot(ys[${c}u], wp[wb + ${c}u])`);
+  const projDot = Array.from(
+    { length: D4 },
+    (_, c) => wh ? `dot(ys[${c}u], vec4<f32>(wp[wb + ${c}u]))` : `dot(ys[${c}u], wp[wb + ${c}u])`,
+  );
+  // f16 weights: the normalized rows and the attention output are rounded to f16 as the f16
+  // product rounds its A (identity for f32 weights).
+  const rnd = (v: string) => wh ? `rh4(${v})` : v;
+  const WT = wh ? "f16" : "f32";
   const g = greedy;
   const greedyDecl = !g ? "" : `
 @group(0) @binding(9) var<storage, read> logits: array<f32>;
@@ -310,16 +330,16 @@ var<workgroup> si: array<u32, ${T}>;`;
       s0 += dot(v, vec4<f32>(1.0));
     }`;
   return `// qkvAttentionProj: d ${d}, ${H} heads, ${T} threads, ${S} k-groups
-${half ? "enable f16;\n" : ""}struct Params { start: u32, length: u32, p2: u32, p3: u32 }
+${half || wh ? "enable f16;\n" : ""}struct Params { start: u32, length: u32, p2: u32, p3: u32 }
 @group(0) @binding(0) var<storage, ${g ? "read_write" : "read"}> x_g: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> gam: array<vec4<f32>, ${K4}>;
 @group(0) @binding(2) var<storage, read> bet: array<vec4<f32>, ${K4}>;
-@group(0) @binding(3) var<storage, read> wq: array<vec4<f32>, ${3 * d * K4}>;
+@group(0) @binding(3) var<storage, read> wq: array<vec4<${WT}>, ${3 * d * K4}>;
 @group(0) @binding(4) var<storage, read> bq: array<f32, ${3 * d}>;
 @group(0) @binding(5) var<storage, read_write> kv: array<vec4<${KT}>>;
-@group(0) @binding(6) var<storage, read> wp: array<vec4<f32>, ${d * K4}>;
+@group(0) @binding(6) var<storage, read> wp: array<vec4<${WT}>, ${d * K4}>;
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
-@group(0) @binding(8) var<uniform> prm: Params;${greedyDecl}
+@group(0) @binding(8) var<uniform> prm: Params;${greedyDecl}${wh ? `\n${ROUND_HALF4_WGSL}` : ""}
 var<workgroup> xs: array<vec4<f32>, ${K4}>;
 var<workgroup> qkvs: array<f32, ${C3}>;
 var<workgroup> sc: array<f32, ${cap}>;
@@ -354,7 +374,7 @@ ${tree("s0", add, "s1")}
 ${tree("ss", add, "ss1")}
     let rstd = inverseSqrt(ss1 / ${d}.0 + ${f32(eps)});
     for (var q = lid; q < ${K4}u; q += ${T}u) {
-      xs[q] = (xs[q] - vec4<f32>(mean)) * rstd * gam[q] + bet[q];
+      xs[q] = ${rnd("(xs[q] - vec4<f32>(mean)) * rstd * gam[q] + bet[q]")};
     }
     workgroupBarrier();
     // q, k, v of head h: thread (kg, ct) sums chunks kg, kg + S, ... of its columns.
@@ -419,7 +439,7 @@ ${tree("l", add, "total")}
         let b = 4u * (lid + k * ${D4}u);
         o += vec4<f32>(red[b], red[b + 1u], red[b + 2u], red[b + 3u]);
       }
-      ys[lid] = o / total;
+      ys[lid] = ${rnd("o / total")};
     }
     workgroupBarrier();
     // The head's partial of the output projection: columns lid, lid + T, ...

@@ -12,6 +12,10 @@
  * k-order differs from the skinny matmul's (f32 rounding). The layer's third dispatch is fc2 +
  * bias + residual h (a skinny matmul, as before).
  *
+ * f16 weights (`--precision f16`: fc1's registered f16 copy, matmul_f16.ts `f16ShadowOf`):
+ * W1 is read as vec4<f16> and widened, the normalized rows rounded to f16 (the f16 product's
+ * rule); h, the statistics and the sums stay f32.
+ *
  * Rows are read at run time (a `dims` uniform) and run in blocks of up to 8 (the staged rows
  * of a block must fit workgroup memory: 8 x 768 floats for JOWA-150M), so one pipeline serves
  * every number of environments and beams.
@@ -50,6 +54,8 @@ import { f32 } from "../codegen/wgsl.ts";
 import { activationWgsl, type EpilogueActivation } from "../codegen/activation.ts";
 import { dimsBuffer, GENERIC_BUILTINS, GENERIC_LINEAR } from "./dims.ts";
 import type { NormParams } from "./sum_parts_norm.ts";
+import { ROUND_HALF4_WGSL } from "../codegen/matmul/f16.ts";
+import { f16ShadowOf } from "./matmul_f16.ts";
 
 /** Threads per workgroup (the sum_parts_norm.ts width for d <= 1024, so its reduction order). */
 const T = 256;
@@ -133,9 +139,12 @@ export function sumPartsMlpUp(
     throw new Error(`${op}: rows of ${d} -> ${F} (${P} parts) do not fit a workgroup`);
   }
   const eps = ln.eps ?? 1e-5;
-  const kernel = planCache(`spmu|${P}|${d}|${F}|${eps}|${w.activation}`, () => {
-    const label = `sumPartsMlpUp ${d}x${F} parts${P} ${w.activation}`;
-    const code = generate(p, P, d, F, eps, w.activation, label);
+  // fc1's f16 copy where the f16 products read one (`--precision f16`).
+  const copy = f16ShadowOf(w.w1);
+  const wh = !!copy;
+  const kernel = planCache(`spmu|${P}|${d}|${F}|${eps}|${w.activation}${wh ? "|w16" : ""}`, () => {
+    const label = `sumPartsMlpUp ${d}x${F} parts${P} ${w.activation}${wh ? " w16" : ""}`;
+    const code = generate(p, P, d, F, eps, w.activation, label, wh);
     return { code, label, workgroups: [p.blocks, 1, 1] as [number, number, number] };
   });
   const h = Tensor.empty(residual.shape, "f32");
@@ -146,7 +155,7 @@ export function sumPartsMlpUp(
     bias.buffer,
     ln.weight.buffer,
     ln.bias.buffer,
-    w.w1.buffer,
+    (copy ?? w.w1).buffer,
     w.b1.buffer,
     h.buffer,
     u.buffer,
@@ -163,6 +172,7 @@ function generate(
   eps: number,
   act: EpilogueActivation,
   label: string,
+  wh = false,
 ): string {
   const K4 = d / 4, CT = T / S, NJ = Math.ceil(Cb / CT), iters = Math.ceil(K4 / S), S4 = S / 4;
   const adds = Array.from({ length: P }, (_, p) => `      v += parts[${p}u * mk4 + g];`);
@@ -179,7 +189,8 @@ function generate(
   for (let jj = 0; jj < NJ; jj++) {
     decl.push(`    let col${jj} = min(c0 + ct + ${jj * CT}u, ${F - 1}u);`);
     const partial = (jj + 1) * CT > Cb;
-    body.push(`        let w${jj} = w1[col${jj} * ${K4}u + q];`);
+    const wv = `w1[col${jj} * ${K4}u + q]`;
+    body.push(`        let w${jj} = ${wh ? `vec4<f32>(${wv})` : wv};`);
     for (let m = 0; m < R; m++) {
       decl.push(`    var a${m}_${jj} = 0.0;`);
       body.push(`        a${m}_${jj} += dot(wm[${m * K4}u + q], w${jj});`);
@@ -193,18 +204,20 @@ function generate(
     { length: S4 },
     (_, k) => `        { let p = wm[b + ${k}u]; acc += p.x; acc += p.y; acc += p.z; acc += p.w; }`,
   );
+  // f16 weights: the normalized rows are rounded to f16 as the f16 product rounds its A.
+  const norm = "(wm[o + q] - vec4<f32>(mean)) * rstd * gam[q] + bet[q]";
   return `// ${label}: rows in blocks of ${R}, ${Cb} columns x ${S} k-groups per workgroup
-@group(0) @binding(0) var<storage, read> parts: array<vec4<f32>>;
+${wh ? "enable f16;\n" : ""}@group(0) @binding(0) var<storage, read> parts: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> res: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> pbias: array<vec4<f32>, ${K4}>;
 @group(0) @binding(3) var<storage, read> gam: array<vec4<f32>, ${K4}>;
 @group(0) @binding(4) var<storage, read> bet: array<vec4<f32>, ${K4}>;
-@group(0) @binding(5) var<storage, read> w1: array<vec4<f32>, ${F * K4}>;
+@group(0) @binding(5) var<storage, read> w1: array<vec4<${wh ? "f16" : "f32"}>, ${F * K4}>;
 @group(0) @binding(6) var<storage, read> b1: array<f32, ${F}>;
 @group(0) @binding(7) var<storage, read_write> h_out: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read_write> u_out: array<f32>;
 @group(0) @binding(9) var<uniform> dims: vec4<u32>;
-${activationWgsl(act)}
+${activationWgsl(act)}${wh ? ROUND_HALF4_WGSL : ""}
 // A block's staged rows (R x K4 vec4), then its fc1 partials (R x Cb x S floats): aliased.
 var<workgroup> wm: array<vec4<f32>, ${words}>;
 var<workgroup> red: array<f32, ${T}>;
@@ -244,7 +257,7 @@ ${tree("s", "s1")}
 ${tree("ss", "ss1")}
       let rstd = inverseSqrt(ss1 / ${d}.0 + ${f32(eps)});
       for (var q = lid; q < ${K4}u; q += ${T}u) {
-        wm[o + q] = (wm[o + q] - vec4<f32>(mean)) * rstd * gam[q] + bet[q];
+        wm[o + q] = ${wh ? `rh4(${norm})` : norm};
       }
       workgroupBarrier();
     }

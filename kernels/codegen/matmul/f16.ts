@@ -67,6 +67,15 @@ export const ROUND_HALF_WGSL = `fn rh(x: f32) -> f32 {
 `;
 
 /**
+ * {@link ROUND_HALF_WGSL} plus `rh4(v)`, its vec4 form: where a kernel outside this file (the
+ * decode kernels' f16-weight variants) rounds its activations as this product loads them.
+ */
+export const ROUND_HALF4_WGSL = `${ROUND_HALF_WGSL}fn rh4(v: vec4<f32>) -> vec4<f32> {
+  return vec4<f32>(rh(v.x), rh(v.y), rh(v.z), rh(v.w));
+}
+`;
+
+/**
  * Rows of a workgroup's output tile: 64, or 16 for a shape-generic product of at most 16 rows
  * (its row bucket, codegen/matmul/plan.ts `dynamicMBucket`).
  */

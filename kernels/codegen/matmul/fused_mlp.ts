@@ -17,6 +17,9 @@
  * staged in workgroup memory once per row block; rows run in blocks of R when R x K floats do
  * not fit (as the skinny kernel's staged prologue).
  *
+ * f16 weights (`spec.wHalf`, `--precision f16`): W1 and W2 are their f16 copies, widened on
+ * load; the normalized rows and act(u) are rounded to f16 as the f16 product rounds its A.
+ *
  * Cost note: each workgroup reads W1 and W2 slices once (both weights are streamed exactly
  * once per dispatch), but every reader of the G partials re-reads G x M x N floats, so C is
  * chosen large (64) to keep G small.
@@ -25,6 +28,7 @@
  */
 import { activationWgsl, type EpilogueActivation } from "../activation.ts";
 import { f32 } from "../wgsl.ts";
+import { ROUND_HALF4_WGSL } from "./f16.ts";
 
 /** Sizes of a fused decode MLP. */
 export interface FusedMlpSpec {
@@ -40,6 +44,8 @@ export interface FusedMlpSpec {
   P: number;
   activation: EpilogueActivation;
   lnEps: number;
+  /** W1 and W2 stored f16 (the weights' f16 copies); absent: f32, the WGSL of before. */
+  wHalf?: boolean;
 }
 
 /** Workgroup shape: C fc1 columns and S k-groups per workgroup, rows in blocks of R. */
@@ -98,21 +104,25 @@ export function generateFusedMlp(spec: FusedMlpSpec, shape: FusedMlpShape, label
   const qIters = Math.ceil(K4 / S);
   const statIters = Math.ceil(K4 / T);
   const o: string[] = [];
+  const wh = !!spec.wHalf;
+  const WT = wh ? "f16" : "f32";
+  if (wh) o.push("enable f16;");
   o.push(`// ${label}: fused decode MLP, ${C} fc1 columns x ${S} k-groups, ${G} partials`);
   o.push(`@group(0) @binding(0) var<storage, read> parts_g: array<vec4<f32>, ${P * MK4}>;`);
   o.push(`@group(0) @binding(1) var<storage, read> res_g: array<vec4<f32>, ${MK4}>;`);
   o.push(`@group(0) @binding(2) var<storage, read> pbias_g: array<vec4<f32>, ${K4}>;`);
   o.push(`@group(0) @binding(3) var<storage, read> gam_g: array<vec4<f32>, ${K4}>;`);
   o.push(`@group(0) @binding(4) var<storage, read> bet_g: array<vec4<f32>, ${K4}>;`);
-  o.push(`@group(0) @binding(5) var<storage, read> w1_g: array<vec4<f32>, ${F * K4}>;`);
+  o.push(`@group(0) @binding(5) var<storage, read> w1_g: array<vec4<${WT}>, ${F * K4}>;`);
   o.push(`@group(0) @binding(6) var<storage, read> b1_g: array<f32, ${F}>;`);
-  o.push(`@group(0) @binding(7) var<storage, read> w2_g: array<vec4<f32>, ${N * F4}>;`);
+  o.push(`@group(0) @binding(7) var<storage, read> w2_g: array<vec4<${WT}>, ${N * F4}>;`);
   o.push(`@group(0) @binding(8) var<storage, read_write> h_g: array<vec4<f32>, ${MK4}>;`);
   o.push(`@group(0) @binding(9) var<storage, read_write> out_g: array<f32, ${G * M * N}>;`);
   o.push(`var<workgroup> hs: array<vec4<f32>, ${R * K4}>;`);
   o.push(`var<workgroup> red: array<f32, ${R * T}>;`);
   o.push(`var<workgroup> us: array<vec4<f32>, ${R * C4}>;`);
   o.push(activationWgsl(activation));
+  if (wh) o.push(ROUND_HALF4_WGSL);
   o.push(`@compute @workgroup_size(${T})`);
   o.push(
     "fn main(@builtin(workgroup_id) wid: vec3<u32>, " +
@@ -185,11 +195,12 @@ export function generateFusedMlp(spec: FusedMlpSpec, shape: FusedMlpShape, label
     const guarded = K4 % S !== 0;
     const ind = guarded ? "      " : "    ";
     if (guarded) o.push(`    if (q < ${K4}u) {`);
-    o.push(`${ind}let bv = w1_g[j * ${K4}u + q];`);
+    o.push(`${ind}let bv = ${wh ? `vec4<f32>(w1_g[j * ${K4}u + q])` : `w1_g[j * ${K4}u + q]`};`);
     o.push(`${ind}let gv = gam_g[q];`);
     o.push(`${ind}let ev = bet_g[q];`);
     for (let m = 0; m < rows; m++) {
-      const a = `(hs[${m * K4}u + q] - vec4<f32>(mean${m})) * rstd${m} * gv + ev`;
+      const n = `(hs[${m * K4}u + q] - vec4<f32>(mean${m})) * rstd${m} * gv + ev`;
+      const a = wh ? `rh4(${n})` : n;
       o.push(`${ind}acc${m} += dot(${a}, bv);`);
     }
     if (guarded) o.push("    }");
@@ -203,7 +214,10 @@ export function generateFusedMlp(spec: FusedMlpSpec, shape: FusedMlpShape, label
     o.push(`    let col = j0 + cc;`);
     o.push(`    var v = 0.0;`);
     o.push(
-      `    if (col < ${F}u) { v = act_${activation}(red[m * ${T}u + cc * ${S}u] + b1_g[col]); }`,
+      `    if (col < ${F}u) { v = ${
+        wh ? "rh(" : ""
+      }act_${activation}(red[m * ${T}u + cc * ${S}u] + ` +
+        `b1_g[col])${wh ? ")" : ""}; }`,
     );
     o.push(`    us[m * ${C4}u + cc / 4u][cc % 4u] = v;`);
     o.push("  }");
@@ -213,7 +227,7 @@ export function generateFusedMlp(spec: FusedMlpSpec, shape: FusedMlpShape, label
     for (let m = 0; m < rows; m++) o.push(`    var o${m} = 0.0;`);
     o.push(`    let wb = n * ${F4}u + j0 / 4u;`);
     o.push("    for (var q = 0u; q < nch; q++) {");
-    o.push("      let wv = w2_g[wb + q];");
+    o.push(wh ? "      let wv = vec4<f32>(w2_g[wb + q]);" : "      let wv = w2_g[wb + q];");
     for (let m = 0; m < rows; m++) o.push(`      o${m} += dot(us[${m * C4}u + q], wv);`);
     o.push("    }");
     for (let m = 0; m < rows; m++) {

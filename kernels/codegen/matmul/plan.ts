@@ -124,6 +124,13 @@ export interface MatmulSpec {
     dtype?: "f16";
   };
   /**
+   * Skinny plans only (`--precision f16` decoding): B is the weight's f16 copy (binding 1
+   * holds f16, widened to f32 as it is loaded) and A, after any prologue, is rounded to f16
+   * as it is loaded, as the f16 product (codegen/matmul/f16.ts) rounds its activations; f32
+   * arithmetic. Absent: f32 B, and the WGSL of an f32 plan.
+   */
+  bHalf?: boolean;
+  /**
    * Shape-generic rows (evaluation, where rows follow the number of environments and the
    * window): the WGSL does not depend on M, which it reads from a uniform `vec4<u32>` whose x
    * is M (the binding after the residual, or after bias / C); A, C and the residual are
@@ -428,6 +435,7 @@ export function matmulLabel(spec: MatmulSpec): string {
     spec.lnEps !== undefined ? `ln${spec.lnAct ? `+${spec.lnAct}` : ""}` : "",
     spec.sumParts ? `parts${spec.sumParts}` : "",
     spec.kvWrite ? (spec.kvWrite.dtype === "f16" ? "kv f16" : "kv") : "",
+    spec.bHalf ? "w f16" : "",
   ].filter((s) => s).join(" ");
   const bucket = spec.dynamicM ? dynamicMBucket(spec.M) : 0;
   const M = spec.dynamicM
@@ -453,9 +461,9 @@ export function planMatmul(
   checkSpec(spec);
   if (spec.dynamicM) return planDynamicM(spec, limits, override);
   if (spec.splitK === undefined && !override && isSkinny(spec)) return planSkinny(spec, limits);
-  if (spec.lnEps !== undefined || spec.sumParts || spec.kvWrite) {
+  if (spec.lnEps !== undefined || spec.sumParts || spec.kvWrite || spec.bHalf) {
     throw new Error(
-      `matmul: layer-norm, partial-sum and KV prologues/epilogues need a skinny shape, got ` +
+      `matmul: layer-norm, partial-sum, KV and f16-weight plans need a skinny shape, got ` +
         matmulLabel(spec),
     );
   }
@@ -538,7 +546,7 @@ export function planMatmul(
 function planDynamicM(spec: MatmulSpec, limits: MatmulLimits, override?: MatmulTile): MatmulPlan {
   if (
     spec.batch !== 1 || spec.transA || spec.splitK !== undefined || spec.sumK ||
-    spec.lnEps !== undefined || spec.sumParts || spec.kvWrite
+    spec.lnEps !== undefined || spec.sumParts || spec.kvWrite || spec.bHalf
   ) {
     throw new Error(
       `matmul: shape-generic rows need batch 1, A not transposed, no split-K, k-sum or ` +

@@ -36,6 +36,13 @@
  * value rounded to f16 (saturating at +-65504, as cached_attention.ts `appendKv` does); the
  * product and c_g stay f32.
  *
+ * f16 weights (`spec.bHalf`, `--precision f16` decoding: ops/matmul.ts binds the weight's
+ * f16 copy, kernels/ops/matmul_f16.ts `f16ShadowOf`): B is read as vec4<f16> (half the bytes
+ * of the stream that bounds a decode product) and widened to f32; A, after any prologue, is
+ * rounded to f16 as it is loaded (`rh4`), as the f16 product rounds its activations, so the
+ * products equal the plain f16 forward's up to f32 summation order. Sums, statistics and
+ * epilogues stay f32.
+ *
  * Run-time rows (`dynamicRows`, inference: kernels/ops/_skinny_rows.ts): the kernel is
  * generated for a bucket of M and masks the rows at or above the count in its `dims`
  * uniform, so a new number of environments compiles nothing.
@@ -46,6 +53,7 @@
 import { activationWgsl } from "../activation.ts";
 import { f32 } from "../wgsl.ts";
 import { toHalf } from "../half.ts";
+import { ROUND_HALF4_WGSL } from "./f16.ts";
 import type { MatmulLimits, MatmulSpec } from "./plan.ts";
 
 /** Workgroup shape of a skinny plan: C output columns per workgroup, S k-groups. */
@@ -212,10 +220,18 @@ export function generateSkinny(
     dyn ? (vec ? "array<vec4<f32>>" : "array<f32>") : arr(vec, n);
   const o: string[] = [];
   const kvHalf = spec.kvWrite?.dtype === "f16";
-  if (kvHalf) o.push("enable f16;");
+  // f16 weights (spec.bHalf): B widened on load, A rounded to f16 on load (the f16 product's
+  // rule, so decoding agrees with the plain f16 forward); f32 plans keep their exact WGSL.
+  const wHalf = !!spec.bHalf;
+  if (kvHalf || wHalf) o.push("enable f16;");
   o.push(`// ${label}: skinny, ${C} columns x ${S} k-groups per workgroup`);
   o.push(`@group(0) @binding(0) var<storage, read> a_g: ${rowsArr(aVec, sizes.a)};`);
-  o.push(`@group(0) @binding(1) var<storage, read> b_g: ${arr(bVec, sizes.b)};`);
+  const bArr = !wHalf
+    ? arr(bVec, sizes.b)
+    : bVec
+    ? `array<vec4<f16>, ${sizes.b / 4}>`
+    : `array<f16, ${sizes.b}>`;
+  o.push(`@group(0) @binding(1) var<storage, read> b_g: ${bArr};`);
   o.push(`@group(0) @binding(2) var<storage, read_write> c_g: ${rowsArr(false, sizes.c)};`);
   let at = 3;
   if (spec.bias) o.push(`@group(0) @binding(${at++}) var<storage, read> bias_g: array<f32, ${N}>;`);
@@ -251,6 +267,7 @@ export function generateSkinny(
   if (dyn) o.push(`@group(0) @binding(${at++}) var<uniform> dims: vec4<u32>;`);
   if (spec.activation) o.push(activationWgsl(spec.activation));
   if (ln && opts.lnAct === "mish") o.push(MISH_WGSL);
+  if (wHalf) o.push(ROUND_HALF4_WGSL);
   // red[m * T + c * S + kg]: neighbouring k-groups at neighbouring words (no bank conflicts).
   o.push(`var<workgroup> red: array<f32, ${R * T}>;`);
   o.push("");
@@ -287,8 +304,11 @@ export function generateSkinny(
     return `vec4<f32>(${e.join(", ")})`;
   };
   const loadB = (k0: string, len: number) => {
-    if (bVec && len === 4) return `b_g[(${bIdx(k0)}) / 4u]`;
-    const e = [0, 1, 2, 3].map((j) => j < len ? `b_g[${bIdx(`${k0} + ${j}u`)}]` : "0.0");
+    if (bVec && len === 4) {
+      return wHalf ? `vec4<f32>(b_g[(${bIdx(k0)}) / 4u])` : `b_g[(${bIdx(k0)}) / 4u]`;
+    }
+    const el = (k: string) => wHalf ? `f32(b_g[${bIdx(k)}])` : `b_g[${bIdx(k)}]`;
+    const e = [0, 1, 2, 3].map((j) => j < len ? el(`${k0} + ${j}u`) : "0.0");
     return `vec4<f32>(${e.join(", ")})`;
   };
   const loadLn = (name: string, k0: string, len: number) => {
@@ -385,6 +405,7 @@ export function generateSkinny(
         // Padding lanes of a tail chunk have b = 0, so their normalized a never counts.
         if (ln) a = `(${a} - vec4<f32>(mean${m})) * rstd${m} * gv + ev`;
         if (ln && opts.lnAct) a = `pro4_${opts.lnAct}(${a})`;
+        if (wHalf) a = `rh4(${a})`;
         o.push(`${indent}acc${m} += dot(${a}, bv);`);
       }
     };
