@@ -15,6 +15,7 @@ import { WorldActionModel, type WorldActionOutputs } from "../models/world_actio
 import { SeedStream } from "../util/rng.ts";
 import { assertClose, randArray, rng } from "./helpers/reference.ts";
 import { erf64 } from "./helpers/cpu_ops.ts";
+import { perturbWeights } from "./helpers/perturb.ts";
 
 const rt = await initRuntime();
 
@@ -106,15 +107,8 @@ Deno.test("decode fused: layer-norm prologue = float64 = layerNorm op + matmul, 
 // A width above 256 so the decode matmuls (K = d, 4d) take the skinny kernel.
 const cfg = worldActionConfig("tiny", { d: 264, heads: 2, layers: 2, timesteps: 2, seed: 5 });
 const model = new WorldActionModel(cfg);
-{
-  // Perturb every weight (layer norms included) so the norms' gamma/beta matter.
-  const state = await model.stateDict();
-  const r = rng(6);
-  for (const v of state.values()) {
-    for (let i = 0; i < v.data.length; i++) v.data[i] += 0.1 * (r() - 0.5);
-  }
-  model.loadStateDict(state);
-}
+// Every weight perturbed (layer norms included) so the norms' gamma/beta matter.
+await perturbWeights(model, 6);
 model.eval();
 
 Deno.test("decode fused: a decode layer is 4 dispatches around attention (1 + attn + 3)", () => {

@@ -19,6 +19,7 @@ import { KvCache, type StepOptions } from "../models/world_action/kv_cache.ts";
 import { WorldActionModel, type WorldActionOutputs } from "../models/world_action/model.ts";
 import { rng } from "./helpers/reference.ts";
 import { WamPlanningModel } from "../eval/wam_planning_model.ts";
+import { perturbWeights } from "./helpers/perturb.ts";
 
 const rt = await initRuntime();
 const HAS_F16 = rt.ctx.hasF16;
@@ -26,15 +27,8 @@ const GPU_TEST = { sanitizeOps: false, sanitizeResources: false };
 
 const cfg = worldActionConfig("tiny", { d: 288, heads: 4, layers: 2, timesteps: 2, seed: 5 });
 const model = new WorldActionModel(cfg);
-{
-  // Larger weights than the init so attention is far from uniform.
-  const state = await model.stateDict();
-  const r = rng(6);
-  for (const v of state.values()) {
-    for (let i = 0; i < v.data.length; i++) v.data[i] += 0.1 * (r() - 0.5);
-  }
-  model.loadStateDict(state);
-}
+// Larger weights than the init so attention is far from uniform.
+await perturbWeights(model, 6);
 model.eval();
 
 const E = 2, K = 2;
