@@ -2,8 +2,9 @@
  * The planner on a world-action model wide enough (d = 264) for every fused decode kernel:
  * the one-dispatch embedding, 3-dispatch layers (the fused MLP's fc2 partials summed by the
  * next layer's qkv prologue), the last layer's 4-dispatch tail, and the greedy-token kernel.
- * The fused kernels really run (dispatch labels), the search is deterministic, and a
- * captured-and-replayed planning call equals the eager one bit for bit.
+ * The fused kernels really run (dispatch labels) and the search is deterministic; with the
+ * compact decode layer (the GPU default), a captured-and-replayed planning call equals the
+ * eager one bit for bit (the same capture machinery replays every decode layer).
  */
 import assert from "node:assert/strict";
 import { initRuntime } from "../kernels/core/runtime.ts";
@@ -79,10 +80,6 @@ Deno.test("fused planner: the fused decode kernels run, the search is determinis
   const again = await run();
   first.forEach((w, k) => assert.deepEqual(again[k], w, `output ${k}`));
   assert.ok(new Set(first[2]).size > 4, "imagined tokens vary");
-});
-
-Deno.test("fused planner: a replayed planning call equals the eager one bit for bit", async () => {
-  await replayEqualsEager();
 });
 
 // The default layer on a GPU (`compactLayer: "auto"`; a CPU adapter takes the 5-dispatch one,

@@ -122,13 +122,13 @@ Deno.test("tiny fine-tune: both stages, periodic evaluation, best snapshot, repo
   }
 });
 
-Deno.test("tiny fine-tune for 200 steps: stable, both evaluations, the world loss falls", async () => {
-  // The short run above checks every piece; this one checks that they hold over a real-length
-  // (for CI) run: 200 steps, 60 on real data then 140 with synthesis and COMBO (about 6 min on
-  // lavapipe). Measured: the world loss falls 15% in 240 steps.
+Deno.test("tiny fine-tune for 100 steps: stable, both evaluations, the world loss falls", async () => {
+  // The short run above checks every piece; this one checks that they hold over a longer run:
+  // 100 steps, 30 on real data then 70 with synthesis and COMBO (about 3 min on lavapipe).
+  // Measured: the world loss falls 2.5% in 100 steps, steadily (15% in 240).
   const seen = new Map<number, StepValues>();
   const r = await run(
-    { ...base, name: "long", steps: 200, realSteps: 60, evalEvery: 100, logEvery: 10 },
+    { ...base, name: "long", steps: 100, realSteps: 30, evalEvery: 50, logEvery: 10 },
     null,
     seen,
   );
@@ -138,11 +138,16 @@ Deno.test("tiny fine-tune for 200 steps: stable, both evaluations, the world los
   }
   const evals = fs.readFileSync(path.join(base.runsDir, "long", "evals.jsonl"), "utf8").trim()
     .split("\n").map((l) => JSON.parse(l));
-  assert.deepEqual(evals.map((e) => e.step), [100, 200]);
+  assert.deepEqual(evals.map((e) => e.step), [50, 100]);
   assert.ok(r.best && fs.existsSync(path.join(base.runsDir, "long", "best", "best.json")));
   // The world loss (next tokens, rewards, ends on 120 frames of Pong) falls as it trains.
-  const world = (s: number) => seen.get(s)!.losses.world;
-  assert.ok(world(200) < 0.95 * world(10), `world loss ${world(10)} -> ${world(200)}`);
+  // Means over the first and last 10 steps (one step's noise is about 0.1%).
+  const world = (from: number) => {
+    let sum = 0;
+    for (let s = from; s < from + 10; s++) sum += seen.get(s)!.losses.world;
+    return sum / 10;
+  };
+  assert.ok(world(91) < 0.985 * world(1), `world loss ${world(1)} -> ${world(91)}`);
 });
 
 Deno.test("bad inputs: one clear error each, nothing written", async () => {
