@@ -14,8 +14,8 @@ import { runtime } from "../kernels/core/runtime.ts";
 import { planCache } from "../kernels/core/plan_cache.ts";
 import { constTensor, Tensor } from "../kernels/core/tensor.ts";
 
-// One workgroup per row: 256 threads keep each thread's serial share of the V logits (and,
-// with partial products, of their sum) short; the tree is the argmax op's, wider.
+// One workgroup per row: 256 threads keep each thread's serial share of the V logits short;
+// the tree is the argmax op's, wider.
 const WG = 256;
 const MAX_X = 32768;
 
@@ -33,38 +33,23 @@ export interface NextEmbedding {
   at: number;
 }
 
-/** Logits as G partial products [G, M, V] and a bias [V]: logits = bias + sum_g parts[g]. */
-export interface LogitParts {
-  parts: Tensor;
-  bias: Tensor;
-}
-
 /**
- * Tokens i32 [M] = argmax of `logits` f32 [M, V] along V (or of bias + parts[0] + ... +
- * parts[G-1], summed in that order, for {@link LogitParts}: the observation head's fused
- * MLP, models/world_action/model.ts), also written into column `j` of `obs` i32 [M, O] (in
- * place). With `next`, the same dispatch also returns the tokens' input embeddings
- * x [M, 1, d] = (obs[tok] + taskObs[task]) + position[at] (the additions in the order of
- * kernels/ops/embed_interleaved.ts: the same bits), for the model's next step.
+ * Tokens i32 [M] = argmax of `logits` f32 [M, V] along V, also written into column `j` of
+ * `obs` i32 [M, O] (in place). With `next`, the same dispatch also returns the tokens' input
+ * embeddings x [M, 1, d] = (obs[tok] + taskObs[task]) + position[at] (the additions in the
+ * order of kernels/ops/embed_interleaved.ts: the same bits), for the model's next step.
  */
 export function greedyTokensInto(
-  logits: Tensor | LogitParts,
+  logits: Tensor,
   obs: Tensor,
   j: number,
   next?: NextEmbedding,
 ): { tok: Tensor; x: Tensor | null } {
   const op = "greedyTokensInto";
-  const lp = logits instanceof Tensor ? null : logits;
-  const src = lp ? lp.parts : logits as Tensor;
-  const G = lp ? src.shape[0] : 1;
-  const shape2 = lp ? src.shape.slice(1) : src.shape;
-  if (shape2.length !== 2 || src.dtype !== "f32" || shape2[1] === 0) {
-    throw new Error(`${op}: logits ${src} must be f32 [M, V] (or [G, M, V] partials)`);
+  if (logits.rank !== 2 || logits.dtype !== "f32" || logits.shape[1] === 0) {
+    throw new Error(`${op}: logits ${logits} must be f32 [M, V]`);
   }
-  const [M, V] = shape2;
-  if (lp && (lp.bias.shape.join() !== `${V}` || lp.bias.dtype !== "f32")) {
-    throw new Error(`${op}: bias ${lp.bias} must be f32 [${V}]`);
-  }
+  const [M, V] = logits.shape;
   if (obs.rank !== 2 || obs.shape[0] !== M || obs.dtype !== "i32") {
     throw new Error(`${op}: obs ${obs} must be i32 [${M}, O]`);
   }
@@ -100,30 +85,20 @@ export function greedyTokensInto(
     x_g[o * ${W}u + c] = (obs_g[row * ${W}u + c] + tobs_g[task * ${W}u + c]) +
       pos_g[prm.at * ${W}u + c];
   }`;
-  const e0 = lp ? 5 : 4;
   const bindings = !next ? "" : `
-@group(0) @binding(${e0}) var<storage, read> task_g: array<i32>;
-@group(0) @binding(${e0 + 1}) var<storage, read> obs_g: array<${T}>;
-@group(0) @binding(${e0 + 2}) var<storage, read> tobs_g: array<${T}>;
-@group(0) @binding(${e0 + 3}) var<storage, read> pos_g: array<${T}>;
-@group(0) @binding(${e0 + 4}) var<storage, read_write> x_g: array<${T}>;`;
-  // Logit r of row o: stored, or bias + the partials in order.
-  const logit = lp
-    ? `fn logit(o: u32, r: u32) -> f32 {
-  var v = bias_g[r];
-  for (var g = 0u; g < ${G}u; g++) { v += x[(g * prm.rows + o) * ${V}u + r]; }
-  return v;
-}`
-    : `fn logit(o: u32, r: u32) -> f32 { return x[o * ${V}u + r]; }`;
-  const kernel = planCache(`greedy|${V}|${O}|${d}|${lp ? G : 0}|${grid}`, () => ({
+@group(0) @binding(4) var<storage, read> task_g: array<i32>;
+@group(0) @binding(5) var<storage, read> obs_g: array<${T}>;
+@group(0) @binding(6) var<storage, read> tobs_g: array<${T}>;
+@group(0) @binding(7) var<storage, read> pos_g: array<${T}>;
+@group(0) @binding(8) var<storage, read_write> x_g: array<${T}>;`;
+  const logit = `fn logit(o: u32, r: u32) -> f32 { return x[o * ${V}u + r]; }`;
+  const kernel = planCache(`greedy|${V}|${O}|${d}|${grid}`, () => ({
     code:
       `struct Params { j: u32, rows: u32, at: u32, n_obs: u32, n_task: u32, p5: u32, p6: u32, p7: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> tok: array<i32>;
 @group(0) @binding(2) var<storage, read_write> obs: array<i32>;
-@group(0) @binding(3) var<uniform> prm: Params;${
-        lp ? "\n@group(0) @binding(4) var<storage, read> bias_g: array<f32>;" : ""
-      }${bindings}
+@group(0) @binding(3) var<uniform> prm: Params;${bindings}
 ${logit}
 var<workgroup> sv: array<f32, ${WG}>;
 var<workgroup> si: array<u32, ${WG}>;
@@ -173,8 +148,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     [8],
     "u32",
   );
-  const bufs = [src.buffer, tok.buffer, obs.buffer, prm.buffer];
-  if (lp) bufs.push(lp.bias.buffer);
+  const bufs = [logits.buffer, tok.buffer, obs.buffer, prm.buffer];
   if (next) {
     bufs.push(next.tasks.buffer, next.obs.buffer, next.taskObs.buffer, next.position.buffer);
     bufs.push(x!.buffer);

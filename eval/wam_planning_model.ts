@@ -98,11 +98,7 @@ export class WamPlanningModel implements PlanningModel<CachedState> {
       const obs = Tensor.empty([M, this.obsTokens], "i32");
       const m = this.model;
       const greedy = (out: WorldActionOutputs, j: number) => {
-        const lp = out.obsLogitParts;
-        const V = m.cfg.obsVocab;
-        const logits = lp
-          ? { parts: reshape(lp.parts, [lp.parts.shape[0], M, V]), bias: lp.bias }
-          : reshape(out.obsLogits!, [M, V]);
+        const logits = reshape(out.obsLogits!, [M, m.cfg.obsVocab]);
         return greedyTokensInto(logits, obs, j, {
           obs: m.obsEmbed.weight,
           taskObs: m.taskObsEmbed.weight,
@@ -120,7 +116,7 @@ export class WamPlanningModel implements PlanningModel<CachedState> {
           ? { logits: reshape(out.obsLogits, [M, m.cfg.obsVocab]) }
           : greedy(out, j);
       const first = tidy(() => {
-        const out = m.step(cache, reshape(actions, [M, 1]), { obsParts: true });
+        const out = m.step(cache, reshape(actions, [M, 1]));
         return { reward: imaginedReward(out.rewardLogits!), next: pick(out, 0) };
       });
       let next: Next = first.next;
@@ -132,9 +128,8 @@ export class WamPlanningModel implements PlanningModel<CachedState> {
           const out = "logits" in input
             ? m.step(cache, Tensor.empty([M, 1], "i32"), {
               greedy: { logits: input.logits, obs, column: j },
-              obsParts: true,
             })
-            : m.step(cache, reshape(input.tok, [M, 1]), { embedded: input.x!, obsParts: true });
+            : m.step(cache, reshape(input.tok, [M, 1]), { embedded: input.x! });
           return j < this.obsTokens - 1 ? pick(out, j + 1) : lastQ(out);
         });
         if ("logits" in input) input.logits.dispose();

@@ -3,7 +3,7 @@
  * products read, kernels/ops/matmul_f16.ts `registerF16Shadow`): the skinny products (plain
  * with bias + GELU + residual, the layer-norm (+ Mish) prologue, the KV-cache epilogue, the
  * partial-sum prologue), `cachedAttentionProj`'s projection, the compact layer's
- * `qkvAttentionProj` and `sumPartsMlpUp`, and the opt-in fused MLP.
+ * `qkvAttentionProj` and `sumPartsMlpUp`.
  *
  * Each against float64 on the f16-rounded weights, with the activations rounded to f16 where
  * the kernel rounds them (the f16 product's rule). The bound per output: the f32 accumulation,
@@ -26,7 +26,6 @@ import { registerF16Shadow, unregisterF16Shadow } from "../kernels/ops/matmul_f1
 import { cachedAttentionProj } from "../kernels/ops/cached_attention.ts";
 import { qkvAttentionProj } from "../kernels/ops/qkv_attention_proj.ts";
 import { sumPartsMlpUp } from "../kernels/ops/sum_parts_mlp_up.ts";
-import { mlpSumParts } from "../kernels/ops/decode_mlp.ts";
 import { f16Candidates, F16Shadows } from "../kernels/nn/f16_shadow.ts";
 import { worldActionConfig } from "../models/world_action/configs.ts";
 import { KvCache, type StepOptions } from "../models/world_action/kv_cache.ts";
@@ -432,11 +431,11 @@ Deno.test({
 });
 
 Deno.test({
-  name: "MLP kernels on f16 weight copies = float64 (sumPartsMlpUp, the fused decode MLP)",
+  name: "sumPartsMlpUp on f16 weight copies = float64",
   ...GPU_TEST,
   fn: async () => {
     const [M, d, F, P] = [3, 32, 128, 2];
-    const W1 = new Weight([F, d], 41), W2 = new Weight([d, F], 42);
+    const W1 = new Weight([F, d], 41);
     const parts = randArray(P * M * d, 43), res = randArray(M * d, 44, -2, 2);
     const pb = randArray(d, 45), g = randArray(d, 46, 0.5, 1.5), b = randArray(d, 47);
     const b1 = randArray(F, 48);
@@ -466,30 +465,6 @@ Deno.test({
     within(h, h64, mag.map((v) => 4 * EPS32 * v), "sumPartsMlpUp: h");
     const r = within(u, u64, uBound, "sumPartsMlpUp");
     report.push(`sumPartsMlpUp ${r.toExponential(1)}`);
-    // The fused MLP: u rounded to f16 (as fc2's f16 product would) times W2, as partials.
-    const [outs] = await both([W1, W2], "w16", () => {
-      const t = ins();
-      const o = mlpSumParts(t.parts, t.res, t.pb, {
-        lnWeight: t.ln.weight,
-        lnBias: t.ln.bias,
-        lnEps: 1e-5,
-        w1: W1.master,
-        b1: t.b1,
-        w2: W2.master,
-        activation: "gelu_erf",
-      });
-      return [o.parts];
-    }, "fused MLP");
-    const G = outs.length / (M * d);
-    const sum = Float64Array.from({ length: M * d }, (_, i) => {
-      let s = 0;
-      for (let k = 0; k < G; k++) s += outs[k * M * d + i];
-      return s;
-    });
-    const maxUBound = Math.max(...uBound);
-    const p2 = prod16(round16(u64, maxUBound + 1e-6), W2.w16, F);
-    const r2 = within(sum, p2.y, p2.bound.map((v) => v + G * EPS32 * 4), "fused MLP");
-    report.push(`fused MLP ${r2.toExponential(1)}`);
   },
 });
 
@@ -540,8 +515,8 @@ Deno.test({
       return { vals, labels };
     };
     const layers: [string, StepOptions][] = [
-      ["5-dispatch", { compactLayer: false, fusedMlp: false }],
-      ["compact", { compactLayer: true, fusedMlp: false }],
+      ["5-dispatch", { compactLayer: false }],
+      ["compact", { compactLayer: true }],
     ];
     const ref: { vals: number[]; labels: string[] }[] = [];
     for (const [, opts] of layers) ref.push(await noGrad(() => run("f32", opts)));

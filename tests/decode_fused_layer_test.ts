@@ -2,8 +2,9 @@
  * The 4-dispatch decode layer's fused pieces against float64 and the unfused compositions:
  * the KV-cache epilogue of the QKV matmul (matmul `kvCache`) against matmul + appendKv,
  * attention with per-head output projections (`cachedAttentionProj`) against float64 and
- * cachedAttention + matmul, and the partial-sum prologue (`matmulSumParts`) against float64
- * and sum + add + layerNorm + matmul; the layer's dispatch count.
+ * cachedAttention + matmul, and the partial-sum prologue (`matmulSumParts`, also with the
+ * KV-cache epilogue) against float64 and sum + add + layerNorm + matmul; the layer's dispatch
+ * count.
  */
 import assert from "node:assert/strict";
 import { counterDelta, initRuntime } from "../kernels/core/runtime.ts";
@@ -302,6 +303,43 @@ Deno.test("matmulSumParts: sum of partials + ln + matmul in one dispatch = float
     () => matmulSumParts(z([2, 4, 264]), z([4, 264]), z([8]), z([8, 264])),
     /bias \[8\] must be \[264\]/,
   );
+});
+
+Deno.test("matmulSumParts with kvCache: the partials' sum + ln1 + qkv + KV write in one dispatch", async () => {
+  // Both options at once: h = x + b + sum_g parts[g], then ln1 + qkv + KV write.
+  const G = 5, seqs = 3, K = 264, H = 2, D = 12, cap = 6, start = 4, N = 3 * H * D;
+  const parts = randArray(G * seqs * K, 90), r = randArray(seqs * K, 91);
+  const pb = randArray(K, 92), g = randArray(K, 93, 0.5, 1.5), be = randArray(K, 94);
+  const w = randArray(N * K, 95, -0.1, 0.1), b = randArray(N, 96);
+  const init = randArray(2 * seqs * H * cap * D, 97);
+  const got = await noGrad(() =>
+    tidy(() => {
+      const tp = f32t(parts, [G, seqs, 1, K]), tr = f32t(r, [seqs, 1, K]);
+      const tpb = f32t(pb, [K]), tw = f32t(w, [N, K]), tb = f32t(b, [N]);
+      const ln = { weight: f32t(g, [K]), bias: f32t(be, [K]) };
+      const c1 = f32t(init, [2, seqs, H, cap, D]), c2 = f32t(init, [2, seqs, H, cap, D]);
+      const before = rt.dispatchCount;
+      const fused = matmulSumParts(tp, tr, tpb, tw, {
+        transB: true,
+        bias: tb,
+        layerNorm: ln,
+        kvCache: { cache: c1, start },
+      });
+      const n = rt.dispatchCount - before;
+      const h = add(add(tr, tpb), sum(tp, 0));
+      const plain = matmul(layerNorm(h, ln.weight, ln.bias), tw, { transB: true, bias: tb });
+      appendKv(plain, c2, start);
+      return { n, reads: readAll([fused.out, fused.h, plain, h, c1, c2]) };
+    })
+  );
+  const [out, h, plain, h2, k1, k2] = await got.reads;
+  assert.equal(got.n, 1, "one dispatch");
+  assertClose(h, h2, { atol: 1e-6, rtol: 1e-6, what: "h" });
+  assertClose(out, plain, { atol: 1e-5, rtol: 1e-5, what: "qkv" });
+  assertClose(k1, k2, { atol: 1e-5, rtol: 1e-5, what: "cache" });
+  let changed = 0;
+  k1.forEach((v, i) => (changed += v !== Math.fround(init[i]) ? 1 : 0));
+  assert.equal(changed, 2 * seqs * H * D, "entries written");
 });
 
 Deno.test("sumPartsNorm: h = r + bias + sum of partials and LN(h) = float64; one pipeline for every row count", async () => {

@@ -3,7 +3,8 @@
  * against float64 and the unfused composition (layerNorm op, then matmul), and the fused
  * decode path of the world-action model (transformer.ts `decodeQkv` / `decodeTail`: ln1 in
  * qkv; proj + residual; ln2 in fc1 + GELU; fc2 + residual) against the unfused full forward,
- * on a width (d 264) where decode rows take the skinny kernel.
+ * on a width (d 264) where decode rows take the skinny kernel; the Q head's fused decode (LN +
+ * Mish prologues, the one-dispatch ensemble distribution) against its forward and float64.
  */
 import assert from "node:assert/strict";
 import { initRuntime } from "../kernels/core/runtime.ts";
@@ -13,6 +14,8 @@ import { layerNorm, matmul } from "../kernels/ops/mod.ts";
 import { worldActionConfig } from "../models/world_action/configs.ts";
 import { WorldActionModel, type WorldActionOutputs } from "../models/world_action/model.ts";
 import { SeedStream } from "../util/rng.ts";
+import { ensembleDistribution } from "../kernels/ops/ensemble_distribution.ts";
+import { qDistribution } from "../models/world_action/heads.ts";
 import { assertClose, randArray, rng } from "./helpers/reference.ts";
 import { erf64 } from "./helpers/cpu_ops.ts";
 import { perturbWeights } from "./helpers/perturb.ts";
@@ -185,4 +188,89 @@ Deno.test("decode fused: single-token steps equal the unfused full forward withi
   }
   assert.ok(count > 100, `${count} rows compared`);
   cache.dispose();
+});
+
+/** A model whose Q head is wide enough for the skinny kernels (d, qHidden > 256), perturbed. */
+async function wideQModel(): Promise<WorldActionModel> {
+  const cfg = worldActionConfig("tiny", {
+    d: 264,
+    heads: 2,
+    layers: 1,
+    timesteps: 2,
+    qHidden: 300,
+    qEnsemble: 3,
+    seed: 9,
+  });
+  const m = new WorldActionModel(cfg);
+  await perturbWeights(m, 77);
+  m.eval();
+  return m;
+}
+
+const f32t = (a: Float64Array, shape: number[]) => tensor(Float32Array.from(a), shape);
+
+Deno.test("QHead.decode: norms fused into the Linears (LN + Mish prologue) = forward(lnF(x))", async () => {
+  const model = await wideQModel();
+  const cfg = model.cfg;
+  const x = tensor(Float32Array.from(randArray(5 * cfg.d, 31)), [5, 1, cfg.d]);
+  const got = await noGrad(() =>
+    tidy(() => {
+      const before = rt.dispatchCount;
+      const a = model.headQ.decode(x, model.lnF, new SeedStream(0), model.support);
+      const n = rt.dispatchCount - before;
+      const b = model.headQ.forward(model.lnF.forward(x), new SeedStream(0), model.support);
+      const ts = [a.values, b.values, a.probs, b.probs, a.logProbs, b.logProbs];
+      return { n, reads: readAll([...ts, ...a.logits.flatMap((l, e) => [l, b.logits[e]])]) };
+    })
+  );
+  // One dispatch per Linear of each member, one for the ensemble distribution.
+  assert.equal(got.n, cfg.qEnsemble * cfg.qLayers + 1, "dispatches");
+  const r = await got.reads;
+  for (let k = 0; k < r.length; k += 2) {
+    assertClose(r[k], r[k + 1], { atol: 2e-5, rtol: 1e-4, what: `output ${k / 2}` });
+  }
+  x.dispose();
+  for (const p of model.parameters()) p.dispose();
+});
+
+Deno.test("ensembleDistribution: one dispatch = qDistribution (E = 1, 2) and float64", async () => {
+  for (const E of [1, 2]) {
+    const shape = [2, 3, 5], atoms = 5, rows = 6;
+    const ls = Array.from({ length: E }, (_, e) => randArray(rows * atoms, 50 + e, -4, 4));
+    const sup = randArray(atoms, 60, -10, 10);
+    const got = await noGrad(() =>
+      tidy(() => {
+        const lt = ls.map((l) => f32t(l, shape)), st = f32t(sup, [atoms]);
+        const before = rt.dispatchCount;
+        const a = ensembleDistribution(lt, st);
+        const n = rt.dispatchCount - before;
+        const b = qDistribution(lt, st);
+        return {
+          n,
+          reads: readAll([a.logProbs, b.logProbs, a.probs, b.probs, a.values, b.values]),
+        };
+      })
+    );
+    assert.equal(got.n, 1, "one dispatch");
+    const [lp, lp2, p, p2, v, v2] = await got.reads;
+    // float64: log mean_e softmax(l_e), its exp, and the expected value.
+    const want = new Float64Array(rows * atoms), wantV = new Float64Array(rows);
+    for (let r = 0; r < rows; r++) {
+      for (let k = 0; k < atoms; k++) {
+        let m = 0;
+        for (const l of ls) {
+          const row = l.subarray(r * atoms, (r + 1) * atoms);
+          m += Math.exp(row[k]) / row.reduce((s, x) => s + Math.exp(x), 0) / E;
+        }
+        want[r * atoms + k] = Math.log(m);
+        wantV[r] += m * sup[k];
+      }
+    }
+    const what = `E ${E}`;
+    assertClose(lp, want, { atol: 1e-5, rtol: 1e-5, what: `${what} logProbs vs float64` });
+    assertClose(v, wantV, { atol: 1e-5, rtol: 1e-5, what: `${what} values vs float64` });
+    assertClose(lp, lp2, { atol: 1e-6, rtol: 1e-6, what: `${what} logProbs` });
+    assertClose(p, p2, { atol: 1e-6, rtol: 1e-6, what: `${what} probs` });
+    assertClose(v, v2, { atol: 1e-5, rtol: 1e-6, what: `${what} values` });
+  }
 });

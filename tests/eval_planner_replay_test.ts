@@ -4,12 +4,18 @@
  * and tokenizer: an episode-like run of the evaluation agent (windows growing to the full
  * length, then sliding; actions fed back; the number of environments changing) decides the
  * same actions and observation tokens with replay on and off, and the replayed steps are
- * really replayed (capture stats, no pipeline or bind group made, few uploads).
+ * really replayed (capture stats, no pipeline or bind group made, few uploads). The same
+ * with the compact decode layer (the GPU default; this CPU adapter's default is the
+ * 5-dispatch one), whose first kernel takes the greedy tokens.
  */
 import assert from "node:assert/strict";
 import { counterDelta, initRuntime } from "../kernels/core/runtime.ts";
 import { worldActionConfig } from "../models/world_action/configs.ts";
 import { WorldActionModel } from "../models/world_action/model.ts";
+import { decodeDefaults } from "../models/world_action/kv_cache.ts";
+import { readAll, tensor, tidy } from "../kernels/core/tensor.ts";
+import { beamSearch } from "../eval/beam_search.ts";
+import { capturePlanner } from "../eval/captured_planner.ts";
 import { Tokenizer } from "../models/tokenizer/model.ts";
 import { TINY_TOKENIZER } from "../models/tokenizer/config.ts";
 import { type AgentDecision, PlanningAgent } from "../eval/agent.ts";
@@ -93,6 +99,73 @@ Deno.test("planner replay: an episode's decisions and tokens equal the eager pla
     );
   }
 });
+
+// The default layer on a GPU (`compactLayer: "auto"`); small: 2 environments, H 1, K 2.
+Deno.test("planner replay, compact decode layer (greedy tokens in its first kernel) = eager", async () => {
+  decodeDefaults.compactLayer = true;
+  const labels: string[] = [];
+  const dispatch = rt.dispatch.bind(rt);
+  rt.dispatch = (k, b) => (labels.push(k.label), dispatch(k, b));
+  try {
+    await compactReplayEqualsEager();
+  } finally {
+    rt.dispatch = dispatch;
+    decodeDefaults.compactLayer = "auto";
+  }
+  assert.ok(labels.includes("qkvAttentionProj"), "the compact layer ran");
+  assert.ok(!labels.includes("greedyTokensInto"), "greedy tokens inside the first layer");
+});
+
+async function compactReplayEqualsEager() {
+  const N = 2, O = cfg.obsTokens, A = cfg.actions;
+  const opts = { horizon: 1, beamWidth: 2 };
+  const inputs = (seed: number) => {
+    let s = seed;
+    const rnd = (n: number) => (s = (s * 1103515245 + 12345) % 2147483648) % n;
+    return {
+      toks: Int32Array.from({ length: N * O }, () => rnd(cfg.obsVocab)),
+      valid: Float32Array.from(
+        { length: N * A },
+        (_, i) => (i % A < 5 + 4 * (i >= A ? 1 : 0) ? 1 : 0),
+      ),
+      tasks: Int32Array.from([39, 3]),
+    };
+  };
+  const plan = capturePlanner(model, { ...opts, strict: true });
+  const want = new Map<number, Float32Array[]>();
+  // Calls: eager, record, verify, then a replay (kernels/core/capture.ts).
+  for (const seed of [3, 3, 3, 5]) {
+    const inp = inputs(seed);
+    const current = tensor(inp.toks, [N, O], "i32");
+    const out = plan({
+      current,
+      past: new Int32Array(0),
+      tasks: inp.tasks,
+      valid: inp.valid,
+      keepPaths: true,
+    });
+    const got = await readAll([out.actions, out.values!, out.paths!]);
+    current.dispose();
+    if (!want.has(seed)) {
+      // The eager reference of the same call.
+      const eager = tidy(() => {
+        const p = beamSearch(model, {
+          tokens: tensor(inp.toks, [N, O], "i32"),
+          tasks: tensor(inp.tasks, [N], "i32"),
+          valid: tensor(inp.valid, [N, A]),
+        }, { ...opts, keepPaths: true });
+        return [p.actions, p.values!, p.paths!];
+      });
+      want.set(seed, await readAll(eager) as Float32Array[]);
+      eager.forEach((x) => x.dispose());
+    }
+    want.get(seed)!.forEach((w, k) => assert.deepEqual(got[k], w, `seed ${seed} output ${k}`));
+  }
+  const stats = plan.stats();
+  assert.deepEqual(stats.fallbacks, []);
+  assert.ok(stats.replays >= 1, `replays: ${JSON.stringify(stats)}`);
+  plan.dispose();
+}
 
 Deno.test("eval options: replay by default, --no-replay keeps the planner and encode eager", () => {
   assert.equal(parseEvalArgs(["--checkpoint", "c"])!.replay, true);

@@ -1,8 +1,8 @@
 /**
  * The planner's greedy-token kernel (eval/greedy_tokens.ts): the tokens equal the `argmax`
  * op (first maximum on ties), land in their column of the observation, and the next input
- * embeddings equal kernels/ops/embed_interleaved.ts bit for bit; one dispatch; from partial
- * logits (the observation head's fused MLP) the tokens are the argmax of their ordered sum.
+ * embeddings equal kernels/ops/embed_interleaved.ts bit for bit; one dispatch; without `next`
+ * no embedding is made.
  */
 import assert from "node:assert/strict";
 import { initRuntime } from "../kernels/core/runtime.ts";
@@ -66,32 +66,28 @@ Deno.test("greedyTokensInto: argmax + column store + next embedding in one dispa
   assert.throws(() => greedyTokensInto(z, tensor([1, 2], [2], "i32"), 0), /obs .* must be i32/);
 });
 
-Deno.test("greedyTokensInto: from partial logits (bias + sum of G parts) = argmax of the sum", async () => {
-  const G = 3, M = 4, V = 300, O = 2;
-  const parts = Float32Array.from(randArray(G * M * V, 41, -2, 2));
-  const bias = Float32Array.from(randArray(V, 42, -2, 2));
+Deno.test("greedyTokensInto: without `next`, tokens and the column only (float64 argmax)", async () => {
+  const M = 4, V = 300, O = 2;
+  const logits = Float32Array.from(randArray(M * V, 41, -2, 2));
   const want = new Int32Array(M);
   for (let m = 0; m < M; m++) {
     let best = -Infinity;
     for (let r = 0; r < V; r++) {
-      let v = bias[r];
-      for (let g = 0; g < G; g++) v = Math.fround(v + parts[(g * M + m) * V + r]);
-      if (v > best) (best = v, want[m] = r);
+      if (logits[m * V + r] > best) (best = logits[m * V + r], want[m] = r);
     }
   }
   const got = await noGrad(() =>
     tidy(() => {
       const obs = tensor(new Int32Array(M * O), [M, O], "i32");
-      const g = greedyTokensInto(
-        { parts: tensor(parts, [G, M, V]), bias: tensor(bias, [V]) },
-        obs,
-        1,
-      );
+      const g = greedyTokensInto(tensor(logits, [M, V]), obs, 1);
       return { none: g.x === null, reads: readAll([g.tok, obs]) };
     })
   );
   const [tok, obs] = await got.reads;
   assert.ok(got.none, "no embedding without `next`");
   assert.deepEqual(tok, want);
-  for (let m = 0; m < M; m++) assert.equal(obs[m * O + 1], want[m]);
+  for (let m = 0; m < M; m++) {
+    assert.equal(obs[m * O + 1], want[m]);
+    assert.equal(obs[m * O], 0, "other columns untouched");
+  }
 });

@@ -2,9 +2,8 @@
  * A small world-action model decoding with an f16 KV cache against the same decoding with an
  * f32 cache: a prefill, a branch into 2 beams, then 4 single-token steps (an action and 3
  * observation tokens), for each decode layer: the 5-dispatch one (the skinny qkv product's KV
- * epilogue writes the cache, `cachedAttentionProj` reads it), `fusedMlp` (the partial-sum qkv
- * prologue's KV epilogue) and the compact one (transformer.ts `decodeCompact`: KV write and
- * attention in one kernel). Width 288 (> 256) so the skinny kernels apply; the prefill
+ * epilogue writes the cache, `cachedAttentionProj` reads it) and the compact one
+ * (transformer.ts `decodeCompact`: KV write and attention in one kernel). Width 288 (> 256) so the skinny kernels apply; the prefill
  * writes the cache with appendKv and the beam branch gathers it.
  *
  * Tolerances (relative, max norm over all decoded logits of a head): 5e-3, the bound the
@@ -88,9 +87,8 @@ Deno.test({
   fn: async () => {
     assert.ok(model.blocks.every((b) => b.decodesCompact(E * K, 74)), "compact layer applies");
     const layers: [string, StepOptions][] = [
-      ["5-dispatch", { compactLayer: false, fusedMlp: false }],
-      ["fusedMlp", { compactLayer: false, fusedMlp: true }],
-      ["compact", { compactLayer: true, fusedMlp: false }],
+      ["5-dispatch", { compactLayer: false }],
+      ["compact", { compactLayer: true }],
     ];
     for (const [name, opts] of layers) {
       const ref = await decode("f32", opts);

@@ -17,11 +17,11 @@
  *   with offset: new token i sits at absolute position start + i).
  * - `cachedAttentionProj`: the same attention, then each head's output times its slice of the
  *   output projection: per-head partial products [H, N*t, d] whose sum over heads is
- *   proj(attention) without the bias; the next matmul sums them in its prologue (matmul.ts
- *   `matmulSumParts`), so attention and proj take one dispatch. Where the weight has an f16
- *   copy (`--precision f16`, matmul_f16.ts `f16ShadowOf`) that copy is read (vec4<f16>,
- *   widened) and the attention output is rounded to f16 before the product, as the f16
- *   product rounds its A.
+ *   proj(attention) without the bias; one small dispatch sums them with the residual and
+ *   normalizes (kernels/ops/sum_parts_norm.ts), so attention and proj take one dispatch.
+ *   Where the weight has an f16 copy (`--precision f16`, matmul_f16.ts `f16ShadowOf`) that
+ *   copy is read (vec4<f16>, widened) and the attention output is rounded to f16 before the
+ *   product, as the f16 product rounds its A.
  * - `gatherCache`: a new cache whose sequence m copies sequence parents[m] (positions
  *   < length only): beam-search branching without recomputing the shared prefix.
  *

@@ -315,7 +315,7 @@ export function matmulSumParts(
   const kv = opts.kvCache;
   const rest = { ...opts, layerNorm: undefined, kvCache: undefined };
   const { spec, outShape, N } = specOf(residual, b, rest);
-  // The KV-cache epilogue (a decode layer's ln1 + qkv after the previous fc2's partials).
+  // The KV-cache epilogue (ln1 + qkv of a decode layer whose input is a partials' sum).
   const kvw = kv ? kvSpec(residual, kv.cache, N) : undefined;
   if (kv && (!Number.isInteger(kv.start) || kv.start < 0 || kv.start + kvw!.t > kvw!.cap)) {
     throw new Error(`matmul: kvCache positions from ${kv.start} exceed the capacity ${kvw!.cap}`);

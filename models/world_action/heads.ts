@@ -25,9 +25,8 @@ import { type InitRng, LayerNorm, Linear } from "../../kernels/nn/layers.ts";
 import type { Tensor } from "../../kernels/core/tensor.ts";
 import type { WorldActionConfig } from "./configs.ts";
 import type { SeedStream } from "../../util/rng.ts";
-import { type MatmulOptions, matmulSumParts } from "../../kernels/ops/matmul.ts";
+import type { MatmulOptions } from "../../kernels/ops/matmul.ts";
 import { ensembleDistribution } from "../../kernels/ops/ensemble_distribution.ts";
-import type { PendingResidual } from "./transformer.ts";
 
 /** Linear(d, d) -> ReLU -> Linear(d, classes) (IRIS's head). */
 export class MlpHead extends Module {
@@ -57,22 +56,6 @@ export class MlpHead extends Module {
       layerNorm: { weight: norm.weight, bias: norm.bias, eps: norm.eps },
     });
     return this.fc2.forward(h);
-  }
-
-  /**
-   * {@link decode} of a stream left pending by the last block's fused MLP (transformer.ts
-   * `decodeMlpParts`): x = h + bias + sum_g parts[g] is summed in fc1's prologue (the skinny
-   * kernel's `sumParts`), so the block's fc2 needs no dispatch of its own. Returns the logits
-   * and x (for the other heads).
-   */
-  decodeParts(p: PendingResidual, norm: LayerNorm): { logits: Tensor; x: Tensor } {
-    const { out, h } = matmulSumParts(p.parts, p.h, p.bias, this.fc1.weight, {
-      transB: true,
-      bias: this.fc1.bias ?? undefined,
-      activation: "relu",
-      layerNorm: { weight: norm.weight, bias: norm.bias, eps: norm.eps },
-    });
-    return { logits: this.fc2.forward(out), x: h };
   }
 }
 

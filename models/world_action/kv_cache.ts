@@ -29,8 +29,7 @@
  *   attention + per-head proj partials, one workgroup per (sequence, head) (kernels/ops/
  *   qkv_attention_proj.ts); the partials' sum + ln2 + fc1 + GELU in a few fat workgroups
  *   (kernels/ops/sum_parts_mlp_up.ts); fc2 + residual. Off, it is 5 (ln1 + qkv + KV write;
- *   attention + per-head proj; sum + ln2; fc1 + GELU; fc2 + residual), or 3 with `fusedMlp`
- *   (the MLP as one dispatch of fc2 partials that the next layer's qkv sums: measured slower).
+ *   attention + per-head proj; sum + ln2; fc1 + GELU; fc2 + residual).
  *   The embedding is one dispatch (kernels/ops/embed_interleaved.ts), none (`embedded`), or
  *   part of the first layer's kernel (`greedy`: the planner's greedy observation tokens);
  *   `lastQOnly` runs only the Q head, at the last Q row (planning prefills). A warm
@@ -69,10 +68,8 @@ import { constTensor, keep, Tensor, tidy } from "../../kernels/core/tensor.ts";
 import { runtime } from "../../kernels/core/runtime.ts";
 import { contextLength, tokensPerStep, type WorldActionConfig } from "./configs.ts";
 import { embedInterleaved } from "../../kernels/ops/embed_interleaved.ts";
-import { headRows } from "./layout.ts";
 import { SeedStream } from "../../util/rng.ts";
 import type { WorldActionModel, WorldActionOutputs } from "./model.ts";
-import type { PendingResidual } from "./transformer.ts";
 import { groupsPerPart, joinOutputs, partParents, partRanges } from "./_kv_cache_parts.ts";
 
 /**
@@ -246,24 +243,11 @@ export interface StepOptions {
    */
   lastQOnly?: boolean;
   /**
-   * Single-token steps may return the next-observation logits as partial products
-   * (`obsLogitParts`, the observation head in one fused dispatch) instead of `obsLogits`.
-   */
-  obsParts?: boolean;
-  /**
-   * The 3-dispatch decode layer (transformer.ts `decodeMlpParts`: the MLP in one dispatch
-   * whose fc2 partials the next layer's qkv sums). Off by default: measured slower on an
-   * H200 (JOWA-150M planning step 204 ms vs 138 ms: the fused MLP runs only
-   * ceil(4d / 64) workgroups and the qkv re-reads 48 partials in every workgroup). Kept
-   * selectable for its tests and later tuning. Default: `decodeDefaults.fusedMlp`.
-   */
-  fusedMlp?: boolean;
-  /**
    * The compact 3-dispatch decode layer (transformer.ts `decodeCompact`: ln1 + qkv + KV write
    * + attention + per-head proj in one dispatch per (sequence, head); partial sum + ln2 +
    * fc1 + GELU; fc2 + residual) where it applies (a step after the prefill with at most
-   * PROJ_ROWS rows that fits the kernels; `fusedMlp` takes precedence). Default:
-   * `decodeDefaults.compactLayer` ("auto": on a GPU, off on a CPU adapter).
+   * PROJ_ROWS rows that fits the kernels). Default: `decodeDefaults.compactLayer` ("auto": on
+   * a GPU, off on a CPU adapter).
    */
   compactLayer?: boolean;
   /**
@@ -278,16 +262,14 @@ export interface StepOptions {
 
 /**
  * Process-wide defaults of {@link StepOptions} that callers do not pass per step (the
- * planner's): `compactLayer` the compact 3-dispatch decode layer, `fusedMlp` (off: measured
- * slower; its tests and benchmarks may set it) the fused-MLP one, which takes precedence.
- * Both off: the 5-dispatch layer. `compactLayer: "auto"` (the default) takes the compact layer
- * on a GPU and the 5-dispatch one on a CPU ("fallback") adapter: lavapipe runs the compact
- * kernels' 1024-thread, barrier-heavy workgroups about 50x slower than the five kernels they
- * replace (10-15 ms a call at the tiny config), while on a GPU the estimate is about even
+ * planner's): `compactLayer` the compact 3-dispatch decode layer; off, the 5-dispatch layer.
+ * `compactLayer: "auto"` (the default) takes the compact layer on a GPU and the 5-dispatch
+ * one on a CPU ("fallback") adapter: lavapipe runs the compact kernels' 1024-thread,
+ * barrier-heavy workgroups about 50x slower than the five kernels they replace (10-15 ms a
+ * call at the tiny config), while on a GPU the estimate is about even
  * (kernels/ops/sum_parts_mlp_up.ts; not yet timed) with two launches fewer per layer.
  */
-export const decodeDefaults: { fusedMlp: boolean; compactLayer: boolean | "auto" } = {
-  fusedMlp: false,
+export const decodeDefaults: { compactLayer: boolean | "auto" } = {
   compactLayer: "auto",
 };
 
@@ -306,7 +288,6 @@ function compactApplies(
   opts: StepOptions,
 ): boolean {
   if (!(opts.compactLayer ?? compactByDefault())) return false;
-  if (opts.fusedMlp ?? decodeDefaults.fusedMlp) return false;
   return start > 0 && rows <= PROJ_ROWS &&
     model.blocks.every((b) => b.decodesCompact(rows, cache.capacity));
 }
@@ -372,8 +353,7 @@ export function decodeStep(
           model,
           part,
           slice(tokens, 0, a, b),
-          // Partial logits are not joined across parts: plain logits there.
-          { ...opts, obsParts: false, embedded: embedded && slice(embedded, 0, a, b) },
+          { ...opts, embedded: embedded && slice(embedded, 0, a, b) },
         );
         a = b;
         return o;
@@ -401,15 +381,12 @@ export function decodeStep(
           position: model.positionEmbed.weight,
           period: tokensPerStep(model.cfg),
         }, start);
-      // The previous layer's output when its fc2 is still a set of partial products.
-      let pending: PendingResidual | null = null;
       const L = model.blocks.length;
       for (let l = 0; l < L; l++) {
         const b = model.blocks[l];
         // Fused prologues/epilogues (transformer.ts decode*): ln1 + qkv + KV write;
         // attention + per-head proj partials; their sum + ln2 (once); fc1 + GELU; fc2 +
-        // residual. With `fusedMlp` the sum + MLP is one dispatch whose fc2 partials the next
-        // layer's qkv sums in its prologue.
+        // residual.
         const layer = cache.layers[l];
         if (compact) {
           // Three dispatches (transformer.ts decodeCompact).
@@ -431,11 +408,7 @@ export function decodeStep(
           );
           continue;
         }
-        let qkv: Tensor;
-        if (pending) {
-          ({ qkv, x } = b.decodeQkvParts(pending, { cache: layer, start }));
-          pending = null;
-        } else qkv = b.decodeQkv(x, { cache: layer, start });
+        const qkv = b.decodeQkv(x, { cache: layer, start });
         const rows = x.shape[0] * x.shape[1];
         if (start === 0 || rows > PROJ_ROWS) {
           // Prefill, or many rows (the per-head projection in the attention kernel would read
@@ -446,22 +419,11 @@ export function decodeStep(
           x = b.decodeTail(x, y, seeds);
         } else {
           const parts = cachedAttentionProj(qkv, layer, start, b.attn.proj.weight);
-          // The consumer sums the MLP's partials: the next layer's qkv or, after the last
-          // layer of a single-token step that predicts an observation token, that head's fc1.
-          const fuse = !(opts.fusedMlp ?? decodeDefaults.fusedMlp)
-            ? false
-            : l + 1 < L
-            ? b.fusesMlpParts(rows)
-            : t === 1 && !opts.lastQOnly && headRows(model.cfg, start, 1).obs.length === 1 &&
-              b.fusesMlpParts(rows, model.headObs.fc1.weight.shape[0]);
-          if (fuse) pending = b.decodeMlpParts(x, parts, seeds);
-          else x = b.decodeTailParts(x, parts, seeds);
+          x = b.decodeTailParts(x, parts, seeds);
         }
       }
-      // ln_f fused into the heads' first layers (model.ts decodeHeads / decodeHeadsParts).
-      return pending
-        ? model.decodeHeadsParts(pending, start, seeds, opts.obsParts)
-        : model.decodeHeads(x, start, seeds, opts.lastQOnly);
+      // ln_f fused into the heads' first layers (model.ts decodeHeads).
+      return model.decodeHeads(x, start, seeds, opts.lastQOnly);
     })
   );
   cache.length = start + t;

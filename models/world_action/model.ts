@@ -37,12 +37,11 @@ import { contextLength, tokensPerStep, validateConfig, type WorldActionConfig } 
 import { MlpHead, QHead, type QOutputs } from "./heads.ts";
 import { type HeadRows, headRows, kindRuns } from "./layout.ts";
 import { worldActionParamSpec } from "./spec.ts";
-import { Block, forwardStack, type PendingResidual } from "./transformer.ts";
+import { Block, forwardStack } from "./transformer.ts";
 import { type Seed, SeedStream } from "../../util/rng.ts";
 import { decodeStep, KvCache, type StepOptions } from "./kv_cache.ts";
 import type { CacheDType } from "../../kernels/ops/cached_attention.ts";
 import { fusesPrologue } from "../../kernels/ops/matmul.ts";
-import { fusesMlp, mlpSumParts } from "../../kernels/ops/decode_mlp.ts";
 
 /** Outputs for a block of t tokens starting at absolute position `start`. */
 export interface WorldActionOutputs {
@@ -53,11 +52,6 @@ export interface WorldActionOutputs {
   rows: HeadRows;
   /** [N, rows.obs.length, obsVocab]; null when no row predicts an observation token. */
   obsLogits: Tensor | null;
-  /**
-   * Instead of obsLogits (decoding with `obsParts`, kv_cache.ts `StepOptions`): the logits as
-   * bias + sum_g parts[g], parts [G, N, 1, obsVocab] from the head's fused MLP.
-   */
-  obsLogitParts?: { parts: Tensor; bias: Tensor } | null;
   /** [N, rows.action.length, rewardClasses]; class = sign(r) + 1. */
   rewardLogits: Tensor | null;
   /** [N, rows.action.length, endClasses]. */
@@ -289,59 +283,6 @@ export class WorldActionModel extends Module {
       rewardLogits: actIn && this.headReward.decode(actIn, this.lnF),
       endLogits: actIn && this.headEnd.decode(actIn, this.lnF),
       q: qIn && this.headQ.decode(qIn, this.lnF, seeds, this.support),
-      targetQ: null,
-    };
-  }
-
-  /**
-   * {@link decodeHeads} for a single-token step whose last block left its output pending
-   * (transformer.ts `decodeMlpParts`: x = p.h + p.bias + sum_g p.parts[g]) and whose token
-   * predicts an observation token: the observation head's fc1 sums the partials in its
-   * prologue (heads.ts `MlpHead.decodeParts`) and gives x to the other heads.
-   */
-  decodeHeadsParts(
-    p: PendingResidual,
-    start: number,
-    seeds: SeedStream,
-    obsParts = false,
-  ): WorldActionOutputs {
-    const [N, t, d] = p.h.shape;
-    const rows = headRows(this.cfg, start, t);
-    if (t !== 1 || rows.obs.length !== 1) {
-      throw new Error("decodeHeadsParts: needs one token that predicts an observation token");
-    }
-    const head = this.headObs;
-    const V = head.fc2.weight.shape[0];
-    if (obsParts && head.fc1.bias && head.fc2.bias && fusesMlp(N, d, d, V, p.parts.shape[0])) {
-      // The whole observation head in one dispatch: its logits stay partial products (the
-      // planner's greedy-token kernel sums them), x comes back for the other heads.
-      const r = mlpSumParts(p.parts, p.h, p.bias, {
-        lnWeight: this.lnF.weight,
-        lnBias: this.lnF.bias,
-        lnEps: this.lnF.eps,
-        w1: head.fc1.weight,
-        b1: head.fc1.bias,
-        w2: head.fc2.weight,
-        activation: "relu",
-      });
-      const out = this.#decodeRest(r.h, rows, start, seeds);
-      return { ...out, obsLogitParts: { parts: r.parts, bias: head.fc2.bias } };
-    }
-    const { logits, x } = head.decodeParts(p, this.lnF);
-    return { ...this.#decodeRest(x, rows, start, seeds), obsLogits: logits };
-  }
-
-  /** The reward, end and Q heads of a single-token step on its final features x [N, 1, d]. */
-  #decodeRest(x: Tensor, rows: HeadRows, start: number, seeds: SeedStream): WorldActionOutputs {
-    const act = rows.action.length > 0;
-    return {
-      start,
-      length: 1,
-      rows,
-      obsLogits: null,
-      rewardLogits: act ? this.headReward.decode(x, this.lnF) : null,
-      endLogits: act ? this.headEnd.decode(x, this.lnF) : null,
-      q: rows.q.length > 0 ? this.headQ.decode(x, this.lnF, seeds, this.support) : null,
       targetQ: null,
     };
   }

@@ -17,9 +17,8 @@ import {
   geluErf,
   matmul,
 } from "../../kernels/ops/mod.ts";
-import { fusesPrologue, type MatmulOptions, matmulSumParts } from "../../kernels/ops/matmul.ts";
+import type { MatmulOptions } from "../../kernels/ops/matmul.ts";
 import { matmulF16, usesF16 } from "../../kernels/ops/matmul_f16.ts";
-import { mlpPartCount, mlpSumParts } from "../../kernels/ops/decode_mlp.ts";
 import { sumPartsNorm } from "../../kernels/ops/sum_parts_norm.ts";
 import {
   fusesQkvAttention,
@@ -203,70 +202,6 @@ export class Block extends Module {
   }
 
   /**
-   * Whether {@link decodeMlpParts} runs as one dispatch for `rows` decode rows and its
-   * consumer, a d -> `nextColumns` matmul (default the next layer's qkv, 3d:
-   * {@link decodeQkvParts}), can sum its partials in its prologue (one dispatch).
-   */
-  fusesMlpParts(rows: number, nextColumns = 3 * this.attn.cfg.d): boolean {
-    const { d, heads } = this.attn.cfg;
-    const F = this.mlp.fc1.weight.shape[0];
-    if (!this.attn.proj.bias || !this.mlp.fc1.bias || !this.mlp.fc2.bias) return false;
-    const G = mlpPartCount(rows, d, F, d, heads);
-    return G > 0 && fusesPrologue(rows, nextColumns, d, G);
-  }
-
-  /**
-   * Decoding, second half in ONE dispatch (kernels/ops/decode_mlp.ts), from the per-head
-   * partial projections `parts` [H, N*t, d] of `cachedAttentionProj`: h = x + proj.bias +
-   * sum_h parts[h] (returned), u = gelu(fc1(ln2(h))), and fc2(u) as partial products
-   * [G, N, t, d] over fc1's column blocks, WITHOUT fc2's bias or the residual h. The block's
-   * output is `h + fc2.bias + sum_g parts[g]`: the next layer's {@link decodeQkvParts} sums it
-   * in its prologue (fixed order). Needs {@link fusesMlpParts}. Draws the MLP's dropout seed
-   * as `forward` does. Opt-in (kv_cache.ts `decodeDefaults.fusedMlp`): measured slower on an
-   * H200 than {@link decodeTailParts}.
-   */
-  decodeMlpParts(x: Tensor, parts: Tensor, seeds: SeedStream): PendingResidual {
-    this.#checkDecoding();
-    seeds.nextSeed();
-    const activation = this.mlp.cfg.gelu === "erf" ? "gelu_erf" as const : "gelu" as const;
-    const out = mlpSumParts(parts.view([parts.shape[0], ...x.shape]), x, this.attn.proj.bias!, {
-      lnWeight: this.ln2.weight,
-      lnBias: this.ln2.bias,
-      lnEps: this.ln2.eps,
-      w1: this.mlp.fc1.weight,
-      b1: this.mlp.fc1.bias!,
-      w2: this.mlp.fc2.weight,
-      activation,
-    });
-    return { h: out.h, bias: this.mlp.fc2.bias!, parts: out.parts };
-  }
-
-  /**
-   * {@link decodeQkv} on a stream left pending by the previous layer's
-   * {@link decodeMlpParts}: x = h + bias + sum_g parts[g] summed in the prologue (and
-   * returned: the residual of this layer), then ln1 + qkv + KV write; one dispatch.
-   */
-  decodeQkvParts(
-    pending: PendingResidual,
-    kvCache?: MatmulOptions["kvCache"],
-  ): { qkv: Tensor; x: Tensor } {
-    this.#checkDecoding();
-    const { out, h } = matmulSumParts(
-      pending.parts,
-      pending.h,
-      pending.bias,
-      this.attn.qkv.weight,
-      {
-        transB: true,
-        bias: this.attn.qkv.bias ?? undefined,
-        layerNorm: normOf(this.ln1),
-        kvCache,
-      },
-    );
-    return { qkv: out, x: h };
-  }
-
-  /**
    * Whether {@link decodeCompact} runs for `rows` decode rows (sequences x new tokens) and a
    * cache of `capacity` positions: the biases exist and both fused kernels fit a workgroup.
    */
@@ -320,16 +255,6 @@ export class Block extends Module {
   #checkDecoding(): void {
     if (this.training) throw new Error("Block: decoding needs eval mode (no dropout)");
   }
-}
-
-/**
- * A decode stream not yet summed: x = h + bias + sum_g parts[g] (parts [G, ...h.shape]), the
- * output of {@link Block.decodeMlpParts}.
- */
-export interface PendingResidual {
-  h: Tensor;
-  bias: Tensor;
-  parts: Tensor;
 }
 
 /** A Linear applied with fused prologue/epilogue options (eval paths). */
