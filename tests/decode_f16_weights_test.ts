@@ -1,9 +1,9 @@
 /**
  * The decode kernels on the weights' f16 copies (`--precision f16`: the copies the f16
  * products read, kernels/ops/matmul_f16.ts `registerF16Shadow`): the skinny products (plain
- * with bias + GELU + residual, the layer-norm (+ Mish) prologue, the KV-cache epilogue, the
- * partial-sum prologue), `cachedAttentionProj`'s projection, the compact layer's
- * `qkvAttentionProj` and `sumPartsMlpUp`.
+ * with bias + GELU + residual, the layer-norm (+ Mish) prologue, the KV-cache epilogue),
+ * `cachedAttentionProj`'s projection, the compact layer's `qkvAttentionProj` and
+ * `sumPartsMlpUp`.
  *
  * Each against float64 on the f16-rounded weights, with the activations rounded to f16 where
  * the kernel rounds them (the f16 product's rule). The bound per output: the f32 accumulation,
@@ -21,7 +21,6 @@ import { noGrad } from "../kernels/core/autograd.ts";
 import { setPrecision } from "../kernels/core/precision.ts";
 import { readAll, Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
 import { matmul } from "../kernels/ops/mod.ts";
-import { matmulSumParts } from "../kernels/ops/matmul.ts";
 import { registerF16Shadow, unregisterF16Shadow } from "../kernels/ops/matmul_f16.ts";
 import { cachedAttentionProj } from "../kernels/ops/cached_attention.ts";
 import { qkvAttentionProj } from "../kernels/ops/qkv_attention_proj.ts";
@@ -190,7 +189,7 @@ const report: string[] = [];
 
 Deno.test({
   name: "skinny decode products on f16 weight copies = float64 on f16-rounded weights and " +
-    "activations (plain, layer norm + Mish, KV epilogue, partial sums)",
+    "activations (plain, layer norm + Mish, KV epilogue)",
   ...GPU_TEST,
   fn: async () => {
     // Plain: bias + exact GELU + residual; K = 261 takes the scalar loads and a tail chunk.
@@ -228,41 +227,30 @@ Deno.test({
       const r = within(got, p.y.map((v, i) => v + bias[i % N]), p.bound, "ln + mish");
       report.push(`ln+mish ${r.toExponential(1)}`);
     }
-    // ln1 + qkv + KV write (f16 cache), and the partial-sum prologue + ln1 + qkv + KV (f32).
-    const [N, H, D, cap, start] = [3, 4, 72, 5, 2];
-    const d = H * D;
-    const W = new Weight([3 * d, d], 21, -0.1, 0.1);
-    const x = randArray(N * d, 22, -2, 2), g = randArray(d, 23, 0.5, 1.5), b = randArray(d, 24);
-    const bias = randArray(3 * d, 25);
-    const parts = randArray(2 * N * d, 26), pb = randArray(d, 27);
-    for (const sum of [false, true]) {
-      const what = sum ? "parts + ln + kv" : "ln + kv f16";
-      const dtype = sum ? "f32" : "f16";
-      const [got, h, kv] = await both([W], "w f16", () => {
-        const cache = Tensor.empty([2, N, H, cap, D], dtype);
-        const opts = {
-          transB: true,
-          bias: f32(bias, [3 * d]),
-          layerNorm: { weight: f32(g, [d]), bias: f32(b, [d]) },
-          kvCache: { cache, start },
-        };
-        const xs = f32(x, [N, 1, d]);
-        if (!sum) return [matmul(xs, W.master, opts), xs, cache];
-        const r = matmulSumParts(f32(parts, [2, N, 1, d]), xs, f32(pb, [d]), W.master, opts);
-        return [r.out, r.h, cache];
+    {
+      // ln1 + qkv + KV write (f16 cache).
+      const [N, H, D, cap, start] = [3, 4, 72, 5, 2];
+      const d = H * D;
+      const W = new Weight([3 * d, d], 21, -0.1, 0.1);
+      const x = randArray(N * d, 22, -2, 2), g = randArray(d, 23, 0.5, 1.5);
+      const b = randArray(d, 24), bias = randArray(3 * d, 25);
+      const what = "ln + kv f16";
+      const [got, kv] = await both([W], "w f16", () => {
+        const cache = Tensor.empty([2, N, H, cap, D], "f16");
+        return [
+          matmul(f32(x, [N, 1, d]), W.master, {
+            transB: true,
+            bias: f32(bias, [3 * d]),
+            layerNorm: { weight: f32(g, [d]), bias: f32(b, [d]) },
+            kvCache: { cache, start },
+          }),
+          cache,
+        ];
       }, what);
-      const hin = sum ? x.map((v, i) => v + pb[i % d] + parts[i] + parts[N * d + i]) : x;
-      if (sum) {
-        // Four f32 additions: 4 eps32 times the sum of the magnitudes.
-        const mag = x.map((v, i) =>
-          Math.abs(v) + Math.abs(pb[i % d]) + Math.abs(parts[i]) + Math.abs(parts[N * d + i])
-        );
-        within(h, hin, mag.map((v) => 4 * EPS32 * v), `${what}: h`);
-      }
-      const p = prod16(round16(ln64(hin, g, b), 1e-5), W.w16, d);
+      const p = prod16(round16(ln64(x, g, b), 1e-5), W.w16, d);
       const want = p.y.map((v, i) => v + bias[i % (3 * d)]);
       const r = within(got, want, p.bound, what);
-      // The cache holds the key and value columns at position `start` (f16: rounded).
+      // The cache holds the key and value columns at position `start`, rounded to f16.
       const kvGot: number[] = [], kvWant: number[] = [], kvBound: number[] = [];
       for (let n = 0; n < N; n++) {
         for (let c = 0; c < 2 * d; c++) {
@@ -271,7 +259,7 @@ Deno.test({
           const o = n * 3 * d + d + c;
           kvGot.push(kv[at]);
           kvWant.push(want[o]);
-          kvBound.push(p.bound[o] + (sum ? 0 : 2 ** -11 * Math.abs(want[o])));
+          kvBound.push(p.bound[o] + 2 ** -11 * Math.abs(want[o]));
         }
       }
       within(kvGot, kvWant, kvBound, `${what}: cache`);

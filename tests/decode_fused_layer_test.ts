@@ -2,24 +2,21 @@
  * The 4-dispatch decode layer's fused pieces against float64 and the unfused compositions:
  * the KV-cache epilogue of the QKV matmul (matmul `kvCache`) against matmul + appendKv,
  * attention with per-head output projections (`cachedAttentionProj`) against float64 and
- * cachedAttention + matmul, and the partial-sum prologue (`matmulSumParts`, also with the
- * KV-cache epilogue) against float64 and sum + add + layerNorm + matmul; the layer's dispatch
- * count.
+ * cachedAttention + matmul, and the partials' sum + layer norm (`sumPartsNorm`) against
+ * float64; the layer's dispatch count.
  */
 import assert from "node:assert/strict";
 import { counterDelta, initRuntime } from "../kernels/core/runtime.ts";
 import { setPlanVerification } from "../kernels/core/plan_cache.ts";
 import { noGrad } from "../kernels/core/autograd.ts";
 import { readAll, Tensor, tensor, tidy } from "../kernels/core/tensor.ts";
-import { add, layerNorm, matmul, relu, sum } from "../kernels/ops/mod.ts";
-import { matmulSumParts } from "../kernels/ops/matmul.ts";
+import { matmul, relu, sum } from "../kernels/ops/mod.ts";
 import { sumPartsNorm } from "../kernels/ops/sum_parts_norm.ts";
 import { appendKv, cachedAttention, cachedAttentionProj } from "../kernels/ops/cached_attention.ts";
 import { worldActionConfig } from "../models/world_action/configs.ts";
 import { WorldActionModel } from "../models/world_action/model.ts";
 import { SeedStream } from "../util/rng.ts";
 import { assertClose, randArray } from "./helpers/reference.ts";
-import { erf64 } from "./helpers/cpu_ops.ts";
 
 const rt = await initRuntime();
 const f32t = (a: Float64Array, shape: number[]) => tensor(Float32Array.from(a), shape);
@@ -208,138 +205,6 @@ Deno.test("KV-cache kernels: one pipeline for every number of sequences and new 
   }
   assert.equal(compiled, 0, "new N and t compile no pipeline");
   weight.dispose();
-});
-
-/** float64 h = r + bias + sum_p parts[p]; act(LN(h)·W^T + b) + res. */
-function sumPartsReference(
-  parts: Float64Array,
-  P: number,
-  r: Float64Array,
-  pb: Float64Array,
-  g: Float64Array,
-  be: Float64Array,
-  w: Float64Array,
-  b: Float64Array,
-  res: Float64Array | null,
-  [M, N, K]: number[],
-): { h: Float64Array; out: Float64Array } {
-  const h = new Float64Array(M * K);
-  for (let e = 0; e < M * K; e++) {
-    let v = r[e] + pb[e % K];
-    for (let p = 0; p < P; p++) v += parts[p * M * K + e];
-    h[e] = v;
-  }
-  const out = new Float64Array(M * N);
-  for (let i = 0; i < M; i++) {
-    const row = h.subarray(i * K, (i + 1) * K);
-    const mean = row.reduce((s, v) => s + v, 0) / K;
-    const v = row.reduce((s, u) => s + (u - mean) ** 2, 0) / K;
-    const xn = row.map((u, k) => ((u - mean) / Math.sqrt(v + 1e-5)) * g[k] + be[k]);
-    for (let j = 0; j < N; j++) {
-      let s = b[j];
-      for (let k = 0; k < K; k++) s += xn[k] * w[j * K + k];
-      s = 0.5 * s * (1 + erf64(s / Math.SQRT2));
-      out[i * N + j] = s + (res ? res[i * N + j] : 0);
-    }
-  }
-  return { h, out };
-}
-
-Deno.test("matmulSumParts: sum of partials + ln + matmul in one dispatch = float64 = composition", async () => {
-  let seed = 40;
-  // Skinny (K % 4 == 0, K > 256); K % 4 != 0 and a short K fall back to the composition.
-  // 16 x 768 and 13 x 600 stage h in row blocks (8 + 8, 7 + 6) on a 32 KiB device.
-  for (
-    const [P, M, N, K, withRes] of [
-      [2, 4, 40, 264, false],
-      [3, 1, 24, 300, true],
-      [12, 8, 36, 520, false],
-      // h above 32 KiB of workgroup memory (lavapipe, WebGPU's 16 KiB default): row blocks.
-      [3, 16, 40, 768, true],
-      [2, 13, 24, 600, false],
-      [2, 4, 40, 302, false],
-      [2, 4, 20, 64, false],
-    ] as const
-  ) {
-    const parts = randArray(P * M * K, seed++), r = randArray(M * K, seed++);
-    const pb = randArray(K, seed++), g = randArray(K, seed++, 0.5, 1.5);
-    const be = randArray(K, seed++), w = randArray(N * K, seed++, -0.1, 0.1);
-    const b = randArray(N, seed++), res = withRes ? randArray(M * N, seed++) : null;
-    const want = sumPartsReference(parts, P, r, pb, g, be, w, b, res, [M, N, K]);
-    const got = await noGrad(() =>
-      tidy(() => {
-        const tp = f32t(parts, [P, M, 1, K]), tr = f32t(r, [M, 1, K]), tpb = f32t(pb, [K]);
-        const ln = { weight: f32t(g, [K]), bias: f32t(be, [K]) };
-        const tw = f32t(w, [N, K]);
-        const opts = {
-          transB: true,
-          bias: f32t(b, [N]),
-          activation: "gelu_erf" as const,
-          residual: res ? f32t(res, [M, 1, N]) : undefined,
-        };
-        const before = rt.dispatchCount;
-        const fused = matmulSumParts(tp, tr, tpb, tw, { ...opts, layerNorm: ln });
-        const n = rt.dispatchCount - before;
-        const h = add(add(tr, tpb), sum(tp, 0));
-        const unfused = matmul(layerNorm(h, ln.weight, ln.bias), tw, opts);
-        return { n, reads: readAll([fused.out, fused.h, unfused, h]) };
-      })
-    );
-    const [out, h, unfused, h2] = await got.reads;
-    const what = `P ${P} ${M}x${N}x${K} res ${withRes}`;
-    const skinny = K % 4 === 0 && K > 256;
-    if (skinny) assert.equal(got.n, 1, `${what}: one dispatch`);
-    assertClose(h, want.h, { atol: 1e-5, rtol: 1e-5, what: `${what} h vs float64` });
-    assertClose(h, h2, { atol: 1e-5, rtol: 1e-5, what: `${what} h vs unfused` });
-    assertClose(out, want.out, { atol: 2e-5, rtol: 1e-4, what: `${what} vs float64` });
-    assertClose(out, unfused, { atol: 1e-5, rtol: 1e-5, what: `${what} vs unfused` });
-  }
-  const z = (s: number[]) => tensor(new Float32Array(s.reduce((a, b) => a * b, 1)), s);
-  assert.throws(
-    () => matmulSumParts(z([2, 4, 264]), z([4, 263]), z([263]), z([8, 263])),
-    /parts \[2,4,264\] must be \[P, 4,263\]/,
-  );
-  assert.throws(
-    () => matmulSumParts(z([2, 4, 264]), z([4, 264]), z([8]), z([8, 264])),
-    /bias \[8\] must be \[264\]/,
-  );
-});
-
-Deno.test("matmulSumParts with kvCache: the partials' sum + ln1 + qkv + KV write in one dispatch", async () => {
-  // Both options at once: h = x + b + sum_g parts[g], then ln1 + qkv + KV write.
-  const G = 5, seqs = 3, K = 264, H = 2, D = 12, cap = 6, start = 4, N = 3 * H * D;
-  const parts = randArray(G * seqs * K, 90), r = randArray(seqs * K, 91);
-  const pb = randArray(K, 92), g = randArray(K, 93, 0.5, 1.5), be = randArray(K, 94);
-  const w = randArray(N * K, 95, -0.1, 0.1), b = randArray(N, 96);
-  const init = randArray(2 * seqs * H * cap * D, 97);
-  const got = await noGrad(() =>
-    tidy(() => {
-      const tp = f32t(parts, [G, seqs, 1, K]), tr = f32t(r, [seqs, 1, K]);
-      const tpb = f32t(pb, [K]), tw = f32t(w, [N, K]), tb = f32t(b, [N]);
-      const ln = { weight: f32t(g, [K]), bias: f32t(be, [K]) };
-      const c1 = f32t(init, [2, seqs, H, cap, D]), c2 = f32t(init, [2, seqs, H, cap, D]);
-      const before = rt.dispatchCount;
-      const fused = matmulSumParts(tp, tr, tpb, tw, {
-        transB: true,
-        bias: tb,
-        layerNorm: ln,
-        kvCache: { cache: c1, start },
-      });
-      const n = rt.dispatchCount - before;
-      const h = add(add(tr, tpb), sum(tp, 0));
-      const plain = matmul(layerNorm(h, ln.weight, ln.bias), tw, { transB: true, bias: tb });
-      appendKv(plain, c2, start);
-      return { n, reads: readAll([fused.out, fused.h, plain, h, c1, c2]) };
-    })
-  );
-  const [out, h, plain, h2, k1, k2] = await got.reads;
-  assert.equal(got.n, 1, "one dispatch");
-  assertClose(h, h2, { atol: 1e-6, rtol: 1e-6, what: "h" });
-  assertClose(out, plain, { atol: 1e-5, rtol: 1e-5, what: "qkv" });
-  assertClose(k1, k2, { atol: 1e-5, rtol: 1e-5, what: "cache" });
-  let changed = 0;
-  k1.forEach((v, i) => (changed += v !== Math.fround(init[i]) ? 1 : 0));
-  assert.equal(changed, 2 * seqs * H * D, "entries written");
 });
 
 Deno.test("sumPartsNorm: h = r + bias + sum of partials and LN(h) = float64; one pipeline for every row count", async () => {

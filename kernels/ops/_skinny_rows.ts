@@ -44,7 +44,7 @@ export function skinnyRowsKernel(sp: MatmulSpec, limits: MatmulLimits): Kernel |
   ) return null;
   const kv = sp.kvWrite;
   const kind = `${sp.N}|${sp.K}|${sp.transB}|${sp.bias}|${sp.activation}|${sp.residual}|` +
-    `${sp.accumulate}|${sp.lnEps}|${sp.lnAct}|${sp.sumParts}|` +
+    `${sp.accumulate}|${sp.lnEps}|${sp.lnAct}|` +
     (kv ? `${kv.heads},${kv.headSize},${kv.cap}${kv.dtype ? `,${kv.dtype}` : ""}` : "") +
     (sp.bHalf ? "|w16" : "");
   const kernel = bucketKernel(sp, skinnyRowBucket(sp.M), kind, limits);

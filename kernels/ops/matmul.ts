@@ -4,8 +4,8 @@
  * A 2-D right operand (a weight) with a non-transposed left operand folds the left's batch
  * axes into M: one big GEMM, and the weight's gradient sums over the batch for free.
  *
- * Under `--precision f16` the fused decode products (layer-norm, partial-sum and KV-cache
- * prologues/epilogues) and the f16 path's decode shapes (<= 16 rows, inference) run the skinny
+ * Under `--precision f16` the fused decode products (layer-norm prologues and KV-cache
+ * epilogues) and the f16 path's decode shapes (<= 16 rows, inference) run the skinny
  * kernel on the weight's registered f16 copy (`MatmulSpec.bHalf`; the copy the f16 products
  * read, matmul_f16.ts): half the bytes of the weight stream that bounds a decode step.
  */
@@ -21,7 +21,7 @@ import { dimsBuffer } from "./dims.ts";
 import { runtime } from "../core/runtime.ts";
 import { planCache } from "../core/plan_cache.ts";
 import { Tensor } from "../core/tensor.ts";
-import { add, full, mish } from "./elementwise.ts";
+import { full, mish } from "./elementwise.ts";
 import type { EpilogueActivation } from "../codegen/activation.ts";
 import { sum } from "./reduce.ts";
 import { layerNorm } from "./norm.ts";
@@ -266,11 +266,11 @@ function matmulKv(
 }
 
 /**
- * Whether {@link matmulSumParts} (`parts` P partials) or a `layerNorm` prologue (parts 0) of
- * `rows` x K times a weight [N, K]^T runs as one fused dispatch on this device (the skinny
- * kernel); callers keep their unfused path otherwise, which is fewer dispatches then.
+ * Whether a `layerNorm` prologue of `rows` x K times a weight [N, K]^T runs as one fused
+ * dispatch on this device (the skinny kernel); callers keep their unfused path otherwise,
+ * which is fewer dispatches then.
  */
-export function fusesPrologue(rows: number, N: number, K: number, parts = 0): boolean {
+export function fusesPrologue(rows: number, N: number, K: number): boolean {
   const spec: MatmulSpec = {
     batch: 1,
     M: rows,
@@ -280,79 +280,8 @@ export function fusesPrologue(rows: number, N: number, K: number, parts = 0): bo
     transB: true,
     aBatchStride: 0,
     bBatchStride: 0,
-    sumParts: parts || undefined,
   };
   return skinnyFits(spec, runtime().ctx.limits);
-}
-
-/**
- * Decoding's sum-then-multiply: h = residual + bias + sum_p parts[p] (parts [P, ...rows, K],
- * residual [...rows, K], bias [K]) and matmul(h, b, opts) (with `opts.layerNorm` applied to
- * h; with `opts.kvCache` its key and value columns also go into the cache). Returns both: h
- * is the next residual. One skinny dispatch when nothing needs a gradient
- * and the shape takes the kernel (h staged in workgroup memory, codegen/matmul/skinny.ts);
- * otherwise the composition of `sum`, `add` and {@link matmul} (same values).
- */
-export function matmulSumParts(
-  parts: Tensor,
-  residual: Tensor,
-  bias: Tensor,
-  b: Tensor,
-  opts: MatmulOptions = {},
-): { out: Tensor; h: Tensor } {
-  const K = residual.shape[residual.rank - 1];
-  if (parts.rank !== residual.rank + 1 || parts.shape.slice(1).join() !== residual.shape.join()) {
-    throw new Error(
-      `matmulSumParts: parts [${parts.shape}] must be [P, ${residual.shape}] (residual's shape)`,
-    );
-  }
-  if (bias.rank !== 1 || bias.shape[0] !== K) {
-    throw new Error(`matmulSumParts: bias [${bias.shape}] must be [${K}]`);
-  }
-  if (opts.transA) throw new Error("matmulSumParts: no transA");
-  const ln = opts.layerNorm;
-  if (ln) checkLn(ln, K);
-  const kv = opts.kvCache;
-  const rest = { ...opts, layerNorm: undefined, kvCache: undefined };
-  const { spec, outShape, N } = specOf(residual, b, rest);
-  // The KV-cache epilogue (ln1 + qkv of a decode layer whose input is a partials' sum).
-  const kvw = kv ? kvSpec(residual, kv.cache, N) : undefined;
-  if (kv && (!Number.isInteger(kv.start) || kv.start < 0 || kv.start + kvw!.t > kvw!.cap)) {
-    throw new Error(`matmul: kvCache positions from ${kv.start} exceed the capacity ${kvw!.cap}`);
-  }
-  const needsGrad = isGradEnabled() &&
-    [parts, residual, bias, b, opts.bias, opts.residual, ln?.weight, ln?.bias].some((t) =>
-      t?.requiresGrad
-    );
-  spec.activation = opts.activation;
-  spec.residual = !!opts.residual;
-  spec.lnEps = ln ? ln.eps ?? 1e-5 : undefined;
-  spec.sumParts = parts.shape[0];
-  spec.kvWrite = kvw;
-  const fused = !needsGrad && opts.splitK === undefined &&
-    skinnyFits(spec, runtime().ctx.limits) &&
-    (!opts.residual || opts.residual.shape.join() === outShape.join());
-  if (!fused) {
-    const h = add(add(residual, bias), sum(parts, 0));
-    return { out: matmul(h, b, opts), h };
-  }
-  const hb = halfCopy(b, spec);
-  const out = Tensor.empty(outShape, "f32");
-  const h = Tensor.empty(residual.shape, "f32");
-  const prm = kv ? cacheParams(kv.start, kv.start + kvw!.t) : null;
-  run(
-    spec,
-    parts,
-    hb,
-    out,
-    opts.bias ?? null,
-    null,
-    opts.residual ?? null,
-    ln ? [ln.weight, ln.bias] : null,
-    prm ? [residual, bias, h, kv!.cache, prm] : [residual, bias, h],
-  );
-  prm?.dispose();
-  return { out, h };
 }
 
 /**
@@ -453,7 +382,7 @@ function run(
   const plan = planCache(
     `mm|${sp.batch}|${sp.M}|${sp.N}|${sp.K}|${sp.transA}|${sp.transB}|${sp.aBatchStride}|` +
       `${sp.bBatchStride}|${sp.bias}|${sp.splitK}|${sp.sumK}|${sp.activation}|${sp.residual}|` +
-      `${sp.lnEps}|${sp.lnAct}|${sp.sumParts}|${JSON.stringify(sp.kvWrite ?? null)}` +
+      `${sp.lnEps}|${sp.lnAct}|${JSON.stringify(sp.kvWrite ?? null)}` +
       (sp.bHalf ? "|w16" : ""),
     () => planMatmul(sp, rt.ctx.limits),
   );
@@ -508,7 +437,7 @@ function dynamicPlan(sp: MatmulSpec, kind: string) {
  */
 function rowsGeneric(sp: MatmulSpec): boolean {
   return !isGradEnabled() && sp.batch === 1 && !sp.transA && sp.splitK === undefined &&
-    !sp.sumK && sp.lnEps === undefined && !sp.sumParts && !sp.kvWrite && !isSkinny(sp);
+    !sp.sumK && sp.lnEps === undefined && !sp.kvWrite && !isSkinny(sp);
 }
 
 // With C = op(A)·op(B): d op(A) = G·op(B)^T and d op(B) = op(A)^T·G.

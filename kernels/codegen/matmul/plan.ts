@@ -103,12 +103,6 @@ export interface MatmulSpec {
   /** With `lnEps`: apply this activation to the normalized A (the Q head's LN + Mish). */
   lnAct?: "mish";
   /**
-   * Prologue of skinny plans only: A is P partial products [P, M, K] summed with a residual
-   * [M, K] and a bias [K] (three bindings after gamma/beta: residual, bias, and h [M, K]
-   * read_write, which workgroup 0 fills with the sum) before the layer norm and the product.
-   */
-  sumParts?: number;
-  /**
    * Epilogue of skinny plans only: C is the packed QKV projection of `seqs` x `t` rows; also
    * store its key/value columns into a KV cache [2, seqs, heads, cap, headSize] at position
    * start + i (two bindings last: the cache, read_write, and a uniform {start, length, 0, 0}).
@@ -433,7 +427,6 @@ export function matmulLabel(spec: MatmulSpec): string {
     spec.activation ?? "",
     spec.residual ? "res" : "",
     spec.lnEps !== undefined ? `ln${spec.lnAct ? `+${spec.lnAct}` : ""}` : "",
-    spec.sumParts ? `parts${spec.sumParts}` : "",
     spec.kvWrite ? (spec.kvWrite.dtype === "f16" ? "kv f16" : "kv") : "",
     spec.bHalf ? "w f16" : "",
   ].filter((s) => s).join(" ");
@@ -461,9 +454,9 @@ export function planMatmul(
   checkSpec(spec);
   if (spec.dynamicM) return planDynamicM(spec, limits, override);
   if (spec.splitK === undefined && !override && isSkinny(spec)) return planSkinny(spec, limits);
-  if (spec.lnEps !== undefined || spec.sumParts || spec.kvWrite || spec.bHalf) {
+  if (spec.lnEps !== undefined || spec.kvWrite || spec.bHalf) {
     throw new Error(
-      `matmul: layer-norm, partial-sum, KV and f16-weight plans need a skinny shape, got ` +
+      `matmul: layer-norm, KV and f16-weight plans need a skinny shape, got ` +
         matmulLabel(spec),
     );
   }
@@ -546,7 +539,7 @@ export function planMatmul(
 function planDynamicM(spec: MatmulSpec, limits: MatmulLimits, override?: MatmulTile): MatmulPlan {
   if (
     spec.batch !== 1 || spec.transA || spec.splitK !== undefined || spec.sumK ||
-    spec.lnEps !== undefined || spec.sumParts || spec.kvWrite || spec.bHalf
+    spec.lnEps !== undefined || spec.kvWrite || spec.bHalf
   ) {
     throw new Error(
       `matmul: shape-generic rows need batch 1, A not transposed, no split-K, k-sum or ` +
@@ -658,7 +651,7 @@ export function bindingSizes(
 ): { a: number; b: number; c: number; bias: number; residual: number; sum: number } {
   const last = spec.batch - 1;
   return {
-    a: (last * spec.aBatchStride + spec.M * spec.K) * (spec.sumParts ?? 1),
+    a: last * spec.aBatchStride + spec.M * spec.K,
     b: last * spec.bBatchStride + spec.K * spec.N,
     c: spec.batch * spec.M * spec.N,
     bias: spec.bias ? spec.N : 0,

@@ -22,13 +22,6 @@
  * a = (a - mean) * rstd * gamma + beta. That costs each workgroup 2 extra reads of A (L2
  * hits) and saves the layer norm's dispatch and its [M, K] round trip.
  *
- * Optional partial-sum prologue (`spec.sumParts` = P): A is P partial products [P, M, K]
- * (e.g. per-head attention projections, cached_attention.ts `cachedAttentionProj`); each
- * workgroup first sums h = residual + bias + A[0] + ... + A[P-1] (fixed order) into workgroup
- * memory, once, and the stats and the k-loop read h from there. Workgroup 0 also writes h out
- * (the next residual). h takes M * K * 4 bytes of workgroup memory; where that does not fit,
- * the kernel runs its rows in blocks (stage, statistics, k-loop, reduce, epilogue per block).
- *
  * Optional KV-cache epilogue (`spec.kvWrite`, the packed QKV projection [seqs * t, 3 H D]):
  * output columns [H D, 3 H D) (keys, values) are also stored into a layer's cache
  * [2, seqs, H, cap, D] at position start + i (row = seq * t + i; `start` from a uniform),
@@ -60,8 +53,6 @@ import type { MatmulLimits, MatmulSpec } from "./plan.ts";
 export interface SkinnyShape {
   C: number;
   S: number;
-  /** Rows per block (default all M): fewer only when a staged prologue must fit in blocks. */
-  rows?: number;
 }
 
 /** Decode GEMMs (M <= 16) aim for this many workgroups: two per SM of an H100 (132 SMs). */
@@ -91,12 +82,13 @@ export function isSkinny(spec: MatmulSpec): boolean {
  */
 export function chooseSkinny(spec: MatmulSpec, limits: MatmulLimits): SkinnyShape {
   const { M, N, K, batch } = spec;
-  const R = skinnyRows(spec, limits);
-  if (R === 0) throw new Error(`matmul: skinny plan does not fit workgroup memory`);
+  if (!reductionFits(spec, limits)) {
+    throw new Error(`matmul: skinny plan does not fit workgroup memory`);
+  }
   const threads = Math.min(
     MAX_THREADS,
     floorPow2(limits.maxComputeInvocationsPerWorkgroup),
-    floorPow2((limits.maxComputeWorkgroupStorageSize - stagedBytes(spec, R)) / (4 * R)),
+    floorPow2(limits.maxComputeWorkgroupStorageSize / (4 * M)),
   );
   const chunks = Math.ceil(K / 4);
   // Enough k-groups for <= 16 slices each, but no idle k-groups.
@@ -104,43 +96,21 @@ export function chooseSkinny(spec: MatmulSpec, limits: MatmulLimits): SkinnyShap
   let C = Math.min(MAX_COLUMNS, floorPow2(threads / minS), ceilPow2(N));
   while (C > 1 && batch * Math.ceil(N / C) < SKINNY_WORKGROUPS) C /= 2;
   const S = Math.max(1, Math.min(threads / C, ceilPow2(chunks)));
-  return R === M ? { C, S } : { C, S, rows: R };
+  return { C, S };
 }
 
-/** Fewest threads per workgroup a skinny plan with a staged prologue may drop to. */
-const MIN_STAGED_THREADS = 64;
-
-/** Workgroup bytes of the staged h of a `sumParts` prologue for blocks of R rows. */
-function stagedBytes(spec: MatmulSpec, R: number): number {
-  return spec.sumParts ? 4 * R * spec.K : 0;
+/** Whether the reduction of one thread (M floats) fits in workgroup memory. */
+function reductionFits(spec: MatmulSpec, limits: MatmulLimits): boolean {
+  return 4 * spec.M <= limits.maxComputeWorkgroupStorageSize;
 }
 
 /**
- * Rows per block: all M, or with a staged `sumParts` prologue the fewest equal blocks whose
- * h (R x K floats) and reduction (R floats for each of at least 64 threads) fit in workgroup
- * memory (M = 16, K = 768 on a 32 KiB device: 2 blocks of 8 rows). 0 when none fits.
- */
-function skinnyRows(spec: MatmulSpec, limits: MatmulLimits): number {
-  const { M } = spec;
-  for (let blocks = 1; blocks <= M; blocks++) {
-    const R = Math.ceil(M / blocks);
-    const room = limits.maxComputeWorkgroupStorageSize - stagedBytes(spec, R);
-    if (room >= 4 * R * (spec.sumParts ? MIN_STAGED_THREADS : 1)) return R;
-  }
-  return 0;
-}
-
-/**
- * Whether a skinny spec with the optional prologues/epilogues can be generated: `sumParts`
- * needs A [M, K] rows with K % 4 == 0 (vec4 staging), batch 1, and workgroup memory for h
- * of at least one row plus its reduction; `kvWrite` needs batch 1 and the QKV layout.
+ * Whether a skinny spec with the optional prologues/epilogues can be generated: workgroup
+ * memory for the reduction; `kvWrite` needs batch 1 and the QKV layout.
  */
 export function skinnyFits(spec: MatmulSpec, limits: MatmulLimits): boolean {
   if (!isSkinny(spec)) return false;
-  if (spec.sumParts) {
-    if (spec.transA || spec.K % 4 !== 0 || spec.batch !== 1) return false;
-  }
-  if (skinnyRows(spec, limits) === 0) return false;
+  if (!reductionFits(spec, limits)) return false;
   if (spec.kvWrite) {
     const { seqs, t, heads, headSize } = spec.kvWrite;
     if (spec.batch !== 1 || spec.M !== seqs * t || spec.N !== 3 * heads * headSize) return false;
@@ -185,7 +155,7 @@ fn pro4_mish(v: vec4<f32>) -> vec4<f32> {
 /**
  * The complete WGSL of a skinny plan. Bindings: 0 A, 1 B, 2 C (read_write), 3 bias[N] when
  * spec.bias, then the residual [batch, M, N] when spec.residual, then gamma[K] and beta[K]
- * when `opts.lnEps` is set, then the sumParts and kvWrite bindings, then the `dims` uniform
+ * when `opts.lnEps` is set, then the kvWrite bindings, then the `dims` uniform
  * with `opts.dynamicRows`.
  */
 export function generateSkinny(
@@ -198,7 +168,6 @@ export function generateSkinny(
 ): string {
   const { M, N, K, transA, transB, aBatchStride: sa, bBatchStride: sb, batch } = spec;
   const { C, S } = shape;
-  const R = shape.rows ?? M;
   const T = C * S;
   const ln = opts.lnEps !== undefined;
   if (ln && transA) throw new Error(`${label}: a layer-norm prologue needs A stored [M, K]`);
@@ -242,17 +211,6 @@ export function generateSkinny(
     o.push(`@group(0) @binding(${at++}) var<storage, read> gam_g: ${arr(aVec, K)};`);
     o.push(`@group(0) @binding(${at++}) var<storage, read> bet_g: ${arr(aVec, K)};`);
   }
-  const P = spec.sumParts ?? 0;
-  const MK4 = (M * K) / 4;
-  if (P) {
-    if (!aVec || batch !== 1) throw new Error(`${label}: sumParts needs A [M, K], K % 4 == 0`);
-    o.push(`@group(0) @binding(${at++}) var<storage, read> pres_g: ${rowsArr(true, 4 * MK4)};`);
-    o.push(`@group(0) @binding(${at++}) var<storage, read> pbias_g: array<vec4<f32>, ${K / 4}>;`);
-    o.push(
-      `@group(0) @binding(${at++}) var<storage, read_write> hout_g: ${rowsArr(true, 4 * MK4)};`,
-    );
-    o.push(`var<workgroup> hs: array<vec4<f32>, ${(R * K) / 4}>;`);
-  }
   const kv = spec.kvWrite;
   if (kv) {
     const cacheLen = 2 * kv.seqs * kv.heads * kv.cap * kv.headSize;
@@ -269,7 +227,7 @@ export function generateSkinny(
   if (ln && opts.lnAct === "mish") o.push(MISH_WGSL);
   if (wHalf) o.push(ROUND_HALF4_WGSL);
   // red[m * T + c * S + kg]: neighbouring k-groups at neighbouring words (no bank conflicts).
-  o.push(`var<workgroup> red: array<f32, ${R * T}>;`);
+  o.push(`var<workgroup> red: array<f32, ${M * T}>;`);
   o.push("");
   o.push(`@compute @workgroup_size(${T})`);
   o.push(
@@ -287,20 +245,13 @@ export function generateSkinny(
   o.push(`  let a_base = batch * ${sa}u;`);
   o.push(`  let b_base = batch * ${sb}u;`);
   o.push(dyn ? "  let c_base = 0u;" : `  let c_base = batch * ${M * N}u;`);
-  // Rows present: all M, or the run-time count (dims.x <= M).
-  const MR = dyn ? "dims.x" : `${M}u`;
   const aIdx = (m: number, k: string) =>
     transA ? `a_base + (${k}) * ${M}u + ${m}u` : `a_base + ${m * K}u + ${k}`;
   const bIdx = (k: string) => transB ? `b_base + n * ${K}u + ${k}` : `b_base + (${k}) * ${N}u + n`;
   // A chunk (4 k values from k0, `len` of them valid) as a vec4 expression.
-  // Rows are processed in blocks of R (shape.rows; all M unless staged h needs blocking):
-  // rows r0 .. r0 + rows - 1; `m` below is the row within the block.
-  let r0 = 0;
-  let rows = M;
   const loadA = (m: number, k0: string, len: number) => {
-    if (P) return `hs[${(m * K) / 4}u + (${k0}) / 4u]`;
-    if (aVec && len === 4) return `a_g[(${aIdx(r0 + m, k0)}) / 4u]`;
-    const e = [0, 1, 2, 3].map((j) => j < len ? `a_g[${aIdx(r0 + m, `${k0} + ${j}u`)}]` : "0.0");
+    if (aVec && len === 4) return `a_g[(${aIdx(m, k0)}) / 4u]`;
+    const e = [0, 1, 2, 3].map((j) => j < len ? `a_g[${aIdx(m, `${k0} + ${j}u`)}]` : "0.0");
     return `vec4<f32>(${e.join(", ")})`;
   };
   const loadB = (k0: string, len: number) => {
@@ -316,11 +267,11 @@ export function generateSkinny(
     const e = [0, 1, 2, 3].map((j) => j < len ? `${name}[${k0} + ${j}u]` : "0.0");
     return `vec4<f32>(${e.join(", ")})`;
   };
-  // Tree over `count` threads (a power of two) of the R values at red[m * T + base + i].
+  // Tree over `count` threads (a power of two) of the M values at red[m * T + base + i].
   const tree = (count: number, base: string, i: string) => {
     o.push("  workgroupBarrier();");
     for (let s = count / 2; s >= 1; s /= 2) {
-      const adds = Array.from({ length: rows }, (_, m) => {
+      const adds = Array.from({ length: M }, (_, m) => {
         const at = `${m * T}u + ${base}${i}`;
         return `red[${at}] += red[${at} + ${s}u];`;
       });
@@ -328,141 +279,120 @@ export function generateSkinny(
       o.push("  workgroupBarrier();");
     }
   };
-  for (r0 = 0; r0 < M; r0 += R) {
-    rows = Math.min(R, M - r0);
-    // Blocks reuse red and hs: everyone is done with the previous block's values.
-    if (r0 > 0) o.push("  workgroupBarrier();");
-    o.push("  {");
-    if (P) {
-      // h = residual + bias + parts[0] + ... + parts[P-1], staged once; workgroup 0 writes it.
-      const off = (r0 * K) / 4;
-      const staged = dyn
-        ? `${K / 4}u * (min(${MR}, ${r0 + rows}u) - min(${MR}, ${r0}u))`
-        : `${(rows * K) / 4}u`;
-      if (dyn) o.push(`  let mk4 = dims.x * ${K / 4}u;`);
-      o.push(`  for (var e = lid; e < ${staged}; e += ${T}u) {`);
-      o.push(`    let g = ${off}u + e;`);
-      o.push(`    var v = pres_g[g] + pbias_g[e % ${K / 4}u];`);
-      for (let p = 0; p < P; p++) {
-        o.push(dyn ? `    v += a_g[${p}u * mk4 + g];` : `    v += a_g[${p * MK4}u + g];`);
-      }
-      o.push("    hs[e] = v;");
-      o.push("    if (lin == 0u) { hout_g[g] = v; }");
-      o.push("  }");
-      o.push("  workgroupBarrier();");
-    }
-    if (ln) {
-      // Row statistics over all T threads: chunk q = lid + T * it, then a tree over T.
-      const statIters = Math.ceil(K / 4 / T);
-      const pass = (what: "mean" | "var") => {
-        o.push(`  { ${Array.from({ length: rows }, (_, m) => `var p${m} = 0.0;`).join(" ")}`);
-        o.push(`    for (var it = 0u; it < ${statIters}u; it++) {`);
-        o.push(`      let k0 = (lid + it * ${T}u) * 4u;`);
-        o.push(`      if (k0 < ${K}u) {`);
+  // The body sits in a WGSL scope `{ }`, and the row index below keeps its `0u + `: the
+  // source stays byte-identical to the earlier version's, which ran its rows in blocks.
+  o.push("  {");
+  if (ln) {
+    // Row statistics over all T threads: chunk q = lid + T * it, then a tree over T.
+    const statIters = Math.ceil(K / 4 / T);
+    const pass = (what: "mean" | "var") => {
+      o.push(`  { ${Array.from({ length: M }, (_, m) => `var p${m} = 0.0;`).join(" ")}`);
+      o.push(`    for (var it = 0u; it < ${statIters}u; it++) {`);
+      o.push(`      let k0 = (lid + it * ${T}u) * 4u;`);
+      o.push(`      if (k0 < ${K}u) {`);
+      o.push(
+        `        let ok = vec4<f32>(vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(${K}u));`,
+      );
+      for (let m = 0; m < M; m++) {
+        const v = K % 4 === 0
+          ? loadA(m, "k0", 4)
+          : `vec4<f32>(${
+            [0, 1, 2, 3].map((j) => `a_g[${aIdx(m, `min(k0 + ${j}u, ${K - 1}u)`)}]`)
+              .join(", ")
+          })`;
         o.push(
-          `        let ok = vec4<f32>(vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(${K}u));`,
+          what === "mean"
+            ? `        p${m} += dot(${v}, ok);`
+            : `        { let d = (${v} - vec4<f32>(mean${m})) * ok; p${m} += dot(d, d); }`,
         );
-        for (let m = 0; m < rows; m++) {
-          const v = K % 4 === 0
-            ? loadA(m, "k0", 4)
-            : `vec4<f32>(${
-              [0, 1, 2, 3].map((j) => `a_g[${aIdx(r0 + m, `min(k0 + ${j}u, ${K - 1}u)`)}]`)
-                .join(", ")
-            })`;
-          o.push(
-            what === "mean"
-              ? `        p${m} += dot(${v}, ok);`
-              : `        { let d = (${v} - vec4<f32>(mean${m})) * ok; p${m} += dot(d, d); }`,
-          );
-        }
-        o.push("      }");
-        o.push("    }");
-        for (let m = 0; m < rows; m++) o.push(`    red[${m * T}u + lid] = p${m};`);
-        o.push("  }");
-        tree(T, "", "lid");
-        for (let m = 0; m < rows; m++) {
-          o.push(
-            what === "mean"
-              ? `  let mean${m} = red[${m * T}u] / ${K}.0;`
-              : `  let rstd${m} = inverseSqrt(red[${m * T}u] / ${K}.0 + ${f32(opts.lnEps!)});`,
-          );
-        }
-        // Everyone has read the total before the buffer is reused.
-        o.push("  workgroupBarrier();");
-      };
-      pass("mean");
-      pass("var");
-    }
-    for (let m = 0; m < rows; m++) o.push(`  var acc${m} = 0.0;`);
-    const body = (k0: string, len: number, indent: string) => {
-      o.push(`${indent}let bv = ${loadB(k0, len)};`);
-      if (ln) {
-        o.push(`${indent}let gv = ${loadLn("gam_g", k0, len)};`);
-        o.push(`${indent}let ev = ${loadLn("bet_g", k0, len)};`);
       }
-      for (let m = 0; m < rows; m++) {
-        let a = loadA(m, k0, len);
-        // Padding lanes of a tail chunk have b = 0, so their normalized a never counts.
-        if (ln) a = `(${a} - vec4<f32>(mean${m})) * rstd${m} * gv + ev`;
-        if (ln && opts.lnAct) a = `pro4_${opts.lnAct}(${a})`;
-        if (wHalf) a = `rh4(${a})`;
-        o.push(`${indent}acc${m} += dot(${a}, bv);`);
-      }
-    };
-    if (iters > 0) {
-      o.push(`  for (var it = 0u; it < ${iters}u; it++) {`);
-      o.push(`    let q = kg + it * ${S}u;`);
-      const guarded = qFull % S !== 0;
-      if (guarded) o.push(`    if (q < ${qFull}u) {`);
-      body("q * 4u", 4, guarded ? "      " : "    ");
-      if (guarded) o.push("    }");
-      o.push("  }");
-    }
-    if (rem > 0) {
-      // The partial last chunk belongs to one k-group.
-      o.push(`  if (kg == ${qFull % S}u) {`);
-      body(`${qFull * 4}u`, rem, "    ");
-      o.push("  }");
-    }
-    for (let m = 0; m < rows; m++) o.push(`  red[${m * T}u + c * ${S}u + kg] = acc${m};`);
-    tree(S, `c * ${S}u + `, "kg");
-    // Epilogue: output (m, c) by thread m * C + c, so stores coalesce along n.
-    o.push(`  for (var i = lid; i < ${rows * C}u; i += ${T}u) {`);
-    o.push(`    let m = ${r0}u + i / ${C}u;`);
-    o.push(`    let col = n0 + i % ${C}u;`);
-    o.push(dyn ? `    if (col < ${N}u && m < dims.x) {` : `    if (col < ${N}u) {`);
-    o.push(`      let idx = c_base + m * ${N}u + col;`);
-    let v = `red[(i / ${C}u) * ${T}u + (i % ${C}u) * ${S}u]`;
-    if (spec.bias) v = `${v} + bias_g[col]`;
-    if (spec.activation) v = `act_${spec.activation}(${v})`;
-    if (spec.residual) v = `${v} + res_g[idx]`;
-    if (spec.accumulate) v = `${v} + c_g[idx]`;
-    o.push(`      let v = ${v};`);
-    o.push("      c_g[idx] = v;");
-    if (kv) {
-      // Columns [HD, 3HD): keys then values, into the cache at position start + i.
-      const d = kv.heads * kv.headSize;
-      o.push(`      if (col >= ${d}u) {`);
-      o.push(`        let half = (col - ${d}u) / ${d}u;`);
-      o.push(`        let hj = (col - ${d}u) % ${d}u;`);
-      // Run-time rows: t = length - start new tokens per sequence, dims.x / t sequences.
-      const seqs = dyn ? "(dims.x / (kvp.length - kvp.start))" : `${kv.seqs}u`;
-      const t = dyn ? "(kvp.length - kvp.start)" : `${kv.t}u`;
-      o.push(
-        `        let slot = ((half * ${seqs} + m / ${t}) * ${kv.heads}u + ` +
-          `hj / ${kv.headSize}u) * ${kv.cap}u + kvp.start + m % ${t};`,
-      );
-      o.push(
-        `        kv_g[slot * ${kv.headSize}u + hj % ${kv.headSize}u] = ${
-          kvHalf ? toHalf("v") : "v"
-        };`,
-      );
       o.push("      }");
+      o.push("    }");
+      for (let m = 0; m < M; m++) o.push(`    red[${m * T}u + lid] = p${m};`);
+      o.push("  }");
+      tree(T, "", "lid");
+      for (let m = 0; m < M; m++) {
+        o.push(
+          what === "mean"
+            ? `  let mean${m} = red[${m * T}u] / ${K}.0;`
+            : `  let rstd${m} = inverseSqrt(red[${m * T}u] / ${K}.0 + ${f32(opts.lnEps!)});`,
+        );
+      }
+      // Everyone has read the total before the buffer is reused.
+      o.push("  workgroupBarrier();");
+    };
+    pass("mean");
+    pass("var");
+  }
+  for (let m = 0; m < M; m++) o.push(`  var acc${m} = 0.0;`);
+  const body = (k0: string, len: number, indent: string) => {
+    o.push(`${indent}let bv = ${loadB(k0, len)};`);
+    if (ln) {
+      o.push(`${indent}let gv = ${loadLn("gam_g", k0, len)};`);
+      o.push(`${indent}let ev = ${loadLn("bet_g", k0, len)};`);
     }
-    o.push("    }");
-    o.push("  }");
+    for (let m = 0; m < M; m++) {
+      let a = loadA(m, k0, len);
+      // Padding lanes of a tail chunk have b = 0, so their normalized a never counts.
+      if (ln) a = `(${a} - vec4<f32>(mean${m})) * rstd${m} * gv + ev`;
+      if (ln && opts.lnAct) a = `pro4_${opts.lnAct}(${a})`;
+      if (wHalf) a = `rh4(${a})`;
+      o.push(`${indent}acc${m} += dot(${a}, bv);`);
+    }
+  };
+  if (iters > 0) {
+    o.push(`  for (var it = 0u; it < ${iters}u; it++) {`);
+    o.push(`    let q = kg + it * ${S}u;`);
+    const guarded = qFull % S !== 0;
+    if (guarded) o.push(`    if (q < ${qFull}u) {`);
+    body("q * 4u", 4, guarded ? "      " : "    ");
+    if (guarded) o.push("    }");
     o.push("  }");
   }
+  if (rem > 0) {
+    // The partial last chunk belongs to one k-group.
+    o.push(`  if (kg == ${qFull % S}u) {`);
+    body(`${qFull * 4}u`, rem, "    ");
+    o.push("  }");
+  }
+  for (let m = 0; m < M; m++) o.push(`  red[${m * T}u + c * ${S}u + kg] = acc${m};`);
+  tree(S, `c * ${S}u + `, "kg");
+  // Epilogue: output (m, c) by thread m * C + c, so stores coalesce along n.
+  o.push(`  for (var i = lid; i < ${M * C}u; i += ${T}u) {`);
+  o.push(`    let m = 0u + i / ${C}u;`);
+  o.push(`    let col = n0 + i % ${C}u;`);
+  o.push(dyn ? `    if (col < ${N}u && m < dims.x) {` : `    if (col < ${N}u) {`);
+  o.push(`      let idx = c_base + m * ${N}u + col;`);
+  let v = `red[(i / ${C}u) * ${T}u + (i % ${C}u) * ${S}u]`;
+  if (spec.bias) v = `${v} + bias_g[col]`;
+  if (spec.activation) v = `act_${spec.activation}(${v})`;
+  if (spec.residual) v = `${v} + res_g[idx]`;
+  if (spec.accumulate) v = `${v} + c_g[idx]`;
+  o.push(`      let v = ${v};`);
+  o.push("      c_g[idx] = v;");
+  if (kv) {
+    // Columns [HD, 3HD): keys then values, into the cache at position start + i.
+    const d = kv.heads * kv.headSize;
+    o.push(`      if (col >= ${d}u) {`);
+    o.push(`        let half = (col - ${d}u) / ${d}u;`);
+    o.push(`        let hj = (col - ${d}u) % ${d}u;`);
+    // Run-time rows: t = length - start new tokens per sequence, dims.x / t sequences.
+    const seqs = dyn ? "(dims.x / (kvp.length - kvp.start))" : `${kv.seqs}u`;
+    const t = dyn ? "(kvp.length - kvp.start)" : `${kv.t}u`;
+    o.push(
+      `        let slot = ((half * ${seqs} + m / ${t}) * ${kv.heads}u + ` +
+        `hj / ${kv.headSize}u) * ${kv.cap}u + kvp.start + m % ${t};`,
+    );
+    o.push(
+      `        kv_g[slot * ${kv.headSize}u + hj % ${kv.headSize}u] = ${
+        kvHalf ? toHalf("v") : "v"
+      };`,
+    );
+    o.push("      }");
+  }
+  o.push("    }");
+  o.push("  }");
+  o.push("  }");
   o.push("}");
   return o.join("\n") + "\n";
 }
