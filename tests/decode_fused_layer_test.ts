@@ -1,5 +1,5 @@
 /**
- * The 4-dispatch decode layer's fused pieces against float64 and the unfused compositions:
+ * The 5-dispatch decode layer's fused pieces against float64 and the unfused compositions:
  * the KV-cache epilogue of the QKV matmul (matmul `kvCache`) against matmul + appendKv,
  * attention with per-head output projections (`cachedAttentionProj`) against float64 and
  * cachedAttention + matmul, and the partials' sum + layer norm (`sumPartsNorm`) against
