@@ -4,12 +4,20 @@
  *
  *   deno task test [files...] [-- extra deno test flags]
  */
+import { BACKEND_AUTO_ENV, BACKEND_ENV, backendDecision } from "../kernels/core/backend.ts";
+
 const args = Deno.args.length ? Deno.args : ["tests/"];
+// Vulkan only where a Vulkan driver is installed (kernels/core/backend.ts: no libEGL, whose
+// exit-time teardown aborted passing runs), chosen once here so that no test thread has to
+// write the environment while others read it.
+const backend: Record<string, string> = backendDecision(Deno.env.toObject()) === "vulkan"
+  ? { [BACKEND_ENV]: "vulkan", [BACKEND_AUTO_ENV]: "1" }
+  : {};
 const child = new Deno.Command(Deno.execPath(), {
   args: ["test", "-A", ...args],
   stdout: "piped",
   stderr: "inherit",
-  env: { NO_COLOR: "1" },
+  env: { NO_COLOR: "1", ...backend },
 }).spawn();
 
 let tail = "";

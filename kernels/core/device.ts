@@ -9,9 +9,12 @@
  * it apart and {@link requireUsableAdapter} refuses it (commands call it; `JOWA_ALLOW_GL=1`
  * runs anyway). And Mesa prints "XDG_RUNTIME_DIR is invalid" on every start when that
  * variable is unset: a private runtime directory is set before the adapter is requested.
+ * Where a Vulkan driver is installed, wgpu is asked for Vulkan only (`backend.ts`: its OpenGL
+ * probe loads libEGL, whose exit-time teardown made test processes abort after passing).
  *
  * @module
  */
+import { preferVulkan } from "./backend.ts";
 
 /** Limits we request at the adapter's own values (the rest keep their defaults). */
 const REQUESTED_LIMITS = [
@@ -140,8 +143,17 @@ async function createContext(): Promise<GpuContext> {
     throw new GpuUnavailableError(INSTALL_HINT);
   }
   ensureRuntimeDir(); // before Mesa reads it (adapter enumeration)
+  const vulkanOnly = preferVulkan(); // before Deno creates this runtime's wgpu instance
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
-  if (!adapter) throw new GpuUnavailableError(INSTALL_HINT);
+  if (!adapter) {
+    throw new GpuUnavailableError(
+      vulkanOnly
+        ? "No WebGPU adapter found: a Vulkan driver manifest is installed but Vulkan found no " +
+          "device (wgpu was asked for Vulkan only; JOWA_ALLOW_GL=1 or DENO_WEBGPU_BACKEND=" +
+          "vulkan,gl lets it try OpenGL too)"
+        : INSTALL_HINT,
+    );
+  }
   const requiredLimits: Record<string, number> = {};
   for (const name of REQUESTED_LIMITS) {
     const value = (adapter.limits as unknown as Record<string, number>)[name];
