@@ -12,8 +12,11 @@ import { fileURLToPath } from "node:url";
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 /** Folders that may import anything: they are not part of the library. */
 const FREE = new Set(["tests", "bench", "scripts"]);
-/** Never scanned: dependencies, tool and run outputs (deno.json's excludes). */
-const SKIP = new Set(["node_modules", ".git", ".gpu", ".venv", "runs", "data", "shared"]);
+/**
+ * Never scanned: dependencies, tool and run outputs (deno.json's excludes), and hidden folders
+ * (.git, .gpu, .venv, a developer's ignored scratch folder).
+ */
+const SKIP = new Set(["node_modules", "runs", "data", "shared"]);
 
 /**
  * Relative specifiers a TypeScript source depends on: static `import`/`export ... from`
@@ -65,8 +68,9 @@ function sourceFiles(dir = ""): string[] {
   const out: string[] = [];
   for (const e of readdirSync(path.join(ROOT, dir), { withFileTypes: true })) {
     const rel = dir ? `${dir}/${e.name}` : e.name;
-    if (e.isDirectory() && !SKIP.has(e.name)) out.push(...sourceFiles(rel));
-    else if (e.isFile() && e.name.endsWith(".ts")) out.push(rel);
+    if (e.isDirectory() && !SKIP.has(e.name) && !e.name.startsWith(".")) {
+      out.push(...sourceFiles(rel));
+    } else if (e.isFile() && e.name.endsWith(".ts")) out.push(rel);
   }
   return out;
 }
