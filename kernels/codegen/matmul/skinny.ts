@@ -279,9 +279,6 @@ export function generateSkinny(
       o.push("  workgroupBarrier();");
     }
   };
-  // The body sits in a WGSL scope `{ }`, and the row index below keeps its `0u + `: the
-  // source stays byte-identical to the earlier version's, which ran its rows in blocks.
-  o.push("  {");
   if (ln) {
     // Row statistics over all T threads: chunk q = lid + T * it, then a tree over T.
     const statIters = Math.ceil(K / 4 / T);
@@ -359,7 +356,7 @@ export function generateSkinny(
   tree(S, `c * ${S}u + `, "kg");
   // Epilogue: output (m, c) by thread m * C + c, so stores coalesce along n.
   o.push(`  for (var i = lid; i < ${M * C}u; i += ${T}u) {`);
-  o.push(`    let m = 0u + i / ${C}u;`);
+  o.push(`    let m = i / ${C}u;`);
   o.push(`    let col = n0 + i % ${C}u;`);
   o.push(dyn ? `    if (col < ${N}u && m < dims.x) {` : `    if (col < ${N}u) {`);
   o.push(`      let idx = c_base + m * ${N}u + col;`);
@@ -391,7 +388,6 @@ export function generateSkinny(
     o.push("      }");
   }
   o.push("    }");
-  o.push("  }");
   o.push("  }");
   o.push("}");
   return o.join("\n") + "\n";
