@@ -5,6 +5,7 @@
  * child that inherits our choice decides again (hidden Vulkan drivers still fall back to GL).
  */
 import assert from "node:assert/strict";
+import { runProbe } from "./helpers/child_probe.ts";
 import {
   BACKEND_AUTO_ENV,
   BACKEND_ENV,
@@ -76,22 +77,10 @@ Deno.test("hasVulkanDriver: the loader's explicit lists replace the search; file
   }
 });
 
-async function probe(env: Record<string, string>, drop: string[] = []) {
-  const base = Object.fromEntries(
-    Object.entries(Deno.env.toObject()).filter(([k]) =>
-      !drop.includes(k) && k !== "JOWA_ALLOW_GL" && k !== BACKEND_ENV && k !== BACKEND_AUTO_ENV
-    ),
-  );
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--unstable-webgpu", PROBE],
-    clearEnv: true,
-    env: { ...base, ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const out = new TextDecoder().decode(r.stdout).trim();
-  assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
-  return JSON.parse(out.split("\n")[0]);
+async function probe(env: Record<string, string>) {
+  const r = await runProbe(PROBE, env);
+  assert.equal(r.code, 0, r.stderr);
+  return r.info;
 }
 
 Deno.test({

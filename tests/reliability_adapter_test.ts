@@ -7,25 +7,14 @@
  * set before the adapter is requested.
  */
 import assert from "node:assert/strict";
+import { runProbe } from "./helpers/child_probe.ts";
 import { CPU_GL_MESSAGE, isCpuGlFallback } from "../kernels/core/device.ts";
 
 const PROBE = new URL("./helpers/adapter_probe.ts", import.meta.url).pathname;
 const NO_VULKAN = { VK_ICD_FILENAMES: "/nonexistent.json", VK_DRIVER_FILES: "/nonexistent.json" };
 
-async function probe(env: Record<string, string>, drop: string[] = []) {
-  const base = Object.fromEntries(
-    Object.entries(Deno.env.toObject()).filter(([k]) => !drop.includes(k) && k !== "JOWA_ALLOW_GL"),
-  );
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--unstable-webgpu", PROBE],
-    clearEnv: true,
-    env: { ...base, ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  const stdout = dec.decode(r.stdout).trim();
-  return { code: r.code, info: JSON.parse(stdout.split("\n")[0]), stderr: dec.decode(r.stderr) };
+function probe(env: Record<string, string>, drop: string[] = []) {
+  return runProbe(PROBE, env, drop);
 }
 
 Deno.test("isCpuGlFallback: GL's placeholder subgroup sizes on a CPU adapter, nothing else", () => {
